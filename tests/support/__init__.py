@@ -1,0 +1,1 @@
+"""Helpers of the test suite: image building, a real registry, a synthetic store."""

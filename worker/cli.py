@@ -1,0 +1,237 @@
+"""The ``warmer`` command line: look-ups and re-warm, in-process, no broker needed.
+
+Exit codes: 0 done (``exists``: the blob exists); 1 the blob does not exist or was not found;
+2 the command could not run (bad input, bad configuration, an unreachable store or Redis).
+Results go to stdout (with ``--json`` the last line is one JSON object); progress, warnings and
+errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from worker import __version__
+from worker.clients import build_service
+from worker.errors import BlobNotFoundError, WarmerError
+from worker.rewarm import DEFAULT_BATCH_SIZE, RewarmSummary, rewarm
+from worker.service import CachedBlobService
+from worker.settings import Settings, load_settings
+
+__all__ = ["app", "main"]
+
+EXIT_NOT_FOUND = 1
+EXIT_ERROR = 2
+
+app = typer.Typer(
+    name="warmer",
+    help="Keeps a Docker/OCI registry's Redis blob-descriptor cache warm.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_out = Console(highlight=False)
+_err = Console(stderr=True, highlight=False)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on the last line.")]
+
+
+def _fail(message: str) -> NoReturn:
+    _err.print(f"[bold red]warmer: error:[/] {message}", markup=True, soft_wrap=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)  # set by the callback below
+    return settings
+
+
+def _service(ctx: typer.Context) -> CachedBlobService:
+    try:
+        service = build_service(_settings(ctx))
+        service.store.check()
+    except WarmerError as exc:
+        _fail(str(exc))
+    return service
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        _out.print(__version__)
+        raise typer.Exit()
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=_err, show_path=False, show_time=False)],
+        force=True,
+    )
+    try:
+        ctx.obj = load_settings()
+    except WarmerError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def exists(
+    ctx: typer.Context,
+    repository: Annotated[str, typer.Argument(help="Repository name, e.g. team/app.")],
+    digest: Annotated[str, typer.Argument(help="Blob digest, e.g. sha256:...")],
+    as_json: JsonOption = False,
+) -> None:
+    """Does REPOSITORY hold blob DIGEST? Asks the cache, then the store (exit 1 when not)."""
+    service = _service(ctx)
+    try:
+        found = service.exists(repository, digest)
+    except WarmerError as exc:
+        _fail(str(exc))
+    hit = service.counters.exists.hits > 0
+    if as_json:
+        _print_json(
+            {
+                "repository": repository,
+                "digest": digest,
+                "exists": found,
+                "hit": hit,
+                "counters": service.counters.as_dict(),
+            }
+        )
+    else:
+        source = "cache" if hit else "store"
+        _out.print(f"{repository}@{digest}: {'exists' if found else 'not found'} ({source})")
+    if not found:
+        raise typer.Exit(EXIT_NOT_FOUND)
+
+
+@app.command()
+def fetch(
+    ctx: typer.Context,
+    repository: Annotated[str, typer.Argument(help="Repository name, e.g. team/app.")],
+    digest: Annotated[str, typer.Argument(help="Blob digest, e.g. sha256:...")],
+    as_json: JsonOption = False,
+) -> None:
+    """Describe blob DIGEST of REPOSITORY, warming the cache on a miss (exit 1 when absent)."""
+    service = _service(ctx)
+    try:
+        desc = service.fetch(repository, digest)
+    except BlobNotFoundError as exc:
+        if as_json:
+            _print_json(
+                {
+                    "repository": repository,
+                    "digest": digest,
+                    "error": str(exc),
+                    "counters": service.counters.as_dict(),
+                }
+            )
+        else:
+            _err.print(f"warmer: {exc}", soft_wrap=True)
+        raise typer.Exit(EXIT_NOT_FOUND) from None
+    except WarmerError as exc:
+        _fail(str(exc))
+    hit = service.counters.fetch.hits > 0
+    if as_json:
+        _print_json(
+            {
+                "repository": repository,
+                "digest": desc.digest,
+                "size": desc.size,
+                "media_type": desc.media_type,
+                "path": desc.path,
+                "hit": hit,
+                "counters": service.counters.as_dict(),
+            }
+        )
+        return
+    _out.print(f"{repository}@{desc.digest}")
+    _out.print(f"  size:       {desc.size}")
+    _out.print(f"  media type: {desc.media_type}")
+    if desc.path:
+        _out.print(f"  path:       {desc.path}")
+    _out.print(f"  cache:      {'hit' if hit else 'miss (warmed from the store)'}")
+
+
+@app.command("rewarm")
+def rewarm_command(
+    ctx: typer.Context,
+    repo: Annotated[
+        list[str] | None,
+        typer.Option("--repo", help="Only this repository (repeatable). Default: all."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Digests per Redis round trip.")
+    ] = DEFAULT_BATCH_SIZE,
+    as_json: JsonOption = False,
+) -> None:
+    """Walk the store and warm every repository's blobs and manifests, in this process."""
+    service = _service(ctx)
+    with _progress() as progress:
+        task = progress.add_task("warming", total=None) if progress else None
+
+        def report(s: RewarmSummary) -> None:
+            if progress is not None and task is not None:
+                progress.update(task, description=_describe(s))
+
+        try:
+            summary = rewarm(service, repo or None, batch_size=batch_size, on_progress=report)
+        except WarmerError as exc:
+            _fail(str(exc))
+    if as_json:
+        _print_json(summary.as_dict())
+    else:
+        _out.print(f"rewarm: {_describe(summary)} in {summary.seconds:.2f}s")
+    if summary.errors:
+        _err.print(f"warmer: {summary.errors} blobs could not be warmed (see the warnings above)")
+
+
+def _describe(s: RewarmSummary) -> str:
+    return (
+        f"{s.repositories} repositories, {s.blobs} blobs, {s.manifests} manifests "
+        f"({s.hits} hits, {s.misses} misses, {s.errors} errors)"
+    )
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress() -> Progress | _NoProgress:
+    # A bar only for a person watching: never in a pipe, a log file or CI output.
+    if not _err.is_terminal:
+        return _NoProgress()
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=_err,
+        transient=True,
+    )
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    # Plain print, not rich: the line must be machine-readable, never wrapped or styled.
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    """Entry point of the ``warmer`` console script."""
+    app()

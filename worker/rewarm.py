@@ -1,0 +1,112 @@
+"""Re-warm: walk the store and leave in the cache what the registry leaves after a full pull.
+
+For every repository: each linked blob gets a cached fetch (membership, global descriptor and
+repository media type), and each manifest revision its global descriptor (no membership: the
+registry keeps none for manifests). The walk streams in batches of ``batch_size``: one cache
+round trip reads a batch, one writes its misses, and memory does not grow with the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from itertools import islice
+from typing import Final, TypeVar
+
+from worker import reference
+from worker.errors import RepositoryNotFoundError
+from worker.service import CachedBlobService, FetchResult
+
+__all__ = ["DEFAULT_BATCH_SIZE", "RewarmSummary", "rewarm"]
+
+#: Digests per cache round trip. Large enough that the round trip is noise, small enough that a
+#: batch's pipeline stays a few hundred KiB.
+DEFAULT_BATCH_SIZE: Final = 1000
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class RewarmSummary:
+    """What a re-warm did. ``hits`` and ``misses`` cover blobs and manifests alike."""
+
+    repositories: int = 0
+    blobs: int = 0
+    manifests: int = 0
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, int | float]:
+        """The summary as a JSON-ready dict."""
+        return asdict(self)
+
+    def _count(self, results: list[FetchResult], where: str) -> None:
+        for r in results:
+            if r.hit:
+                self.hits += 1
+            else:
+                self.misses += 1
+            if r.error is not None:
+                self.errors += 1
+                _log.warning("%s: %s", where, r.error)
+
+
+def rewarm(
+    service: CachedBlobService,
+    repositories: Iterable[str] | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: Callable[[RewarmSummary], None] | None = None,
+) -> RewarmSummary:
+    """Warm every repository of the store (or the ones named) and return what was done.
+
+    A cache error aborts the run (raised as CacheError): writing is its whole purpose. Store
+    errors (a link to data that garbage-collect removed) are counted and logged.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    store = service.store
+    store.check()
+    service.cache.ping()
+    names: Iterable[str]
+    if repositories is None:
+        names = store.repositories()
+    else:
+        names = [reference.repository_name(n) for n in repositories]
+        for name in names:
+            if not store.has_repository(name):
+                raise RepositoryNotFoundError(f"repository {name} is not in the store")
+    summary = RewarmSummary()
+    started = time.perf_counter()
+    for name in names:
+        for batch in _batched(store.layers(name), batch_size):
+            summary._count(service.fetch_many(name, batch, strict=True), name)
+            summary.blobs += len(batch)
+            _report(summary, started, on_progress)
+        for batch in _batched(store.revisions(name), batch_size):
+            summary._count(service.stat_many(batch, strict=True), f"{name} (manifest)")
+            summary.manifests += len(batch)
+            _report(summary, started, on_progress)
+        summary.repositories += 1
+        _report(summary, started, on_progress)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def _report(
+    summary: RewarmSummary, started: float, on_progress: Callable[[RewarmSummary], None] | None
+) -> None:
+    if on_progress is not None:
+        summary.seconds = time.perf_counter() - started
+        on_progress(summary)
+
+
+def _batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch

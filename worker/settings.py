@@ -1,0 +1,146 @@
+"""Configuration: read once from the environment (and a ``.env`` file) into one typed object.
+
+Build it with :func:`load_settings`, which turns a bad value into a
+:class:`~worker.errors.ConfigError` naming the variable, and pass it to what needs it: nothing
+reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.cache import Schema
+from worker.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings", "redact_url"]
+
+ENV_PREFIX: Final = "WARMER_"
+_REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+_BROKER_SCHEMES: Final = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
+
+
+class Settings(BaseSettings):
+    """Every setting of the warmer. The repr hides passwords in URLs, the token and the DSN."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    redis_url: str = Field(
+        default="redis://localhost:6379/0",
+        description="The registry's blob-descriptor cache: its `redis.addr` and `redis.db`.",
+    )
+    broker_url: str = Field(
+        default="redis://localhost:6379/1",
+        description="Celery broker (Redis or RabbitMQ). Never the cache's Redis if it evicts.",
+    )
+    state_url: str = Field(
+        default="redis://localhost:6379/2",
+        description="The warmer's own keys: counters, dedup, dead letters, access records.",
+    )
+    result_backend: str | None = Field(
+        default=None, description="Celery result backend; empty means the state URL."
+    )
+    storage_root: Path | None = Field(
+        default=None,
+        description="The registry's `storage.filesystem.rootdirectory`, mounted read-only.",
+    )
+    cache_schema: Schema = Field(
+        default=Schema.BLOBDESCRIPTOR,
+        validation_alias=AliasChoices(f"{ENV_PREFIX}SCHEMA", "cache_schema"),
+        description="Cache schema: `blobdescriptor` (registry 2.1+), `layerinfo` (2.0), `both`.",
+    )
+    webhook_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token the registry sends in its notification `Authorization` header.",
+    )
+    sentry_dsn: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SENTRY_DSN", f"{ENV_PREFIX}SENTRY_DSN", "sentry_dsn"),
+        description="Sentry DSN; errors go to Sentry when set.",
+    )
+    redis_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds to wait on the cache Redis before falling back to the store.",
+    )
+
+    @field_validator("redis_url", "state_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        return _check_scheme(value, _REDIS_SCHEMES)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        return _check_scheme(value, _BROKER_SCHEMES)
+
+    @field_validator("result_backend", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @property
+    def results_url(self) -> str:
+        """The Celery result backend: the configured one, else the state Redis."""
+        return self.result_backend or self.state_url
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name and name.endswith(("_url", "backend")) and isinstance(value, str):
+                yield name, redact_url(value)
+            else:
+                yield name, value
+
+
+def _check_scheme(value: str, schemes: tuple[str, ...]) -> str:
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes:
+        raise ValueError(
+            f"URL scheme must be one of {', '.join(schemes)}, not {scheme or 'none'!r}"
+        )
+    return value
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs and reprs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; raise ConfigError naming the first bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            got = error.get("input")
+            if isinstance(got, str) and "://" in got:
+                got = redact_url(got)
+            problems.append(f"{_env_name(field)}: {error['msg']} (got {got!r})")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def _env_name(field: str) -> str:
+    # Aliased fields report the alias they were read from; the others their field name.
+    if field.upper().startswith(ENV_PREFIX) or field.upper() == "SENTRY_DSN":
+        return field.upper()
+    if field == "cache_schema":
+        return f"{ENV_PREFIX}SCHEMA"
+    return f"{ENV_PREFIX}{field.upper()}"
