@@ -29,7 +29,10 @@ DIGEST_ALGORITHMS: Final = {"sha256": 64, "sha512": 128}
 
 # distribution/reference: path-component = alpha-numeric (separator alpha-numeric)*,
 # separator = [._] | __ | [-]*. No component can be "." or "..", so no name can climb a path.
-_COMPONENT: Final = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+# "[-]*" admits an empty separator, which makes the grammar ambiguous: harmless in Go's linear
+# RE2, exponential backtracking in Python's re ("aaaa...a!" never finishes). "-+" spells the
+# same language (an empty separator only splits one alphanumeric run in two) unambiguously.
+_COMPONENT: Final = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _NAME_RE: Final = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST_RE: Final = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")

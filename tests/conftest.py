@@ -1,0 +1,85 @@
+"""Fixtures: a real redis-server started by the session on a free port, clean DBs, a store.
+
+No Redis of the user's is touched: pytest-redis starts its own server and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from pytest_redis import factories
+
+from tests.support.layout import LayoutWriter
+from tests.support.registry import tools_missing
+from worker.cache import BlobDescriptorCache, Schema
+from worker.service import CachedBlobService
+from worker.store import FilesystemStore
+
+# Two servers: one the tests share, and one that tests stop to see the warmer survive an outage.
+redis_proc = factories.redis_proc(port=None)
+outage_redis_proc = factories.redis_proc(port=None)
+
+CACHE_DB = 0
+
+
+def _flushed(proc: Any, db: int) -> Iterator[redis.Redis]:
+    client = redis.Redis(host=proc.host, port=proc.port, db=db)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def cache_redis(redis_proc: Any) -> Iterator[redis.Redis]:
+    """A client of the registry cache DB, empty before and after each test."""
+    yield from _flushed(redis_proc, CACHE_DB)
+
+
+@pytest.fixture(params=list(Schema), ids=[s.value for s in Schema])
+def schema(request: pytest.FixtureRequest) -> Schema:
+    """Each cache schema in turn: the contract holds for every generation."""
+    value: Schema = request.param
+    return value
+
+
+@pytest.fixture
+def cache(cache_redis: redis.Redis, schema: Schema) -> BlobDescriptorCache:
+    return BlobDescriptorCache(cache_redis, schema)
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> LayoutWriter:
+    """Writes blobs and links into a fresh storage root."""
+    return LayoutWriter(tmp_path / "root")
+
+
+@pytest.fixture
+def store(layout: LayoutWriter) -> FilesystemStore:
+    layout.store.root.mkdir(parents=True, exist_ok=True)
+    return layout.store
+
+
+@pytest.fixture
+def service(cache_redis: redis.Redis, store: FilesystemStore) -> CachedBlobService:
+    return CachedBlobService(BlobDescriptorCache(cache_redis), store)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = tools_missing()
+    if not missing:
+        return
+    reason = (
+        f"end-to-end tests need {' and '.join(missing)} on PATH "
+        "(apt-get install docker-registry skopeo)"
+    )
+    wanted = [item for item in items if "e2e" in item.keywords]
+    if wanted and os.environ.get("WARMER_REQUIRE_E2E") == "1":
+        raise pytest.UsageError(f"WARMER_REQUIRE_E2E=1 but {reason}")
+    for item in wanted:
+        item.add_marker(pytest.mark.skip(reason=reason))
