@@ -20,9 +20,9 @@ from worker.cache import BlobDescriptorCache, Schema
 from worker.service import CachedBlobService
 from worker.store import FilesystemStore
 
-# Two servers: one the tests share, and one that tests stop to see the warmer survive an outage.
-redis_proc = factories.redis_proc(port=None)
-outage_redis_proc = factories.redis_proc(port=None)
+# Two servers on free ports: one the tests share, and one that tests stop to see the warmer survive an outage.
+redis_proc = factories.redis_proc()
+outage_redis_proc = factories.redis_proc()
 
 CACHE_DB = 0
 

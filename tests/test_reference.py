@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,25 @@ def test_repository_name_accepts_distribution_grammar(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "App", "/app", "app/", "a//b", "..", "a/../b", "a/./b", ".a", "a.", "a___b", "a b",
-     "_layers", "a/_manifests", "x" * 256, "a\x00b", "a/b\n"],
+    [
+        "",
+        "App",
+        "/app",
+        "app/",
+        "a//b",
+        "..",
+        "a/../b",
+        "a/./b",
+        ".a",
+        "a.",
+        "a___b",
+        "a b",
+        "_layers",
+        "a/_manifests",
+        "x" * 256,
+        "a\x00b",
+        "a/b\n",
+    ],
 )
 def test_repository_name_refuses_anything_else(name: str) -> None:
     with pytest.raises(InvalidRepositoryNameError):
@@ -41,8 +59,16 @@ def test_digest_accepts_sha256_and_sha512(value: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "sha256:" + "A" * 64, "sha256:" + "a" * 63, "sha384:" + "a" * 96, "md5:abc",
-     "sha256:../../etc", SHA256 + "\n", "sha512:" + "0" * 64],
+    [
+        "",
+        "sha256:" + "A" * 64,
+        "sha256:" + "a" * 63,
+        "sha384:" + "a" * 96,
+        "md5:abc",
+        "sha256:../../etc",
+        SHA256 + "\n",
+        "sha512:" + "0" * 64,
+    ],
 )
 def test_digest_refuses_anything_else(value: str) -> None:
     with pytest.raises(InvalidDigestError):
@@ -72,14 +98,17 @@ _tricky = st.lists(st.sampled_from(_TOKENS), max_size=30).map("".join)
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(repo=st.one_of(_tricky, st.text(max_size=40)), digest=st.one_of(_tricky, st.text()),
-       tag=st.one_of(_tricky, st.text(max_size=20)))
+@given(
+    repo=st.one_of(_tricky, st.text(max_size=40)),
+    digest=st.one_of(_tricky, st.text()),
+    tag=st.one_of(_tricky, st.text(max_size=20)),
+)
 def test_no_input_builds_a_path_outside_the_root(
     tmp_path: Path, repo: str, digest: str, tag: str
 ) -> None:
     store = FilesystemStore(tmp_path / "root")
     root = os.fspath(store.root)
-    builders = [
+    builders: list[Callable[[], str]] = [
         lambda: store.blob_data_path(digest),
         lambda: store.layer_link_path(repo, digest),
         lambda: store.revision_link_path(repo, digest),

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
+        # VAR= in a shell or a compose file means "not set", never "" (an empty storage root
+        # would otherwise be the current directory).
+        env_ignore_empty=True,
     )
 
     redis_url: str = Field(
@@ -83,11 +86,6 @@ class Settings(BaseSettings):
     @classmethod
     def _broker_scheme(cls, value: str) -> str:
         return _check_scheme(value, _BROKER_SCHEMES)
-
-    @field_validator("result_backend", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     @property
     def results_url(self) -> str:

@@ -42,12 +42,14 @@ class LayoutWriter:
         layers = [self.blob(d) for d in layer_data]
         for d in (config, *layers):
             self.link(repository, d)
-        manifest = json.dumps({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"digest": config, "size": 1, "mediaType": "application/octet-stream"},
-            "layers": [{"digest": d, "size": 1, "mediaType": "x"} for d in layers],
-        }).encode()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"digest": config, "size": 1, "mediaType": "application/octet-stream"},
+                "layers": [{"digest": d, "size": 1, "mediaType": "x"} for d in layers],
+            }
+        ).encode()
         digest = self.blob(manifest)
         self.revision(repository, digest)
         self.tag(repository, tag, digest)

@@ -32,7 +32,12 @@ class Blob:
         return "sha256:" + hashlib.sha256(self.data).hexdigest()
 
     def descriptor(self, **extra: Any) -> dict[str, Any]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.data), **extra}
+        return {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": len(self.data),
+            **extra,
+        }
 
 
 def layer(name: str, content: bytes) -> Blob:

@@ -56,8 +56,17 @@ class Registry:
 
     def pull(self, name: str, into: Path) -> None:
         """``skopeo copy --all`` ``name`` from the registry to an OCI layout (a full pull)."""
-        _run([SKOPEO_BIN, "copy", "--quiet", "--all", "--src-tls-verify=false",
-              f"docker://{self.addr}/{name}", f"oci:{into}:x"])
+        _run(
+            [
+                SKOPEO_BIN,
+                "copy",
+                "--quiet",
+                "--all",
+                "--src-tls-verify=false",
+                f"docker://{self.addr}/{name}",
+                f"oci:{into}:x",
+            ]
+        )
 
     def cache_counts(self) -> dict[str, int]:
         """``registry_storage_cache_total`` by type (Request, Hit, Miss) from the debug port."""
@@ -94,7 +103,12 @@ def tools_missing() -> list[str]:
 
 @contextmanager
 def running_registry(
-    workdir: Path, root: Path, redis_port: int, redis_db: int, notify_url: str | None = None,
+    workdir: Path,
+    *,
+    root: Path,
+    redis_port: int,
+    redis_db: int,
+    notify_url: str | None = None,
     token: str = "test-token",
 ) -> Iterator[Registry]:
     """Start ``docker-registry serve`` on free ports with a Redis blob-descriptor cache."""
@@ -130,8 +144,10 @@ http:
         proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=out, stderr=out)
     reg = Registry(f"127.0.0.1:{port}", f"127.0.0.1:{debug_port}", root, proc, log)
     try:
-        wait_for(lambda: _answers(f"http://{reg.addr}/v2/") or proc.poll() is not None,
-                 what=f"registry on {reg.addr}")
+        wait_for(
+            lambda: _answers(f"http://{reg.addr}/v2/") or proc.poll() is not None,
+            what=f"registry on {reg.addr}",
+        )
         if proc.poll() is not None:
             raise RuntimeError(f"registry exited: {log.read_text()[-2000:]}")
         yield reg

@@ -1,0 +1,139 @@
+"""The ``warmer`` command line: answers, JSON, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from tests.support.layout import LayoutWriter
+from tests.support.registry import free_port
+from worker.cli import app
+
+ABSENT = "sha256:" + "0" * 64
+
+
+@pytest.fixture
+def env(redis_proc: Any, cache_redis: redis.Redis, layout: LayoutWriter) -> dict[str, str]:
+    layout.store.root.mkdir(parents=True, exist_ok=True)
+    return {
+        "WARMER_REDIS_URL": f"redis://{redis_proc.host}:{redis_proc.port}/0",
+        "WARMER_STORAGE_ROOT": str(layout.store.root),
+    }
+
+
+def _run(env: dict[str, str], *args: str) -> Any:
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def _last_json(output: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return data
+
+
+def test_fetch_then_exists_in_json(env: dict[str, str], layout: LayoutWriter) -> None:
+    digest = layout.blob(b"payload")
+    layout.link("team/app", digest)
+    first = _last_json(_run(env, "fetch", "team/app", digest, "--json").stdout)
+    assert (first["size"], first["hit"]) == (7, False)
+    assert first["counters"]["fetch"] == {"requests": 1, "hits": 0, "misses": 1}
+    second = _last_json(_run(env, "fetch", "team/app", digest, "--json").stdout)
+    assert second["hit"] is True
+    result = _run(env, "exists", "team/app", digest, "--json")
+    assert result.exit_code == 0
+    assert _last_json(result.stdout)["exists"] is True
+
+
+def test_human_output_says_where_the_answer_came_from(
+    env: dict[str, str], layout: LayoutWriter
+) -> None:
+    digest = layout.blob(b"payload")
+    layout.link("team/app", digest)
+    assert "miss (warmed from the store)" in _run(env, "fetch", "team/app", digest).stdout
+    assert "hit" in _run(env, "fetch", "team/app", digest).stdout
+    assert "exists (cache)" in _run(env, "exists", "team/app", digest).stdout
+
+
+def test_absent_blobs_exit_1(env: dict[str, str]) -> None:
+    assert _run(env, "exists", "team/app", ABSENT).exit_code == 1
+    result = _run(env, "fetch", "team/app", ABSENT, "--json")
+    assert result.exit_code == 1
+    assert "not linked" in _last_json(result.stdout)["error"]
+
+
+def test_invalid_input_exits_2_with_one_line(env: dict[str, str]) -> None:
+    result = _run(env, "fetch", "team/app", "sha256:nope")
+    assert result.exit_code == 2
+    assert "invalid digest" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_rewarm_json_summary(env: dict[str, str], layout: LayoutWriter) -> None:
+    layout.image("team/app", "v1", b"a", b"b")
+    layout.image("other", "v1", b"a")
+    result = _run(env, "rewarm", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = _last_json(result.stdout)
+    assert {
+        k: summary[k] for k in ("repositories", "blobs", "manifests", "hits", "misses", "errors")
+    } == {
+        "repositories": 2,
+        "blobs": 5,
+        "manifests": 2,
+        "hits": 0,
+        "misses": 7,
+        "errors": 0,
+    }
+    assert summary["seconds"] >= 0
+    only = _last_json(_run(env, "rewarm", "--repo", "other", "--json").stdout)
+    assert (only["repositories"], only["hits"]) == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ({"WARMER_STORAGE_ROOT": "/nonexistent/root"}, "storage root /nonexistent/root"),
+        ({"WARMER_STORAGE_ROOT": ""}, "WARMER_STORAGE_ROOT"),
+        ({"WARMER_SCHEMA": "v3"}, "WARMER_SCHEMA"),
+    ],
+)
+def test_rewarm_refuses_bad_configuration_in_one_line(
+    env: dict[str, str], override: dict[str, str], needle: str
+) -> None:
+    result = _run({**env, **override}, "rewarm")
+    assert result.exit_code == 2
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_rewarm_with_unreachable_redis_exits_2_naming_it(env: dict[str, str]) -> None:
+    port = free_port()
+    result = _run({**env, "WARMER_REDIS_URL": f"redis://127.0.0.1:{port}/0"}, "rewarm")
+    assert result.exit_code == 2
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_installed_console_script_keeps_stdout_for_results(
+    env: dict[str, str], layout: LayoutWriter
+) -> None:
+    layout.image("team/app", "v1", b"a")
+    warmer = Path(sys.executable).with_name("warmer")
+    proc = subprocess.run(
+        [str(warmer), "rewarm", "--json"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _last_json(proc.stdout)["blobs"] == 2
+    assert proc.stderr == ""  # not a terminal: no progress bar

@@ -1,0 +1,143 @@
+"""Re-warm over a synthetic store: what it writes, what it counts, how it batches."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import redis
+
+from tests.support.layout import LayoutWriter
+from tests.support.redisdump import dump
+from tests.support.registry import free_port
+from worker.cache import BlobDescriptorCache, Schema
+from worker.clients import build_cache
+from worker.errors import CacheError, RepositoryNotFoundError, StoreUnavailableError
+from worker.rewarm import RewarmSummary, rewarm
+from worker.service import CachedBlobService
+from worker.settings import load_settings
+from worker.store import FilesystemStore
+
+
+def _three_images(layout: LayoutWriter) -> None:
+    layout.image("team/app", "v1", b"shared", b"a")
+    layout.image("other/app", "v1", b"shared", b"b", b"c")
+    layout.image("team/app/sub", "v1", b"d")
+
+
+def test_rewarm_warms_every_blob_and_manifest_then_only_hits(
+    service: CachedBlobService, layout: LayoutWriter, cache_redis: redis.Redis
+) -> None:
+    _three_images(layout)
+    first = rewarm(service)
+    assert (first.repositories, first.blobs, first.manifests) == (3, 9, 3)
+    assert (first.hits, first.misses, first.errors) == (0, 12, 0)
+    keys = dump(cache_redis)
+    assert len([k for k in keys if k.startswith("blobs::")]) == 11  # 8 distinct blobs + 3 manifests
+    assert sorted(k for k in keys if k.endswith("::blobs")) == [
+        "repository::other/app::blobs",
+        "repository::team/app/sub::blobs",
+        "repository::team/app::blobs",
+    ]
+    second = rewarm(service)
+    assert (second.hits, second.misses) == (12, 0)
+    assert dump(cache_redis) == keys
+
+
+def test_manifests_get_a_global_descriptor_and_no_membership(
+    service: CachedBlobService, layout: LayoutWriter, cache_redis: redis.Redis
+) -> None:
+    manifest, blobs = layout.image("team/app", "v1", b"l")
+    rewarm(service)
+    members = cache_redis.smembers("repository::team/app::blobs")
+    assert {m.decode() for m in members} == set(blobs)
+    assert cache_redis.hget(f"blobs::{manifest}", "size") is not None
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 1000])
+def test_batch_size_changes_round_trips_not_results(
+    service: CachedBlobService, layout: LayoutWriter, cache_redis: redis.Redis, batch_size: int
+) -> None:
+    _three_images(layout)
+    summary = rewarm(service, batch_size=batch_size)
+    assert (summary.blobs, summary.misses) == (9, 12)
+    assert len(dump(cache_redis)) == 11 + 3 + 9
+
+
+def test_rewarm_of_named_repositories_only(
+    service: CachedBlobService, layout: LayoutWriter, cache_redis: redis.Redis
+) -> None:
+    _three_images(layout)
+    summary = rewarm(service, ["team/app"])
+    assert (summary.repositories, summary.blobs) == (1, 3)
+    assert not any("other" in k for k in dump(cache_redis))
+
+
+def test_rewarm_refuses_a_repository_that_is_not_in_the_store(
+    service: CachedBlobService, layout: LayoutWriter
+) -> None:
+    _three_images(layout)
+    with pytest.raises(RepositoryNotFoundError, match="nope is not in the store"):
+        rewarm(service, ["nope"])
+
+
+def test_links_to_collected_blobs_are_counted_as_errors_and_the_rest_is_warmed(
+    service: CachedBlobService, layout: LayoutWriter, cache_redis: redis.Redis
+) -> None:
+    _manifest, blobs = layout.image("team/app", "v1", b"kept", b"gone")
+    os.remove(layout.store.blob_data_path(blobs[2]))
+    summary = rewarm(service)
+    assert (summary.blobs, summary.errors) == (2 + 1, 1)
+    assert cache_redis.sismember("repository::team/app::blobs", blobs[1])
+    assert not cache_redis.sismember("repository::team/app::blobs", blobs[2])
+
+
+def test_progress_is_reported_as_the_walk_goes(
+    service: CachedBlobService, layout: LayoutWriter
+) -> None:
+    _three_images(layout)
+    seen: list[tuple[int, int]] = []
+    rewarm(service, batch_size=1, on_progress=lambda s: seen.append((s.repositories, s.blobs)))
+    assert seen[-1] == (3, 9)
+    assert len(seen) >= 9 + 3
+    assert seen == sorted(seen)
+
+
+def test_rewarm_stops_with_cache_error_when_redis_is_unreachable(layout: LayoutWriter) -> None:
+    _three_images(layout)
+    settings = load_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.5)
+    service = CachedBlobService(build_cache(settings), layout.store)
+    with pytest.raises(CacheError):
+        rewarm(service)
+
+
+def test_rewarm_stops_with_store_error_when_the_root_is_missing(
+    cache_redis: redis.Redis, tmp_path: object
+) -> None:
+    service = CachedBlobService(BlobDescriptorCache(cache_redis), FilesystemStore("/nonexistent"))
+    with pytest.raises(StoreUnavailableError):
+        rewarm(service)
+
+
+def test_rewarm_in_layerinfo_schema_writes_the_driver_path(
+    cache_redis: redis.Redis, layout: LayoutWriter
+) -> None:
+    _manifest, blobs = layout.image("team/app", "v1", b"l")
+    service = CachedBlobService(BlobDescriptorCache(cache_redis, Schema.LAYERINFO), layout.store)
+    rewarm(service)
+    path = cache_redis.hget(f"blobs::{blobs[1]}", "path")
+    assert isinstance(path, bytes)
+    assert path.decode() == layout.store.blob_driver_path(blobs[1])
+    assert path.startswith(b"/docker/registry/v2/blobs/sha256/")
+
+
+def test_summary_is_json_ready() -> None:
+    assert set(RewarmSummary().as_dict()) == {
+        "repositories",
+        "blobs",
+        "manifests",
+        "hits",
+        "misses",
+        "errors",
+        "seconds",
+    }

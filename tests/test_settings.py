@@ -1,0 +1,84 @@
+"""Settings: defaults, the environment, a .env file, and refusals that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worker.cache import Schema
+from worker.errors import ConfigError
+from worker.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in (
+        "REDIS_URL",
+        "BROKER_URL",
+        "STATE_URL",
+        "RESULT_BACKEND",
+        "STORAGE_ROOT",
+        "SCHEMA",
+        "WEBHOOK_TOKEN",
+        "REDIS_TIMEOUT",
+    ):
+        monkeypatch.delenv(f"WARMER_{name}", raising=False)
+    monkeypatch.delenv("SENTRY_DSN", raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    s = load_settings()
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert s.broker_url == "redis://localhost:6379/1"
+    assert s.state_url == "redis://localhost:6379/2"
+    assert s.results_url == s.state_url
+    assert s.cache_schema is Schema.BLOBDESCRIPTOR
+    assert s.storage_root is None
+
+
+def test_environment_and_dotenv_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("WARMER_SCHEMA=layerinfo\nWARMER_STORAGE_ROOT=/srv/reg\n")
+    monkeypatch.setenv("WARMER_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    monkeypatch.setenv("SENTRY_DSN", "https://key@sentry.example/1")
+    s = load_settings()
+    assert s.cache_schema is Schema.LAYERINFO
+    assert s.storage_root == Path("/srv/reg")
+    assert s.broker_url.startswith("amqp://")
+    assert s.sentry_dsn is not None
+
+
+def test_repr_hides_passwords_tokens_and_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARMER_REDIS_URL", "redis://:s3cret@cache:6379/0")
+    monkeypatch.setenv("WARMER_WEBHOOK_TOKEN", "tok-123")
+    monkeypatch.setenv("SENTRY_DSN", "https://dsnkey@sentry.example/1")
+    text = repr(load_settings())
+    assert "s3cret" not in text
+    assert "tok-123" not in text
+    assert "dsnkey" not in text
+    assert "redis://:***@cache:6379/0" in text
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("WARMER_SCHEMA", "redis", "WARMER_SCHEMA"),
+        ("WARMER_REDIS_URL", "http://x", "WARMER_REDIS_URL"),
+        ("WARMER_BROKER_URL", "kafka://x", "WARMER_BROKER_URL"),
+        ("WARMER_REDIS_TIMEOUT", "0", "WARMER_REDIS_TIMEOUT"),
+    ],
+)
+def test_a_wrong_value_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=message):
+        load_settings()
+
+
+def test_refusal_does_not_leak_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARMER_STATE_URL", "http://user:hunter2@x/")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "hunter2" not in str(info.value)
