@@ -20,7 +20,8 @@ from worker.cache import BlobDescriptorCache, Schema
 from worker.service import CachedBlobService
 from worker.store import FilesystemStore
 
-# Two servers on free ports: one the tests share, and one that tests stop to see the warmer survive an outage.
+# Two servers on free ports: one the tests share, and one that tests stop to see the
+# warmer survive an outage.
 redis_proc = factories.redis_proc()
 outage_redis_proc = factories.redis_proc()
 

@@ -56,6 +56,7 @@ class Registry:
 
     def pull(self, name: str, into: Path) -> None:
         """``skopeo copy --all`` ``name`` from the registry to an OCI layout (a full pull)."""
+        into.parent.mkdir(parents=True, exist_ok=True)
         _run(
             [
                 SKOPEO_BIN,
