@@ -207,3 +207,25 @@ def test_an_unreachable_redis_raises_cache_error(schema: Schema) -> None:
         cache.stat(A, "team/app")
     with pytest.raises(CacheError):
         cache.set_descriptor(DESC_A, "team/app")
+
+
+def test_described_blobs_get_membership_and_repository_hash_only(
+    cache: BlobDescriptorCache, cache_redis: redis.Redis, schema: Schema
+) -> None:
+    cache.set_descriptors([DESC_A, DESC_B], "team/app", described={A})
+    keys = dump(cache_redis)
+    assert keys["repository::team/app::blobs"] == [A, B]
+    assert f"blobs::{A}" not in keys
+    assert keys[f"blobs::{B}"] == _global_fields(schema, DESC_B)
+    if schema.has_descriptor:
+        assert f"repository::team/app::blobs::{A}" in keys
+
+
+def test_membership_of_a_large_batch_is_complete(
+    cache: BlobDescriptorCache, cache_redis: redis.Redis
+) -> None:
+    # Over the script's 1000-member SADD chunk, with a remainder.
+    batch = [Descriptor(f"sha256:{i:064x}", i, path=f"/p/{i}") for i in range(2345)]
+    cache.set_descriptors(batch, "team/app")
+    assert cache_redis.scard("repository::team/app::blobs") == 2345
+    assert all(d is not None for d in cache.stat_many([d.digest for d in batch], "team/app"))

@@ -11,11 +11,11 @@ The keys, exactly as distribution reads and writes them::
 original 2.0 ``cachedLayerService`` read; ``Schema.BOTH`` both field sets in the same hashes (each
 registry ignores the other's fields). Nothing else is ever written to the registry's DB.
 
-Reads follow the registry's lookup, but a repository-scoped stat sends membership, the global
-hash and the repository hash in one pipeline: one round trip per hit where the registry needs
-three. A descriptor counts as cached only when every field the schema writes is there (3.x treats
-a missing repository media type as a miss, so we do too). Writes are idempotent and pipelined
-without MULTI: a multi-key transaction is not atomic on a Redis Cluster anyway.
+Reads follow the registry's lookup, but a repository-scoped stat asks membership, the global
+hash and the repository hash in one command: one round trip per hit (or per batch of hits)
+where the registry needs three. A descriptor counts as cached only when every field the schema
+writes is there (3.x treats a missing repository media type as a miss, so we do too). Writes are
+idempotent: the same commands the registry sends, so a repeated write changes nothing.
 
 Redis failures surface as :class:`~worker.errors.CacheError`; the caller decides whether that is
 fatal (a warm run) or a reason to fall back to the store (a lookup).
@@ -23,7 +23,7 @@ fatal (a warm run) or a reason to fall back to the store (a lookup).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
@@ -72,6 +72,61 @@ _MEDIATYPE: Final = "mediatype"
 # Field order of the HMGET on blobs::<digest>; positions are read back by _decode.
 _GLOBAL_FIELDS: Final = ("digest", "size", "mediatype", "path", "length")
 
+# Batches run as two scripts, one command each way: Python's per-command cost in a pipeline
+# (about 5 us) would otherwise dominate a walk of millions of links. The scripts do per blob
+# exactly the commands the registry issues; keys are spelled above and passed in as KEYS. They
+# touch keys in many hash slots, so a Redis Cluster cannot run them (not supported yet).
+#
+# Read. KEYS: [membership if scoped], then per digest blobs::<d> [, repository hash if override].
+# ARGV: scoped, override, the five global fields, then the digests.
+# Returns per digest: 0 when it is not a member (a miss, whatever the hashes hold), else 1, the
+# five global fields and the repository media type.
+_READ_LUA: Final = """
+local scoped, override = ARGV[1] == '1', ARGV[2] == '1'
+local out, k = {}, scoped and 2 or 1
+for i = 8, #ARGV do
+  if scoped and redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then
+    out[#out + 1] = 0
+  else
+    out[#out + 1] = 1
+    local values = redis.call('HMGET', KEYS[k], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+    for j = 1, 5 do out[#out + 1] = values[j] end
+    out[#out + 1] = override and redis.call('HGET', KEYS[k + 1], 'mediatype') or false
+  end
+  k = k + (override and 2 or 1)
+end
+return out
+"""
+
+# Write. KEYS as for the read. ARGV: scoped, descriptor fields?, layerinfo fields?, then per
+# blob: digest, size, media type, driver path, write the global hash? ("0" when the caller
+# wrote it already). HSETNX: the first global media type stays. Membership goes in SADDs of up
+# to 1000 members (Lua's unpack has a stack limit).
+_WRITE_LUA: Final = """
+local scoped, desc, layerinfo = ARGV[1] == '1', ARGV[2] == '1', ARGV[3] == '1'
+local k, members = scoped and 2 or 1, {}
+for i = 4, #ARGV, 5 do
+  local d, size, mediatype, path = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local global = ARGV[i + 4] == '1'
+  if desc and global then
+    redis.call('HSET', KEYS[k], 'digest', d, 'size', size)
+    redis.call('HSETNX', KEYS[k], 'mediatype', mediatype)
+  end
+  if layerinfo and global then redis.call('HSET', KEYS[k], 'path', path, 'length', size) end
+  if scoped then
+    if desc then redis.call('HSET', KEYS[k + 1], 'mediatype', mediatype) end
+    members[#members + 1] = d
+    if #members == 1000 then
+      redis.call('SADD', KEYS[1], unpack(members))
+      members = {}
+    end
+  end
+  k = k + ((scoped and desc) and 2 or 1)
+end
+if #members > 0 then redis.call('SADD', KEYS[1], unpack(members)) end
+return 1
+"""
+
 
 class BlobDescriptorCache:
     """The registry's blob-descriptor cache in one Redis DB, in one schema.
@@ -84,6 +139,9 @@ class BlobDescriptorCache:
     def __init__(self, client: redis.Redis, schema: Schema = Schema.BLOBDESCRIPTOR) -> None:
         self._redis = client
         self.schema = schema
+        # redis-py's Script sends EVALSHA and loads the script once when the server lacks it.
+        self._read = client.register_script(_READ_LUA)
+        self._write = client.register_script(_WRITE_LUA)
 
     def __repr__(self) -> str:
         return f"BlobDescriptorCache({self._redis!r}, schema={self.schema.value!r})"
@@ -127,22 +185,24 @@ class BlobDescriptorCache:
     def _stat_many(self, digests: Sequence[str], repository: str | None) -> list[Descriptor | None]:
         if not digests:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        scoped = repository is not None and self.schema.has_descriptor
+        scoped = repository is not None
+        keys: list[str] = [_repository_blobs_key(repository)] if repository is not None else []
+        # The per-repository media type exists only in the blobdescriptor schema.
+        override_in = repository if self.schema.has_descriptor else None
         for d in digests:
-            if repository is not None:
-                pipe.sismember(_repository_blobs_key(repository), d)
-            pipe.hmget(_blob_key(d), _GLOBAL_FIELDS)
-            if scoped:
-                assert repository is not None  # for mypy: scoped implies it
-                pipe.hget(_repository_blob_key(repository, d), _MEDIATYPE)
-        replies = iter(self._call(pipe.execute))
+            keys.append(_blob_key(d))
+            if override_in is not None:
+                keys.append(_repository_blob_key(override_in, d))
+        override = override_in is not None
+        args = [int(scoped), int(override), *_GLOBAL_FIELDS, *digests]
+        reply = iter(self._call(self._read, keys, args))
         found: list[Descriptor | None] = []
         for d in digests:
-            member = bool(next(replies)) if repository is not None else True
-            fields = next(replies)
-            override = next(replies) if scoped else None
-            found.append(self._decode(d, fields, override, scoped) if member else None)
+            if not next(reply):
+                found.append(None)
+                continue
+            fields = [next(reply) for _ in _GLOBAL_FIELDS]
+            found.append(self._decode(d, fields, next(reply), override))
         return found
 
     def _decode(
@@ -172,9 +232,17 @@ class BlobDescriptorCache:
         self.set_descriptors([descriptor], repository)
 
     def set_descriptors(
-        self, descriptors: Iterable[Descriptor], repository: str | None = None
+        self,
+        descriptors: Iterable[Descriptor],
+        repository: str | None = None,
+        *,
+        described: Container[str] = (),
     ) -> None:
-        """Write many descriptors in one pipelined round trip."""
+        """Write many descriptors in one round trip.
+
+        Digests in ``described`` get membership and the repository hash only: the caller
+        wrote their global hash moments ago (a walk meets a shared layer once per repository).
+        """
         if repository is not None:
             reference.repository_name(repository)
         batch = list(descriptors)
@@ -182,32 +250,27 @@ class BlobDescriptorCache:
             reference.digest(desc.digest)
             if self.schema.has_layerinfo and desc.path is None:
                 raise ValueError(f"the layerinfo schema needs the path of {desc.digest}")
-        self._set_descriptors(batch, repository)
+        self._set_descriptors(batch, repository, described)
 
-    def _set_descriptors(self, batch: list[Descriptor], repository: str | None) -> None:
+    def _set_descriptors(
+        self, batch: list[Descriptor], repository: str | None, described: Container[str] = ()
+    ) -> None:
         if not batch:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        if repository is not None:
-            # One SADD for the batch: the same membership as one per blob, in one command.
-            pipe.sadd(_repository_blobs_key(repository), *(d.digest for d in batch))
+        keys: list[str] = [_repository_blobs_key(repository)] if repository is not None else []
+        override_in = repository if self.schema.has_descriptor else None
+        args: list[str | int] = [
+            int(repository is not None),
+            int(self.schema.has_descriptor),
+            int(self.schema.has_layerinfo),
+        ]
         for desc in batch:
-            key = _blob_key(desc.digest)
-            items: list[str | int] = []
-            if self.schema.has_descriptor:
-                items += ["digest", desc.digest, "size", desc.size]
-            if self.schema.has_layerinfo:
-                assert desc.path is not None  # checked by set_descriptors
-                items += ["path", desc.path, "length", desc.size]
-            pipe.hset(key, items=items)
-            if self.schema.has_descriptor:
-                # The registry keeps the first media type it saw globally; ours never wins.
-                pipe.hsetnx(key, _MEDIATYPE, desc.media_type)
-                if repository is not None:
-                    pipe.hset(
-                        _repository_blob_key(repository, desc.digest), _MEDIATYPE, desc.media_type
-                    )
-        self._call(pipe.execute)
+            keys.append(_blob_key(desc.digest))
+            if override_in is not None:
+                keys.append(_repository_blob_key(override_in, desc.digest))
+            global_ = 0 if repository is not None and desc.digest in described else 1
+            args += [desc.digest, desc.size, desc.media_type, desc.path or "", global_]
+        self._call(self._write, keys, args)
 
     def clear(self, digest: str, repository: str | None = None) -> None:
         """Forget ``digest``: in ``repository`` (membership and override), or globally."""

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = ["DEFAULT_MEDIA_TYPE", "Descriptor"]
 
@@ -12,9 +11,11 @@ __all__ = ["DEFAULT_MEDIA_TYPE", "Descriptor"]
 DEFAULT_MEDIA_TYPE: Final = "application/octet-stream"
 
 
-@dataclass(frozen=True, slots=True)
-class Descriptor:
-    """A blob's digest and size, its media type, and (when known) its storage driver path."""
+class Descriptor(NamedTuple):
+    """A blob's digest and size, its media type, and (when known) its storage driver path.
+
+    A NamedTuple, not a frozen dataclass: a walk makes one per link, and a tuple is built in C.
+    """
 
     digest: str
     size: int

@@ -18,8 +18,8 @@ round trip to read and one to write, with the same counts as one ``fetch`` per d
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, MutableMapping, Sequence
+from typing import NamedTuple
 
 from worker import reference
 from worker.cache import BlobDescriptorCache
@@ -33,8 +33,7 @@ __all__ = ["CachedBlobService", "FetchResult"]
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class FetchResult:
+class FetchResult(NamedTuple):
     """One digest of a batch fetch: its descriptor, or the store's error, and whether it hit."""
 
     digest: str
@@ -86,20 +85,33 @@ class CachedBlobService:
         return result.descriptor
 
     def fetch_many(
-        self, repository: str, digests: Sequence[str], *, strict: bool = False
+        self,
+        repository: str,
+        digests: Sequence[str],
+        *,
+        strict: bool = False,
+        sizes: MutableMapping[str, int] | None = None,
     ) -> list[FetchResult]:
         """Fetch a batch of blobs of one repository; store errors are returned, not raised.
 
         With ``strict``, a cache error is raised instead of logged: for a warm run, whose
         purpose is the cache write, not the answer.
+
+        ``sizes`` is a run's memory of the blobs it already described (digest to size): the
+        store does not stat them again, and their global descriptor is not written again,
+        only membership and the repository hash. The caller bounds it.
         """
-        reference.repository_name(repository)
-        for d in digests:
-            reference.digest(d)
-        return self._fetch_many(repository, digests, strict=strict)
+        # No validation here: the cache validates every name and digest before any I/O, and
+        # a batch of a walk would pay for it twice.
+        return self._fetch_many(repository, digests, strict=strict, sizes=sizes)
 
     def _fetch_many(
-        self, repository: str, digests: Sequence[str], *, strict: bool = False
+        self,
+        repository: str,
+        digests: Sequence[str],
+        *,
+        strict: bool = False,
+        sizes: MutableMapping[str, int] | None = None,
     ) -> list[FetchResult]:
         try:
             cached = self.cache.stat_many(digests, repository)
@@ -110,27 +122,47 @@ class CachedBlobService:
                 "error fetching %d blobs of %s from cache: %s", len(digests), repository, exc
             )
             cached = [None] * len(digests)
+        hits = sum(desc is not None for desc in cached)
+        self.counters.fetch.hit(hits)
+        self.counters.fetch.miss(len(digests) - hits)
+        missed = [d for d, desc in zip(digests, cached, strict=True) if desc is None]
+        # Taken before the store adds this batch: what earlier batches described and wrote.
+        described = frozenset(d for d in missed if d in sizes) if sizes else frozenset()
+        resolved = iter(self.store.fetch_many(repository, missed, sizes) if missed else ())
         results: list[FetchResult] = []
         fill: list[Descriptor] = []
         for d, desc in zip(digests, cached, strict=True):
             if desc is not None:
-                self.counters.fetch.hit()
                 results.append(FetchResult(d, desc, None, hit=True))
                 continue
-            self.counters.fetch.miss()
-            try:
-                found = self.store.fetch(repository, d)
-            except StoreError as exc:
-                results.append(FetchResult(d, None, exc, hit=False))
-                continue
-            fill.append(found)
-            results.append(FetchResult(d, found, None, hit=False))
-        if fill:
-            if strict:
-                self.cache.set_descriptors(fill, repository)
+            found = next(resolved)
+            if isinstance(found, StoreError):
+                results.append(FetchResult(d, None, found, hit=False))
             else:
-                self._side_effect(self.cache.set_descriptors, fill, repository)
+                fill.append(found)
+                results.append(FetchResult(d, found, None, hit=False))
+        if fill:
+            self._fill(fill, repository, described, strict=strict, sizes=sizes)
         return results
+
+    def _fill(
+        self,
+        fill: list[Descriptor],
+        repository: str,
+        described: frozenset[str],
+        *,
+        strict: bool,
+        sizes: MutableMapping[str, int] | None,
+    ) -> None:
+        try:
+            self.cache.set_descriptors(fill, repository, described=described)
+        except CacheError as exc:
+            if sizes is not None:  # not written after all: the next batch must write them
+                for desc in fill:
+                    sizes.pop(desc.digest, None)
+            if strict:
+                raise
+            _log.error("error writing to cache (set_descriptors): %s", exc)
 
     def stat_many(self, digests: Sequence[str], *, strict: bool = False) -> list[FetchResult]:
         """Global descriptors (no repository scope), cache first; fills what the store knows.

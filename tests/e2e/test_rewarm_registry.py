@@ -59,7 +59,7 @@ def pushed(redis_proc: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     for c in clients.values():
         c.flushdb()
     shared = layer("shared.txt", b"shared by two repositories")
-    images = {
+    images: dict[str, Image | Index] = {
         "team/app:v1": Image([shared, layer("a.txt", b"a")], label="team"),
         "other/app:v1": Image([shared, layer("b.txt", b"b"), layer("c.txt", b"c")], label="other"),
         "multi/platform:v1": Index(
