@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from worker.cache import Schema
 from worker.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings", "redact_url"]
+__all__ = ["ENV_PREFIX", "Settings", "load_settings", "redact_url", "settings_table"]
 
 ENV_PREFIX: Final = "WARMER_"
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
@@ -142,3 +142,13 @@ def _env_name(field: str) -> str:
     if field == "cache_schema":
         return f"{ENV_PREFIX}SCHEMA"
     return f"{ENV_PREFIX}{field.upper()}"
+
+
+def settings_table() -> str:
+    """The configuration table of the README, in Markdown, made from the fields above."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "(unset)" if default is None else f"`{getattr(default, 'value', default)}`"
+        rows.append(f"| `{_env_name(name)}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)

@@ -77,7 +77,9 @@ def pushed(redis_proc: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         work, root=root, redis_port=redis_proc.port, redis_db=REFERENCE_DB
     ) as reg:
         _pull_all(reg, work / "reference-pull")
-        assert reg.cache_counts()["Miss"] > 0  # the reference was filled by the registry itself
+        cold = reg.cache_counts()
+        assert cold["Miss"] > 0  # the reference was filled by the registry itself
+        print(f"cold full pull through an empty cache: {cold}")
     reference = dump(clients[REFERENCE_DB])
     yield Pushed(root, work, reference, redis_proc)
     for c in clients.values():
@@ -137,6 +139,7 @@ def test_a_first_pull_through_the_warmed_cache_misses_nothing(
     ) as reg:
         _pull_all(reg, pushed.workdir / f"warm-pull-{schema}")
         counts = reg.cache_counts()
+    print(f"first full pull through the warmed cache ({schema}): {counts}")
     assert counts["Miss"] == 0, counts
     assert counts["Hit"] == counts["Request"] > 0
 

@@ -1,0 +1,23 @@
+"""The README's configuration table is the one the settings object makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from worker.settings import settings_table
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_configuration_table_matches_the_settings() -> None:
+    text = README.read_text()
+    start = text.index("<!-- settings-table:start -->\n") + len("<!-- settings-table:start -->\n")
+    end = text.index("<!-- settings-table:end -->")
+    assert text[start:end].strip() == settings_table(), (
+        "README configuration table is stale: paste the output of "
+        "python -c 'from worker.settings import settings_table; print(settings_table())'"
+    )
+
+
+def test_readme_names_the_test_command() -> None:
+    assert "make test" in README.read_text()
