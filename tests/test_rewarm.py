@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
+from pathlib import Path
 
 import pytest
 import redis
@@ -141,3 +143,26 @@ def test_summary_is_json_ready() -> None:
         "errors",
         "seconds",
     }
+
+
+def _peak_bytes(service: CachedBlobService) -> int:
+    tracemalloc.start()
+    try:
+        rewarm(service, batch_size=50, memo_limit=100)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_stays_flat_as_the_store_grows(cache_redis: redis.Redis, tmp_path: Path) -> None:
+    peaks = []
+    for repositories in (10, 100):
+        layout = LayoutWriter(tmp_path / f"root{repositories}")
+        for r in range(repositories):
+            for j in range(20):
+                layout.link(f"app{r}", layout.blob(f"{r}-{j}".encode()))
+        service = CachedBlobService(BlobDescriptorCache(cache_redis), layout.store)
+        cache_redis.flushdb()
+        peaks.append(_peak_bytes(service))
+    # Ten times the blobs (2,000 against 200): the peak may not grow with them.
+    assert peaks[1] < peaks[0] * 1.5, peaks

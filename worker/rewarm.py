@@ -19,15 +19,16 @@ from worker import reference
 from worker.errors import RepositoryNotFoundError
 from worker.service import CachedBlobService, FetchResult
 
-__all__ = ["DEFAULT_BATCH_SIZE", "RewarmSummary", "rewarm"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_MEMO_LIMIT", "RewarmSummary", "rewarm"]
 
 #: Digests per cache round trip. Large enough that the round trip is noise, small enough that a
 #: batch's script holds the cache Redis for about a millisecond.
 DEFAULT_BATCH_SIZE: Final = 1000
 
-# Blob sizes seen during a run: blobs are shared by many repositories, and a stat of each link's
-# data again would double the walk's file-system work. Bounded: dropped whole when full.
-_SIZE_MEMO_LIMIT: Final = 200_000
+#: Blob sizes a run remembers (about 40 MB at most): blobs are shared by many repositories, and
+#: a stat of each link's data again would double the walk's file-system work. Dropped whole when
+#: full, so memory stays flat however many blobs the store holds.
+DEFAULT_MEMO_LIMIT: Final = 200_000
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -65,6 +66,7 @@ def rewarm(
     repositories: Iterable[str] | None = None,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    memo_limit: int = DEFAULT_MEMO_LIMIT,
     on_progress: Callable[[RewarmSummary], None] | None = None,
 ) -> RewarmSummary:
     """Warm every repository of the store (or the ones named) and return what was done.
@@ -90,7 +92,7 @@ def rewarm(
     started = time.perf_counter()
     for name in names:
         for batch in _batched(store.layers(name), batch_size):
-            if len(sizes) > _SIZE_MEMO_LIMIT:
+            if len(sizes) > memo_limit:
                 sizes.clear()
             summary._count(service.fetch_many(name, batch, strict=True, sizes=sizes), name)
             summary.blobs += len(batch)
