@@ -41,6 +41,8 @@ _out = Console(highlight=False)
 _err = Console(stderr=True, highlight=False)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on the last line.")]
+RepositoryArgument = Annotated[str, typer.Argument(help="Repository name, e.g. team/app.")]
+DigestArgument = Annotated[str, typer.Argument(help="Blob digest, e.g. sha256:...")]
 
 
 def _fail(message: str) -> NoReturn:
@@ -88,8 +90,8 @@ def _main(
 @app.command()
 def exists(
     ctx: typer.Context,
-    repository: Annotated[str, typer.Argument(help="Repository name, e.g. team/app.")],
-    digest: Annotated[str, typer.Argument(help="Blob digest, e.g. sha256:...")],
+    repository: RepositoryArgument,
+    digest: DigestArgument,
     as_json: JsonOption = False,
 ) -> None:
     """Does REPOSITORY hold blob DIGEST? Asks the cache, then the store (exit 1 when not)."""
@@ -119,8 +121,8 @@ def exists(
 @app.command()
 def fetch(
     ctx: typer.Context,
-    repository: Annotated[str, typer.Argument(help="Repository name, e.g. team/app.")],
-    digest: Annotated[str, typer.Argument(help="Blob digest, e.g. sha256:...")],
+    repository: RepositoryArgument,
+    digest: DigestArgument,
     as_json: JsonOption = False,
 ) -> None:
     """Describe blob DIGEST of REPOSITORY, warming the cache on a miss (exit 1 when absent)."""

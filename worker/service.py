@@ -78,7 +78,7 @@ class CachedBlobService:
         """The descriptor of a blob of ``repository``; raise BlobNotFoundError when absent."""
         reference.repository_name(repository)
         reference.digest(digest)
-        result = self._fetch_many(repository, [digest])[0]
+        result = self.fetch_many(repository, [digest])[0]
         if result.error is not None:
             raise result.error
         assert result.descriptor is not None  # no error means a descriptor
@@ -100,42 +100,85 @@ class CachedBlobService:
         ``sizes`` is a run's memory of the blobs it already described (digest to size): the
         store does not stat them again, and their global descriptor is not written again,
         only membership and the repository hash. The caller bounds it.
-        """
-        # No validation here: the cache validates every name and digest before any I/O, and
-        # a batch of a walk would pay for it twice.
-        return self._fetch_many(repository, digests, strict=strict, sizes=sizes)
 
-    def _fetch_many(
-        self,
-        repository: str,
-        digests: Sequence[str],
-        *,
-        strict: bool = False,
-        sizes: MutableMapping[str, int] | None = None,
-    ) -> list[FetchResult]:
-        try:
-            cached = self.cache.stat_many(digests, repository)
-        except CacheError as exc:
-            if strict:
-                raise
-            _log.error(
-                "error fetching %d blobs of %s from cache: %s", len(digests), repository, exc
-            )
-            cached = [None] * len(digests)
+        Names and digests are validated by the cache before any I/O (a walk's batches would
+        pay twice for a check here).
+        """
+        cached = self._read(digests, repository, strict=strict)
         hits = sum(desc is not None for desc in cached)
         self.counters.fetch.hit(hits)
         self.counters.fetch.miss(len(digests) - hits)
         missed = [d for d, desc in zip(digests, cached, strict=True) if desc is None]
         # Taken before the store adds this batch: what earlier batches described and wrote.
         described = frozenset(d for d in missed if d in sizes) if sizes else frozenset()
-        resolved = iter(self.store.fetch_many(repository, missed, sizes) if missed else ())
+        resolved = self.store.fetch_many(repository, missed, sizes) if missed else []
+        return self._merge(
+            digests,
+            cached,
+            resolved,
+            repository=repository,
+            described=described,
+            strict=strict,
+            sizes=sizes,
+        )
+
+    def stat_many(self, digests: Sequence[str], *, strict: bool = False) -> list[FetchResult]:
+        """Global descriptors (no repository scope), cache first; fills what the store knows.
+
+        This is what a registry leaves for the manifests it serves: a ``blobs::<digest>`` hash
+        and no membership. It is not one of the original's counted operations.
+        """
+        cached = self._read(digests, None, strict=strict)
+        resolved: list[Descriptor | StoreError] = []
+        for d, desc in zip(digests, cached, strict=True):
+            if desc is None:
+                try:
+                    resolved.append(self.store.stat(d))
+                except StoreError as exc:
+                    resolved.append(exc)
+        return self._merge(
+            digests,
+            cached,
+            resolved,
+            repository=None,
+            described=frozenset(),
+            strict=strict,
+            sizes=None,
+        )
+
+    def _read(
+        self, digests: Sequence[str], repository: str | None, *, strict: bool
+    ) -> list[Descriptor | None]:
+        try:
+            return self.cache.stat_many(digests, repository)
+        except CacheError as exc:
+            if strict:
+                raise
+            where = f" of {repository}" if repository else ""
+            _log.error("error fetching %d blobs%s from cache: %s", len(digests), where, exc)
+            return [None] * len(digests)
+
+    def _merge(
+        self,
+        digests: Sequence[str],
+        cached: list[Descriptor | None],
+        resolved: list[Descriptor | StoreError],
+        *,
+        repository: str | None,
+        described: frozenset[str],
+        strict: bool,
+        sizes: MutableMapping[str, int] | None,
+    ) -> list[FetchResult]:
+        # Put the cache's hits and the store's answers for the misses back in order, and
+        # fill the cache with what the store found.
+        answers = iter(resolved)
         results: list[FetchResult] = []
         fill: list[Descriptor] = []
         for d, desc in zip(digests, cached, strict=True):
             if desc is not None:
                 results.append(FetchResult(d, desc, None, hit=True))
                 continue
-            found = next(resolved)
+            found = next(answers)
             if isinstance(found, StoreError):
                 results.append(FetchResult(d, None, found, hit=False))
             else:
@@ -148,7 +191,7 @@ class CachedBlobService:
     def _fill(
         self,
         fill: list[Descriptor],
-        repository: str,
+        repository: str | None,
         described: frozenset[str],
         *,
         strict: bool,
@@ -162,42 +205,8 @@ class CachedBlobService:
                     sizes.pop(desc.digest, None)
             if strict:
                 raise
+            # A cache write after a store answer must never fail the request it serves.
             _log.error("error writing to cache (set_descriptors): %s", exc)
-
-    def stat_many(self, digests: Sequence[str], *, strict: bool = False) -> list[FetchResult]:
-        """Global descriptors (no repository scope), cache first; fills what the store knows.
-
-        This is what a registry leaves for the manifests it serves: a ``blobs::<digest>`` hash
-        and no membership. It is not one of the original's counted operations.
-        """
-        for d in digests:
-            reference.digest(d)
-        try:
-            cached = self.cache.stat_many(digests)
-        except CacheError as exc:
-            if strict:
-                raise
-            _log.error("error fetching %d descriptors from cache: %s", len(digests), exc)
-            cached = [None] * len(digests)
-        results: list[FetchResult] = []
-        fill: list[Descriptor] = []
-        for d, desc in zip(digests, cached, strict=True):
-            if desc is not None:
-                results.append(FetchResult(d, desc, None, hit=True))
-                continue
-            try:
-                found = self.store.stat(d)
-            except StoreError as exc:
-                results.append(FetchResult(d, None, exc, hit=False))
-                continue
-            fill.append(found)
-            results.append(FetchResult(d, found, None, hit=False))
-        if fill:
-            if strict:
-                self.cache.set_descriptors(fill)
-            else:
-                self._side_effect(self.cache.set_descriptors, fill, None)
-        return results
 
     def _side_effect(self, write: Callable[..., None], *args: object) -> None:
         # A cache write after a store answer must never fail the request it serves.
