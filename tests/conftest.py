@@ -18,6 +18,7 @@ from tests.support.layout import LayoutWriter
 from tests.support.registry import tools_missing
 from worker.cache import BlobDescriptorCache, Schema
 from worker.service import CachedBlobService
+from worker.state import StateStore
 from worker.store import FilesystemStore
 
 # Two servers on free ports: one the tests share, and one that tests stop to see the
@@ -26,6 +27,7 @@ redis_proc = factories.redis_proc()
 outage_redis_proc = factories.redis_proc()
 
 CACHE_DB = 0
+STATE_DB = 2
 
 
 def _flushed(proc: Any, db: int) -> Iterator[redis.Redis]:
@@ -40,6 +42,17 @@ def _flushed(proc: Any, db: int) -> Iterator[redis.Redis]:
 def cache_redis(redis_proc: Any) -> Iterator[redis.Redis]:
     """A client of the registry cache DB, empty before and after each test."""
     yield from _flushed(redis_proc, CACHE_DB)
+
+
+@pytest.fixture
+def state_redis(redis_proc: Any) -> Iterator[redis.Redis]:
+    """A client of the warmer's own state DB, empty before and after each test."""
+    yield from _flushed(redis_proc, STATE_DB)
+
+
+@pytest.fixture
+def state(state_redis: redis.Redis) -> StateStore:
+    return StateStore(state_redis)
 
 
 @pytest.fixture(params=list(Schema), ids=[s.value for s in Schema])

@@ -12,24 +12,44 @@ from worker.cache import BlobDescriptorCache
 from worker.errors import ConfigError
 from worker.service import CachedBlobService
 from worker.settings import Settings
+from worker.state import StateStore
 from worker.store import FilesystemStore
 
-__all__ = ["build_cache", "build_service", "build_store", "cache_redis"]
+__all__ = [
+    "build_cache",
+    "build_service",
+    "build_state",
+    "build_store",
+    "cache_redis",
+    "state_redis",
+]
 
 
-def cache_redis(settings: Settings) -> redis.Redis:
-    """A client of the registry's cache Redis.
-
-    Short timeouts and a single immediate retry (for a pooled connection that a Redis restart
-    closed): a cache that does not answer quickly is a miss, and the store answers instead.
-    """
+def _redis(url: str, timeout: float) -> redis.Redis:
+    # Short timeouts and a single immediate retry (for a pooled connection that a Redis restart
+    # closed): callers fall back (a lookup) or retry the whole task with backoff (a warm).
     return redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=30,
     )
+
+
+def cache_redis(settings: Settings) -> redis.Redis:
+    """A client of the registry's cache Redis (``WARMER_REDIS_URL``)."""
+    return _redis(settings.redis_url, settings.redis_timeout)
+
+
+def state_redis(settings: Settings) -> redis.Redis:
+    """A client of the warmer's own Redis (``WARMER_STATE_URL``)."""
+    return _redis(settings.state_url, settings.redis_timeout)
+
+
+def build_state(settings: Settings) -> StateStore:
+    """The warmer's own state store."""
+    return StateStore(state_redis(settings))
 
 
 def build_cache(settings: Settings) -> BlobDescriptorCache:

@@ -12,10 +12,12 @@ __all__ = [
     "CacheMissError",
     "ConfigError",
     "InvalidDigestError",
+    "InvalidEnvelopeError",
     "InvalidManifestError",
     "InvalidReferenceError",
     "InvalidRepositoryNameError",
     "RepositoryNotFoundError",
+    "StateError",
     "StoreError",
     "StoreUnavailableError",
     "WarmerError",
@@ -42,8 +44,16 @@ class InvalidDigestError(InvalidReferenceError):
     """Raised when a digest is not ``sha256:<64 hex>`` or ``sha512:<128 hex>`` in lowercase."""
 
 
+class InvalidEnvelopeError(WarmerError):
+    """Raised when a notification body is not JSON or not an envelope (``{"events": [...]}``)."""
+
+
 class CacheError(WarmerError):
     """Raised when the cache's Redis cannot be reached or answers with an error."""
+
+
+class StateError(WarmerError):
+    """Raised when the warmer's own Redis (``WARMER_STATE_URL``) cannot be reached."""
 
 
 class CacheMissError(WarmerError):

@@ -38,7 +38,7 @@ _TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST_RE: Final = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
 
 
-def repository_name(name: str) -> str:
+def repository_name(name: object) -> str:
     """Return ``name`` if it is a valid repository name, else raise InvalidRepositoryNameError."""
     if not isinstance(name, str) or not name:
         raise InvalidRepositoryNameError("repository name is empty")
@@ -54,7 +54,7 @@ def repository_name(name: str) -> str:
     return name
 
 
-def digest(value: str) -> str:
+def digest(value: object) -> str:
     """Return ``value`` if it is a valid digest, else raise InvalidDigestError."""
     if not isinstance(value, str) or _DIGEST_RE.fullmatch(value) is None:
         raise InvalidDigestError(
@@ -70,7 +70,7 @@ def split_digest(value: str) -> tuple[str, str]:
     return algorithm, hex_
 
 
-def tag(value: str) -> str:
+def tag(value: object) -> str:
     """Return ``value`` if it is a valid tag (``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``), else raise."""
     if not isinstance(value, str) or _TAG_RE.fullmatch(value) is None:
         raise InvalidReferenceError(f"invalid tag {value!r}")

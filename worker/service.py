@@ -25,7 +25,7 @@ from worker import reference
 from worker.cache import BlobDescriptorCache
 from worker.counters import Counters
 from worker.descriptor import Descriptor
-from worker.errors import CacheError, StoreError
+from worker.errors import BlobNotFoundError, CacheError, StoreError
 from worker.store import FilesystemStore
 
 __all__ = ["CachedBlobService", "FetchResult"]
@@ -207,6 +207,22 @@ class CachedBlobService:
                 raise
             # A cache write after a store answer must never fail the request it serves.
             _log.error("error writing to cache (set_descriptors): %s", exc)
+
+    def evict(self, repository: str, digest: str) -> bool:
+        """Forget ``digest`` in ``repository``; globally too once its data is gone from the store.
+
+        Return True when the global descriptor was dropped. Cache errors are raised: an
+        eviction that did not happen must be retried, not logged away.
+        """
+        reference.repository_name(repository)
+        reference.digest(digest)
+        self.cache.clear(digest, repository)
+        try:
+            self.store.stat(digest)
+        except BlobNotFoundError:
+            self.cache.clear(digest)
+            return True
+        return False
 
     def _side_effect(self, write: Callable[..., None], *args: object) -> None:
         # A cache write after a store answer must never fail the request it serves.

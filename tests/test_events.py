@@ -1,0 +1,79 @@
+"""Notifications: the envelope is refused only when it is not one; events are classified."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.notifications import envelope, event
+from worker.errors import InvalidEnvelopeError
+from worker.events import Event, Kind, Rejected, classify, parse_envelope
+from worker.manifest import DOCKER_SCHEMA2, OCI_INDEX
+
+D = "sha256:" + "d" * 64
+
+
+@pytest.mark.parametrize("body", [b"nope", b"[]", b'{"events": {}}', b'{"other": []}', b"\xff"])
+def test_a_body_that_is_not_an_envelope_is_refused(body: bytes) -> None:
+    with pytest.raises(InvalidEnvelopeError):
+        parse_envelope(body)
+
+
+def test_an_envelope_gives_its_raw_events() -> None:
+    assert len(parse_envelope(envelope(event("push", "a", D), event("pull", "a", D)))) == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        (event("push", "team/app", D), Kind.WARM_BLOB),
+        (event("mount", "team/app", D, from_repository="other/app"), Kind.WARM_BLOB),
+        (event("push", "team/app", D, media_type=DOCKER_SCHEMA2, tag="v1"), Kind.WARM_MANIFEST),
+        (event("push", "team/app", D, media_type=OCI_INDEX), Kind.WARM_MANIFEST),
+        (event("delete", "team/app", D), Kind.EVICT),
+        (event("pull", "team/app", D), Kind.ACCESS),
+        (event("delete", "team/app", tag="v1"), Kind.IGNORE),
+    ],
+)
+def test_events_are_classified_by_action_and_target(raw: dict[str, Any], kind: Kind) -> None:
+    classified = classify(raw)
+    assert isinstance(classified, Event)
+    assert classified.kind is kind
+    assert classified.repository == "team/app"
+
+
+def test_a_manifest_with_an_unusual_media_type_is_known_by_its_url() -> None:
+    raw = event("push", "app", D, media_type="application/vnd.example+json")
+    raw["target"]["url"] = f"http://reg/v2/app/manifests/{D}"
+    classified = classify(raw)
+    assert isinstance(classified, Event)
+    assert classified.kind is Kind.WARM_MANIFEST
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (event("push", "Bad/Name", D), "invalid repository name"),
+        (event("push", "../etc", D), "invalid repository name"),
+        (event("push", "app", "sha256:../../x"), "invalid digest"),
+        (event("push", "app"), "no target digest"),
+        (event("frobnicate", "app", D), "unknown action"),
+        (event("push", "app", D, event_id="bad id with spaces"), "invalid event id"),
+        (event("delete", "app"), "neither a digest nor a tag"),
+        ({"id": "x", "action": "push"}, "no target"),
+        ("a string", "not a JSON object"),
+    ],
+)
+def test_bad_events_are_rejected_with_a_reason(raw: Any, reason: str) -> None:
+    rejected = classify(raw)
+    assert isinstance(rejected, Rejected)
+    assert reason in rejected.reason
+    assert rejected.event == raw
+
+
+def test_messages_round_trip_and_are_validated_again() -> None:
+    e = Event("id-1", Kind.WARM_BLOB, "team/app", D)
+    assert Event.from_message(e.as_message()) == e
+    with pytest.raises(ValueError, match="invalid repository name"):
+        Event.from_message(["id-1", "warm-blob", "../x", D])

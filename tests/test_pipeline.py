@@ -1,0 +1,170 @@
+"""Batches of events applied to the cache: plain functions, real Redis, a synthetic store."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import redis
+
+from tests.support.layout import LayoutWriter
+from tests.support.redisdump import dump
+from tests.support.registry import free_port
+from worker.cache import BlobDescriptorCache
+from worker.clients import build_cache
+from worker.events import Event, Kind
+from worker.pipeline import process
+from worker.rewarm import rewarm
+from worker.service import CachedBlobService
+from worker.settings import load_settings
+from worker.state import StateStore
+
+ABSENT = "sha256:" + "0" * 64
+
+
+def _e(kind: Kind, repository: str, digest: str | None = None, n: int = 0) -> Event:
+    return Event(f"ev-{kind.value}-{n}-{digest and digest[-6:]}", kind, repository, digest)
+
+
+def test_blob_pushes_warm_each_blob_in_its_repository(
+    service: CachedBlobService, layout: LayoutWriter, state: StateStore, cache_redis: redis.Redis
+) -> None:
+    a, b = layout.blob(b"a"), layout.blob(b"b")
+    layout.link("team/app", a)
+    layout.link("team/app", b)
+    layout.link("other", a)
+    events = [
+        _e(Kind.WARM_BLOB, "team/app", a),
+        _e(Kind.WARM_BLOB, "team/app", b),
+        _e(Kind.WARM_BLOB, "other", a),
+    ]
+    result = process(events, service, state)
+    assert (result.warmed, result.retry, result.dead) == (3, [], [])
+    assert result.as_dict()["fetch"] == {"requests": 3, "hits": 0, "misses": 3}
+    assert set(dump(cache_redis)["repository::team/app::blobs"]) == {a, b}
+
+
+def test_a_manifest_push_leaves_what_a_full_rewarm_of_that_repository_leaves(
+    service: CachedBlobService, layout: LayoutWriter, state: StateStore, cache_redis: redis.Redis
+) -> None:
+    manifest, _blobs = layout.image("team/app", "v1", b"l1", b"l2")
+    result = process([_e(Kind.WARM_MANIFEST, "team/app", manifest)], service, state)
+    assert (result.warmed, result.retry, result.dead) == (4, [], [])
+    warmed = dump(cache_redis)
+    cache_redis.flushdb()
+    rewarm(service)
+    assert warmed == dump(cache_redis)
+
+
+def test_an_index_push_warms_every_child_and_its_blobs(
+    service: CachedBlobService, layout: LayoutWriter, state: StateStore, cache_redis: redis.Redis
+) -> None:
+    child1, _ = layout.image("multi", "amd", b"x-amd")
+    child2, _ = layout.image("multi", "arm", b"x-arm")
+    index = layout.blob(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [{"digest": child1}, {"digest": child2}],
+            }
+        ).encode()
+    )
+    layout.revision("multi", index)
+    result = process([_e(Kind.WARM_MANIFEST, "multi", index)], service, state)
+    assert (result.retry, result.dead) == ([], [])
+    warmed = dump(cache_redis)
+    cache_redis.flushdb()
+    rewarm(service)
+    assert warmed == dump(cache_redis)
+
+
+def test_a_manifest_not_readable_yet_is_waited_for_then_retried(
+    service: CachedBlobService, state: StateStore
+) -> None:
+    naps: list[float] = []
+    result = process(
+        [_e(Kind.WARM_MANIFEST, "team/app", ABSENT)],
+        service,
+        state,
+        manifest_wait=0.3,
+        sleep=naps.append,
+    )
+    assert len(result.retry) == 1
+    assert "not a revision" in result.retry[0][1]
+    assert naps  # it polled before giving up
+
+
+def test_an_unparseable_manifest_is_dead_not_retried(
+    service: CachedBlobService, layout: LayoutWriter, state: StateStore
+) -> None:
+    bad = layout.blob(b"{not json")
+    layout.revision("team/app", bad)
+    result = process([_e(Kind.WARM_MANIFEST, "team/app", bad)], service, state)
+    assert (len(result.dead), result.retry) == (1, [])
+
+
+def test_a_pushed_blob_missing_from_the_store_is_dead(
+    service: CachedBlobService, state: StateStore
+) -> None:
+    result = process([_e(Kind.WARM_BLOB, "team/app", ABSENT)], service, state)
+    assert (len(result.dead), result.warmed) == (1, 0)
+
+
+def test_delete_evicts_from_the_repository_and_globally_only_once_data_is_gone(
+    service: CachedBlobService, layout: LayoutWriter, state: StateStore, cache_redis: redis.Redis
+) -> None:
+    shared = layout.blob(b"shared")
+    for repo in ("team/app", "other"):
+        layout.link(repo, shared)
+    rewarm(service)
+    process([_e(Kind.EVICT, "team/app", shared)], service, state)
+    keys = dump(cache_redis)
+    assert shared not in keys.get("repository::team/app::blobs", [])
+    assert f"blobs::{shared}" in keys  # still in the store, still used by "other"
+    os.remove(layout.store.blob_data_path(shared))  # garbage-collected
+    result = process([_e(Kind.EVICT, "other", shared, n=1)], service, state)
+    assert result.evicted == 1
+    assert f"blobs::{shared}" not in dump(cache_redis)
+
+
+def test_pulls_are_recorded_and_tag_deletes_ignored(
+    service: CachedBlobService, state: StateStore, cache_redis: redis.Redis
+) -> None:
+    result = process(
+        [_e(Kind.ACCESS, "team/app", ABSENT), _e(Kind.IGNORE, "team/app")], service, state
+    )
+    assert (result.accessed, result.ignored) == (1, 1)
+    assert state.recently_pulled() == ["team/app"]
+    assert dump(cache_redis) == {}
+
+
+def test_a_cache_outage_sends_every_warm_to_retry(layout: LayoutWriter, state: StateStore) -> None:
+    digest = layout.blob(b"x")
+    layout.link("team/app", digest)
+    manifest, _ = layout.image("team/app", "v1", b"y")
+    settings = load_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.5)
+    service = CachedBlobService(build_cache(settings), layout.store)
+    result = process(
+        [
+            _e(Kind.WARM_BLOB, "team/app", digest),
+            _e(Kind.WARM_MANIFEST, "team/app", manifest),
+            _e(Kind.EVICT, "team/app", digest),
+        ],
+        service,
+        state,
+    )
+    assert len(result.retry) == 3
+    assert all("cache Redis" in reason for _, reason in result.retry)
+
+
+def test_processing_a_batch_twice_leaves_the_same_cache(
+    layout: LayoutWriter, state: StateStore, cache_redis: redis.Redis
+) -> None:
+    manifest, _ = layout.image("team/app", "v1", b"a", b"b")
+    events = [_e(Kind.WARM_MANIFEST, "team/app", manifest)]
+    service = CachedBlobService(BlobDescriptorCache(cache_redis), layout.store)
+    process(events, service, state)
+    once = dump(cache_redis)
+    process(events, service, state)
+    assert dump(cache_redis) == once

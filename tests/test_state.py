@@ -1,0 +1,45 @@
+"""The warmer's own state: dedup, dead letters, access records, in their own DB."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests.support.registry import free_port
+from worker.clients import build_state
+from worker.errors import StateError
+from worker.settings import load_settings
+from worker.state import StateStore
+
+
+def test_ids_are_unseen_until_marked_and_marks_expire(
+    state: StateStore, state_redis: redis.Redis
+) -> None:
+    assert state.unseen(["a", "b"]) == ["a", "b"]
+    state.mark_seen(["a"])
+    assert state.unseen(["a", "b"]) == ["b"]
+    assert 0 < state_redis.ttl("warmer:seen:a") <= 24 * 3600
+
+
+def test_dead_letters_keep_reason_and_event_in_order(state: StateStore) -> None:
+    assert state.dead_letter([("first", {"id": 1}), ("second", "raw text")]) == 2
+    letters = state.dead_letters()
+    assert [(d.reason, d.event) for d in letters] == [("first", {"id": 1}), ("second", "raw text")]
+    assert state.dead_letter_count() == 2
+    taken = state.pop_dead_letters(1)
+    assert [d.reason for d in taken] == ["first"]
+    assert state.purge_dead_letters() == 1
+    assert state.dead_letter_count() == 0
+
+
+def test_access_records_order_repositories_by_last_pull(state: StateStore) -> None:
+    state.record_access(["old"])
+    state.record_access(["new"])
+    assert state.recently_pulled() == ["new", "old"]
+
+
+def test_an_unreachable_state_redis_raises_state_error() -> None:
+    settings = load_settings(state_url=f"redis://127.0.0.1:{free_port()}/2", redis_timeout=0.5)
+    state = build_state(settings)
+    with pytest.raises(StateError, match="state Redis"):
+        state.unseen(["a"])

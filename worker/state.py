@@ -1,0 +1,131 @@
+"""The warmer's own state, in its own Redis DB (``WARMER_STATE_URL``): the one module that
+spells its keys. The registry's cache DB never holds any of these.
+
+    warmer:seen:<event id>   STRING  an event already handed to the broker (expires)
+    warmer:deadletter        LIST    JSON {"at", "reason", "event"}: given up on, oldest first
+    warmer:access            ZSET    repository -> time of its last pull (hot-first re-warm)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis
+
+from worker.errors import StateError
+
+__all__ = ["DeadLetter", "StateStore"]
+
+_SEEN_PREFIX: Final = "warmer:seen:"
+_DEADLETTER: Final = "warmer:deadletter"
+_ACCESS: Final = "warmer:access"
+
+#: How long an event id is remembered: the registry retries for as long as it lives, but a
+#: duplicate after a day is harmless (warming is idempotent) and the set must not grow forever.
+SEEN_TTL_SECONDS: Final = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event the warmer gave up on: when, why, and the event as it arrived."""
+
+    at: float
+    reason: str
+    event: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"at": self.at, "reason": self.reason, "event": self.event}
+
+
+class StateStore:
+    """Dedup keys, the dead-letter list and access records in the warmer's own Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def __repr__(self) -> str:
+        return f"StateStore({self._redis!r})"
+
+    # -- dedup ----------------------------------------------------------------------------------
+
+    def unseen(self, event_ids: Sequence[str]) -> list[str]:
+        """The ids not yet marked seen, in order (one round trip)."""
+        if not event_ids:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.exists(_SEEN_PREFIX + event_id)
+        flags = self._call(pipe.execute)
+        return [e for e, seen in zip(event_ids, flags, strict=True) if not seen]
+
+    def mark_seen(self, event_ids: Iterable[str]) -> None:
+        """Remember ids as handed to the broker; call only after the broker took them."""
+        pipe = self._redis.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.set(_SEEN_PREFIX + event_id, 1, ex=SEEN_TTL_SECONDS)
+        self._call(pipe.execute)
+
+    # -- dead letters ---------------------------------------------------------------------------
+
+    def dead_letter(self, letters: Iterable[tuple[str, Any]]) -> int:
+        """Append ``(reason, event)`` pairs to the dead-letter list; return how many."""
+        now = time.time()
+        entries = [
+            json.dumps(DeadLetter(now, reason, event).as_dict(), default=str)
+            for reason, event in letters
+        ]
+        if entries:
+            self._call(self._redis.rpush, _DEADLETTER, *entries)
+        return len(entries)
+
+    def dead_letters(self, start: int = 0, stop: int = -1) -> list[DeadLetter]:
+        """Dead letters from ``start`` to ``stop`` (inclusive, as LRANGE), oldest first."""
+        raw = self._call(self._redis.lrange, _DEADLETTER, start, stop)
+        return [DeadLetter(**json.loads(item)) for item in raw]
+
+    def dead_letter_count(self) -> int:
+        """How many dead letters wait."""
+        count: int = self._call(self._redis.llen, _DEADLETTER)
+        return count
+
+    def pop_dead_letters(self, count: int) -> list[DeadLetter]:
+        """Take up to ``count`` of the oldest dead letters off the list (for a replay)."""
+        raw = self._call(self._redis.lpop, _DEADLETTER, count) or []
+        return [DeadLetter(**json.loads(item)) for item in raw]
+
+    def purge_dead_letters(self) -> int:
+        """Drop every dead letter; return how many there were."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.llen(_DEADLETTER)
+        pipe.delete(_DEADLETTER)
+        count, _ = self._call(pipe.execute)
+        return int(count)
+
+    # -- access records -------------------------------------------------------------------------
+
+    def record_access(self, repositories: Iterable[str]) -> None:
+        """Note that these repositories were just pulled."""
+        now = time.time()
+        mapping = dict.fromkeys(repositories, now)
+        if mapping:
+            self._call(self._redis.zadd, _ACCESS, mapping)
+
+    def recently_pulled(self, limit: int = 100) -> list[str]:
+        """Repositories by most recent pull, newest first."""
+        raw = self._call(self._redis.zrevrange, _ACCESS, 0, limit - 1)
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
+
+    def ping(self) -> None:
+        """Raise StateError unless the state Redis answers."""
+        self._call(self._redis.ping)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except redis.RedisError as exc:
+            raise StateError(f"state Redis: {exc}") from exc
