@@ -1,0 +1,109 @@
+"""The Celery task on real brokers (Redis and RabbitMQ) with a real worker in solo mode."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+
+from tasks.events import EVENTS_TASK
+from tests.support.layout import LayoutWriter
+from tests.support.redisdump import dump
+from worker.celery_app import WarmerCelery, create_app
+from worker.events import Event, Kind
+from worker.settings import load_settings
+from worker.state import StateStore
+
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def _rabbitmq_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest, redis_proc: Any) -> str:
+    if request.param == "redis":
+        return f"redis://{redis_proc.host}:{redis_proc.port}/1"
+    if not _rabbitmq_up():
+        if os.environ.get("WARMER_REQUIRE_E2E") == "1":
+            pytest.fail("RabbitMQ is not answering on 127.0.0.1:5672 (WARMER_REQUIRE_E2E=1)")
+        pytest.skip("RabbitMQ is not answering on 127.0.0.1:5672")
+    return RABBITMQ
+
+
+@pytest.fixture
+def app(
+    broker_url: str,
+    redis_proc: Any,
+    layout: LayoutWriter,
+    cache_redis: redis.Redis,
+    state_redis: redis.Redis,
+) -> Iterator[WarmerCelery]:
+    layout.store.root.mkdir(parents=True, exist_ok=True)
+    base = f"redis://{redis_proc.host}:{redis_proc.port}"
+    settings = load_settings(
+        redis_url=f"{base}/0",
+        state_url=f"{base}/2",
+        broker_url=broker_url,
+        storage_root=str(layout.store.root),
+    )
+    app = create_app(settings)
+    queue = f"warmer-test-{uuid.uuid4().hex[:8]}"  # nothing left over from another run
+    app.conf.task_default_queue = queue
+    # The embedded worker's AMQP loop waits out a heartbeat tick (10 s) before it can stop;
+    # tests do not need heartbeats, production keeps them.
+    app.conf.broker_heartbeat = 0
+    yield app
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_delete(queue)  # type: ignore[attr-defined]
+
+
+def test_events_task_warms_and_returns_its_counters(
+    app: WarmerCelery, layout: LayoutWriter, cache_redis: redis.Redis
+) -> None:
+    manifest, blobs = layout.image("team/app", "v1", b"a", b"b")
+    messages = [
+        Event("e1", Kind.WARM_MANIFEST, "team/app", manifest).as_message(),
+        Event("e2", Kind.WARM_BLOB, "team/app", blobs[1]).as_message(),
+    ]
+    with start_worker(app, pool="solo", perform_ping_check=False):
+        result = app.send_task(EVENTS_TASK, args=[messages]).get(timeout=30)
+    assert result["fetch"] == {"requests": 4, "hits": 1, "misses": 3}
+    assert (result["warmed"], result["retry"], result["dead"]) == (5, 0, 0)
+    assert set(dump(cache_redis)["repository::team/app::blobs"]) == set(blobs)
+
+
+def test_dead_events_reach_the_dead_letter_list(
+    app: WarmerCelery, state_redis: redis.Redis
+) -> None:
+    absent = "sha256:" + "0" * 64
+    messages = [Event("e1", Kind.WARM_BLOB, "team/app", absent).as_message(), ["junk"]]
+    with start_worker(app, pool="solo", perform_ping_check=False):
+        result = app.send_task(EVENTS_TASK, args=[messages]).get(timeout=30)
+    assert result["dead"] == 1
+    reasons = [d.reason for d in StateStore(state_redis).dead_letters()]
+    assert len(reasons) == 2
+    assert any("malformed" in r for r in reasons)
+    assert any("not linked" in r for r in reasons)
+
+
+def test_the_app_is_configured_for_at_least_once_delivery(app: WarmerCelery) -> None:
+    conf = app.conf
+    assert conf.task_acks_late
+    assert conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.worker_send_task_events
+    assert conf.task_send_sent_event
+    options = conf.broker_transport_options
+    assert options.get("visibility_timeout") == 60 or options.get("confirm_publish") is True

@@ -1,0 +1,92 @@
+"""The Celery app, built explicitly from the settings: :func:`create_app`.
+
+Delivery is at least once, never at most once: late acks, a message held by a worker that dies
+goes back to the queue (``task_reject_on_worker_lost``; on Redis, after the visibility timeout),
+one message at a time per worker process. Every write a task makes is idempotent, so a second
+delivery is harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from celery import Celery
+
+from tasks import register
+from worker.cache import BlobDescriptorCache
+from worker.clients import build_cache, build_state, build_store
+from worker.counters import Counters
+from worker.service import CachedBlobService
+from worker.settings import Settings
+from worker.state import StateStore
+from worker.store import FilesystemStore
+
+__all__ = ["VISIBILITY_TIMEOUT_SECONDS", "WarmerCelery", "WarmerContext", "create_app"]
+
+#: Redis broker: a message a worker took and never acknowledged (it was killed) is handed out
+#: again after this long. Warm tasks take milliseconds; two minutes bounds the delay.
+VISIBILITY_TIMEOUT_SECONDS: Final = 60
+
+
+@dataclass
+class WarmerContext:
+    """The clients a worker process uses, built on first use in that process (after fork)."""
+
+    settings: Settings
+    _cache: BlobDescriptorCache | None = field(default=None, init=False)
+    _store: FilesystemStore | None = field(default=None, init=False)
+    _state: StateStore | None = field(default=None, init=False)
+
+    @property
+    def state(self) -> StateStore:
+        """The warmer's own state store."""
+        if self._state is None:
+            self._state = build_state(self.settings)
+        return self._state
+
+    def service(self) -> CachedBlobService:
+        """A cached service with fresh counters: one per task, so its result counts its own."""
+        if self._cache is None or self._store is None:
+            self._cache = build_cache(self.settings)
+            self._store = build_store(self.settings)
+        return CachedBlobService(self._cache, self._store, Counters())
+
+
+class WarmerCelery(Celery):
+    """A Celery app that carries the warmer's settings and per-process clients."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__("warmer", **kwargs)
+        self.settings = settings
+        self.context = WarmerContext(settings)
+
+
+def create_app(settings: Settings) -> WarmerCelery:
+    """The warmer's Celery app, with its tasks registered."""
+    app = WarmerCelery(settings, broker=settings.broker_url, backend=settings.results_url)
+    transport: dict[str, Any] = {}
+    if urlsplit(settings.broker_url).scheme.startswith(("redis", "rediss")):
+        transport["visibility_timeout"] = VISIBILITY_TIMEOUT_SECONDS
+    else:
+        # RabbitMQ: a publish returns once the broker has taken the message.
+        transport["confirm_publish"] = True
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=7 * 24 * 3600,
+        result_extended=True,
+        # Flower shows tasks live only with events on.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+    )
+    register(app)
+    return app
