@@ -8,27 +8,23 @@ errors go to stderr.
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from worker import __version__
+from worker.cli_ops import register_ops
 from worker.clients import build_service
+from worker.console import EXIT_NOT_FOUND, err, fail, out, print_json, settings_of
 from worker.errors import BlobNotFoundError, WarmerError
 from worker.rewarm import DEFAULT_BATCH_SIZE, RewarmSummary, rewarm
 from worker.service import CachedBlobService
-from worker.settings import Settings, load_settings
+from worker.settings import load_settings
 
 __all__ = ["app", "main"]
-
-EXIT_NOT_FOUND = 1
-EXIT_ERROR = 2
 
 app = typer.Typer(
     name="warmer",
@@ -37,31 +33,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_out = Console(highlight=False)
-_err = Console(stderr=True, highlight=False)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on the last line.")]
 RepositoryArgument = Annotated[str, typer.Argument(help="Repository name, e.g. team/app.")]
 DigestArgument = Annotated[str, typer.Argument(help="Blob digest, e.g. sha256:...")]
 
 
-def _fail(message: str) -> NoReturn:
-    _err.print(f"[bold red]warmer: error:[/] {message}", markup=True, soft_wrap=True)
-    raise typer.Exit(EXIT_ERROR)
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)  # set by the callback below
-    return settings
-
-
 def _service(ctx: typer.Context) -> CachedBlobService:
     try:
-        service = build_service(_settings(ctx))
+        service = build_service(settings_of(ctx))
         service.store.check()
     except WarmerError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     return service
 
 
@@ -72,19 +55,19 @@ def _main(
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
 ) -> None:
     if version:
-        _out.print(__version__)
+        out.print(__version__)
         raise typer.Exit()
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(
         level=level,
         format="%(message)s",
-        handlers=[RichHandler(console=_err, show_path=False, show_time=False)],
+        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
         force=True,
     )
     try:
         ctx.obj = load_settings()
     except WarmerError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command()
@@ -99,10 +82,10 @@ def exists(
     try:
         found = service.exists(repository, digest)
     except WarmerError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     hit = service.counters.exists.hits > 0
     if as_json:
-        _print_json(
+        print_json(
             {
                 "repository": repository,
                 "digest": digest,
@@ -113,7 +96,7 @@ def exists(
         )
     else:
         source = "cache" if hit else "store"
-        _out.print(f"{repository}@{digest}: {'exists' if found else 'not found'} ({source})")
+        out.print(f"{repository}@{digest}: {'exists' if found else 'not found'} ({source})")
     if not found:
         raise typer.Exit(EXIT_NOT_FOUND)
 
@@ -131,7 +114,7 @@ def fetch(
         desc = service.fetch(repository, digest)
     except BlobNotFoundError as exc:
         if as_json:
-            _print_json(
+            print_json(
                 {
                     "repository": repository,
                     "digest": digest,
@@ -140,13 +123,13 @@ def fetch(
                 }
             )
         else:
-            _err.print(f"warmer: {exc}", soft_wrap=True)
+            err.print(f"warmer: {exc}", soft_wrap=True)
         raise typer.Exit(EXIT_NOT_FOUND) from None
     except WarmerError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     hit = service.counters.fetch.hits > 0
     if as_json:
-        _print_json(
+        print_json(
             {
                 "repository": repository,
                 "digest": desc.digest,
@@ -158,12 +141,12 @@ def fetch(
             }
         )
         return
-    _out.print(f"{repository}@{desc.digest}")
-    _out.print(f"  size:       {desc.size}")
-    _out.print(f"  media type: {desc.media_type}")
+    out.print(f"{repository}@{desc.digest}")
+    out.print(f"  size:       {desc.size}")
+    out.print(f"  media type: {desc.media_type}")
     if desc.path:
-        _out.print(f"  path:       {desc.path}")
-    _out.print(f"  cache:      {'hit' if hit else 'miss (warmed from the store)'}")
+        out.print(f"  path:       {desc.path}")
+    out.print(f"  cache:      {'hit' if hit else 'miss (warmed from the store)'}")
 
 
 @app.command("rewarm")
@@ -190,13 +173,13 @@ def rewarm_command(
         try:
             summary = rewarm(service, repo or None, batch_size=batch_size, on_progress=report)
         except WarmerError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     if as_json:
-        _print_json(summary.as_dict())
+        print_json(summary.as_dict())
     else:
-        _out.print(f"rewarm: {_describe(summary)} in {summary.seconds:.2f}s")
+        out.print(f"rewarm: {_describe(summary)} in {summary.seconds:.2f}s")
     if summary.errors:
-        _err.print(f"warmer: {summary.errors} blobs could not be warmed (see the warnings above)")
+        err.print(f"warmer: {summary.errors} blobs could not be warmed (see the warnings above)")
 
 
 def _describe(s: RewarmSummary) -> str:
@@ -216,22 +199,19 @@ class _NoProgress:
 
 def _progress() -> Progress | _NoProgress:
     # A bar only for a person watching: never in a pipe, a log file or CI output.
-    if not _err.is_terminal:
+    if not err.is_terminal:
         return _NoProgress()
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
         TimeElapsedColumn(),
-        console=_err,
+        console=err,
         transient=True,
     )
 
 
-def _print_json(obj: dict[str, Any]) -> None:
-    # Plain print, not rich: the line must be machine-readable, never wrapped or styled.
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
+register_ops(app)
 
 
 def main() -> None:

@@ -1,0 +1,225 @@
+"""The receiver: every answer of the contract, and hostile input that writes no cache key."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from tests.support.notifications import envelope, event
+from tests.support.redisdump import dump
+from tests.support.registry import free_port
+from worker.batcher import Batcher
+from worker.clients import build_state
+from worker.settings import load_settings
+from worker.state import StateStore
+from worker.webhook import create_webhook
+
+TOKEN = "s3cret-token"
+D = "sha256:" + "d" * 64
+V1 = "application/vnd.docker.distribution.events.v1+json"
+
+
+class Published:
+    """What the receiver handed to the broker side; can be told to fail like a dead broker."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Any]] = []
+        self.down = False
+
+    def __call__(self, messages: list[list[Any]]) -> None:
+        if self.down:
+            raise ConnectionError("broker is down")
+        self.batches.append(messages)
+
+    @property
+    def messages(self) -> list[Any]:
+        return [m for batch in self.batches for m in batch]
+
+
+@pytest.fixture
+def published() -> Published:
+    return Published()
+
+
+def _client(state: StateStore, published: Published, **kwargs: Any) -> TestClient:
+    app = create_webhook(
+        state=state,
+        batcher=Batcher(published, window=0.001),
+        token=kwargs.pop("token", TOKEN),
+        **kwargs,
+    )
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(state: StateStore, published: Published) -> Iterator[TestClient]:
+    with _client(state, published, max_body=4096) as c:
+        yield c
+
+
+def _post(
+    client: TestClient,
+    body: bytes,
+    *,
+    auth: str | None = f"Bearer {TOKEN}",
+    content_type: str = V1,
+    **headers: str,
+) -> Any:
+    h = {"content-type": content_type, **headers}
+    if auth:
+        h["authorization"] = auth
+    return client.post("/events", content=body, headers=h)
+
+
+def test_a_valid_envelope_is_accepted_once_with_the_broker(
+    client: TestClient, published: Published
+) -> None:
+    body = envelope(
+        event("push", "team/app", D, event_id="e1"), event("pull", "team/app", D, event_id="e2")
+    )
+    response = _post(client, body)
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 2, "duplicates": 0, "ignored": 0, "rejected": 0}
+    assert published.messages == [
+        ["e1", "warm-blob", "team/app", D],
+        ["e2", "access", "team/app", D],
+    ]
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        None,
+        "Bearer wrong",
+        f"Bearer {TOKEN}x",
+        "Token " + TOKEN,
+        "Basic !!notbase64",
+        "Basic " + base64.b64encode(b"user:wrong").decode(),
+    ],
+)
+def test_bad_or_missing_auth_is_401(
+    client: TestClient, published: Published, auth: str | None
+) -> None:
+    assert _post(client, envelope(event("push", "a", D)), auth=auth).status_code == 401
+    assert published.messages == []
+
+
+def test_basic_auth_with_the_token_as_password_is_accepted(client: TestClient) -> None:
+    basic = "Basic " + base64.b64encode(f"registry:{TOKEN}".encode()).decode()
+    assert _post(client, envelope(event("push", "a", D)), auth=basic).status_code == 202
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/vnd.docker.distribution.events.v1+json",
+        "application/vnd.docker.distribution.events.v2+json; charset=utf-8",
+        "application/json",
+    ],
+)
+def test_the_registry_content_types_are_accepted(client: TestClient, content_type: str) -> None:
+    response = _post(client, envelope(event("push", "a", D)), content_type=content_type)
+    assert response.status_code == 202
+
+
+def test_other_content_types_are_415(client: TestClient) -> None:
+    assert _post(client, b"x", content_type="text/plain").status_code == 415
+
+
+def test_a_declared_large_body_is_413_before_it_is_read(client: TestClient) -> None:
+    assert _post(client, b"{}", **{"content-length": "999999"}).status_code == 413
+
+
+def test_a_streamed_large_body_is_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b" " * 1000
+
+    response = client.post(
+        "/events",
+        content=chunks(),
+        headers={"content-type": V1, "authorization": f"Bearer {TOKEN}"},
+    )
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"events": 3}'])
+def test_a_body_that_is_not_an_envelope_is_400(client: TestClient, body: bytes) -> None:
+    assert _post(client, body).status_code == 400
+
+
+def test_bad_events_are_dead_lettered_and_the_envelope_still_accepted(
+    client: TestClient, published: Published, state: StateStore, cache_redis: redis.Redis
+) -> None:
+    body = envelope(
+        event("push", "../../etc", D, event_id="bad1"),
+        event("push", "team/app", "sha256:short", event_id="bad2"),
+        event("teleport", "team/app", D, event_id="bad3"),
+        event("push", "team/app", D, event_id="good"),
+    )
+    response = _post(client, body)
+    assert response.status_code == 202
+    assert response.json()["rejected"] == 3
+    assert [m[0] for m in published.messages] == ["good"]
+    reasons = [d.reason for d in state.dead_letters()]
+    assert len(reasons) == 3
+    assert "invalid repository name" in reasons[0]
+    assert dump(cache_redis) == {}
+
+
+def test_duplicate_deliveries_are_sent_once(client: TestClient, published: Published) -> None:
+    body = envelope(event("push", "a", D, event_id="same"), event("push", "a", D, event_id="same"))
+    assert _post(client, body).json()["duplicates"] == 0
+    again = _post(client, body)
+    assert again.status_code == 202
+    assert again.json() == {"accepted": 0, "duplicates": 1, "ignored": 0, "rejected": 0}
+    assert len(published.messages) == 1
+
+
+def test_a_refused_enqueue_is_503_and_not_marked_seen(
+    client: TestClient, published: Published
+) -> None:
+    body = envelope(event("push", "a", D, event_id="retry-me"))
+    published.down = True
+    assert _post(client, body).status_code == 503
+    published.down = False
+    response = _post(client, body)  # the registry sends the same event again
+    assert response.json()["accepted"] == 1
+    assert [m[0] for m in published.messages] == ["retry-me"]
+
+
+def test_tag_deletes_are_accepted_and_not_sent(client: TestClient, published: Published) -> None:
+    response = _post(client, envelope(event("delete", "a", tag="v1")))
+    assert response.json()["ignored"] == 1
+    assert published.messages == []
+
+
+def test_a_state_redis_outage_is_503(published: Published) -> None:
+    settings = load_settings(state_url=f"redis://127.0.0.1:{free_port()}/2", redis_timeout=0.3)
+    with _client(build_state(settings), published) as client:
+        assert _post(client, envelope(event("push", "a", D))).status_code == 503
+    assert published.messages == []
+
+
+def test_without_a_token_everyone_is_accepted(state: StateStore, published: Published) -> None:
+    with _client(state, published, token=None) as client:
+        assert _post(client, envelope(event("push", "a", D)), auth=None).status_code == 202
+
+
+def test_health_and_readiness(state: StateStore, published: Published) -> None:
+    def broken() -> None:
+        raise ConnectionError("broker down")
+
+    checks: dict[str, Callable[[], None]] = {"state": state.ping, "broker": broken}
+    with _client(state, published, checks=checks) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["failures"] == {"broker": "broker down"}
+    with _client(state, published, checks={"state": state.ping}) as client:
+        assert client.get("/readyz").json() == {"status": "ready"}

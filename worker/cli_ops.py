@@ -1,0 +1,125 @@
+"""``warmer`` commands that run the service: ``webhook``, ``worker``, ``beat``, ``deadletter``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from worker.celery_app import create_app
+from worker.clients import build_state, build_store
+from worker.console import fail, out, print_json, settings_of
+from worker.deadletters import replay
+from worker.errors import WarmerError
+from worker.serve import build_webhook, publisher, serve_webhook
+from worker.webhook import DEFAULT_MAX_BODY
+
+__all__ = ["register_ops"]
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+deadletter = typer.Typer(
+    help="Read, replay or purge the events the warmer gave up on.", no_args_is_help=True
+)
+
+
+def webhook(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_body: Annotated[int, typer.Option(help="Largest body accepted, in bytes.")] = (
+        DEFAULT_MAX_BODY
+    ),
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth", help="Accept callers without the token.")
+    ] = False,
+) -> None:
+    """Serve POST /events, the registry's notification endpoint (and /healthz, /readyz)."""
+    settings = settings_of(ctx)
+    try:
+        asgi = build_webhook(
+            settings, create_app(settings), insecure_no_auth=insecure_no_auth, max_body=max_body
+        )
+    except WarmerError as exc:
+        fail(str(exc))
+    serve_webhook(asgi, host, port)
+
+
+def worker(ctx: typer.Context) -> None:
+    """Run a Celery worker for the warmer's tasks; extra options go to ``celery worker``."""
+    settings = settings_of(ctx)
+    try:
+        build_store(settings).check()  # every task needs it: say so now, not per task
+    except WarmerError as exc:
+        fail(str(exc))
+    create_app(settings).worker_main(["worker", "--loglevel=INFO", *ctx.args])
+
+
+def beat(ctx: typer.Context) -> None:
+    """Run Celery beat for the warmer's schedules; extra options go to ``celery beat``."""
+    create_app(settings_of(ctx)).start(["beat", "--loglevel=INFO", *ctx.args])
+
+
+@deadletter.command("list")
+def deadletter_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many, oldest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Show the dead letters: when, why, and the event."""
+    try:
+        state = build_state(settings_of(ctx))
+        letters = state.dead_letters(0, limit - 1)
+        total = state.dead_letter_count()
+    except WarmerError as exc:
+        fail(str(exc))
+    if as_json:
+        for letter in letters:
+            print_json(letter.as_dict())
+        return
+    table = Table("#", "reason", "event", title=f"{total} dead letters")
+    for i, letter in enumerate(letters):
+        table.add_row(str(i), letter.reason, _short(letter.event))
+    out.print(table)
+
+
+@deadletter.command("replay")
+def deadletter_replay(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, help="Replay at most this many.")] = 1000,
+) -> None:
+    """Send dead letters back through the pipeline; invalid ones stay, with the new reason."""
+    settings = settings_of(ctx)
+    try:
+        result = replay(build_state(settings), publisher(create_app(settings)), limit)
+    except WarmerError as exc:
+        fail(str(exc))
+    out.print(f"replayed {result.replayed}, still refused {result.refused}")
+
+
+@deadletter.command("purge")
+def deadletter_purge(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+) -> None:
+    """Drop every dead letter."""
+    if not yes and not typer.confirm("Drop every dead letter?"):
+        raise typer.Exit(1)
+    try:
+        count = build_state(settings_of(ctx)).purge_dead_letters()
+    except WarmerError as exc:
+        fail(str(exc))
+    out.print(f"purged {count}")
+
+
+def _short(event: Any) -> str:
+    text = str(event)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def register_ops(app: typer.Typer) -> None:
+    """Add the service commands to the ``warmer`` app."""
+    app.command()(webhook)
+    app.command(context_settings=_PASS_THROUGH)(worker)
+    app.command(context_settings=_PASS_THROUGH)(beat)
+    app.add_typer(deadletter, name="deadletter")

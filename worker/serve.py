@@ -1,0 +1,75 @@
+"""Wiring the receiver to the Celery app, and running it under uvicorn."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import uvicorn
+from starlette.applications import Starlette
+
+from tasks.events import EVENTS_TASK
+from worker.batcher import Batcher
+from worker.celery_app import WarmerCelery
+from worker.clients import build_cache, build_state
+from worker.errors import ConfigError
+from worker.settings import Settings
+from worker.webhook import DEFAULT_MAX_BODY, create_webhook
+
+__all__ = ["PUBLISH_RETRY", "build_webhook", "publisher", "serve_webhook"]
+
+#: A publish retries briefly, then fails: the request answers 503 and the registry resends,
+#: rather than the registry's request timing out while we wait on a broker that is down.
+PUBLISH_RETRY: Final = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+
+
+def publisher(app: WarmerCelery) -> Any:
+    """A function that sends one batch of event messages as one ``warmer.events`` task."""
+
+    def publish(messages: list[list[Any]]) -> None:
+        app.send_task(EVENTS_TASK, args=[messages], retry=True, retry_policy=PUBLISH_RETRY)
+
+    return publish
+
+
+def _broker_check(app: WarmerCelery) -> None:
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+def build_webhook(
+    settings: Settings,
+    app: WarmerCelery,
+    *,
+    insecure_no_auth: bool = False,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> Starlette:
+    """The receiver, publishing to ``app``; refuses to exist without a token unless told to."""
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
+    if token is None and not insecure_no_auth:
+        raise ConfigError(
+            "WARMER_WEBHOOK_TOKEN is not set: set it (and the same Bearer token in the "
+            "registry's notifications headers), or pass --insecure-no-auth"
+        )
+    state = build_state(settings)
+    return create_webhook(
+        state=state,
+        batcher=Batcher(publisher(app)),
+        token=token,
+        max_body=max_body,
+        checks={
+            "cache": build_cache(settings).ping,
+            "state": state.ping,
+            "broker": lambda: _broker_check(app),
+        },
+    )
+
+
+def serve_webhook(asgi: Starlette, host: str, port: int) -> None:
+    """Run the receiver until interrupted."""
+    # access_log off: every registry request would be a line; the receiver logs what matters.
+    uvicorn.run(asgi, host=host, port=port, access_log=False, log_level="info")
