@@ -23,7 +23,7 @@ from worker.store import FilesystemStore
 
 # Two servers on free ports: one the tests share, and one that tests stop to see the
 # warmer survive an outage.
-redis_proc = factories.redis_proc()
+redis_proc = factories.redis_proc(db_count=16)
 outage_redis_proc = factories.redis_proc()
 
 CACHE_DB = 0

@@ -78,6 +78,31 @@ class Registry:
             counts[kind] = int(float(value))
         return counts
 
+    def copy(self, source: str, destination: str) -> None:
+        """``skopeo copy`` within the registry (a cross-repository mount for shared blobs)."""
+        _run(
+            [
+                SKOPEO_BIN,
+                "copy",
+                "--quiet",
+                "--all",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                f"docker://{self.addr}/{source}",
+                f"docker://{self.addr}/{destination}",
+            ]
+        )
+
+    def delete(self, path: str) -> int:
+        """HTTP status of ``DELETE /v2/<path>``."""
+        req = urllib.request.Request(f"http://{self.addr}/v2/{path}", method="DELETE")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                status: int = resp.status
+                return status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
     def head_blob(self, repository: str, digest: str) -> int:
         """HTTP status of ``HEAD /v2/<repository>/blobs/<digest>``."""
         req = urllib.request.Request(

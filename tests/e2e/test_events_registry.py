@@ -1,0 +1,135 @@
+"""End to end: registry A notifies the warmer, which fills the Redis of registry B (a replica
+serving the same storage). A first pull of everything through B misses nothing, and B's Redis
+holds what a registry fills by itself on pulling it all. Deletes evict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.support.oci import Image, Index, layer, write_layout
+from tests.support.redisdump import dump
+from tests.support.registry import Registry, free_port, running_registry, wait_for
+from tests.support.services import warmer_process, webhook_ready
+
+pytestmark = pytest.mark.e2e
+
+DB_A, DB_B, DB_REF, DB_STATE, DB_BROKER = 7, 8, 9, 10, 11
+TOKEN = "e2e-token"
+IMAGES = ("team/app:v1", "other/app:v1", "multi/platform:v1", "mounted/app:v1")
+
+
+def _dirname(name: str) -> str:
+    return name.replace("/", "_").replace(":", "_")
+
+
+def _pull_all(registry: Registry, into: Path) -> None:
+    for name in IMAGES:
+        registry.pull(name, into / _dirname(name))
+
+
+@pytest.fixture
+def dbs(redis_proc: Any) -> Iterator[dict[int, redis.Redis]]:
+    clients = {
+        db: redis.Redis(host=redis_proc.host, port=redis_proc.port, db=db)
+        for db in (DB_A, DB_B, DB_REF, DB_STATE, DB_BROKER)
+    }
+    for c in clients.values():
+        c.flushdb()
+    yield clients
+    for c in clients.values():
+        c.flushdb()
+        c.close()
+
+
+@pytest.fixture
+def warmer(redis_proc: Any, tmp_path: Path, dbs: dict[int, redis.Redis]) -> Iterator[str]:
+    """``warmer webhook`` and ``warmer worker`` as processes; yields the receiver's URL."""
+    base = f"redis://{redis_proc.host}:{redis_proc.port}"
+    port = free_port()
+    env = {
+        "WARMER_REDIS_URL": f"{base}/{DB_B}",
+        "WARMER_STATE_URL": f"{base}/{DB_STATE}",
+        "WARMER_BROKER_URL": f"{base}/{DB_BROKER}",
+        "WARMER_STORAGE_ROOT": str(tmp_path / "storage"),
+        "WARMER_WEBHOOK_TOKEN": TOKEN,
+    }
+    (tmp_path / "storage").mkdir()
+    url = f"http://127.0.0.1:{port}"
+    with (
+        warmer_process(["webhook", "--port", str(port)], env, tmp_path / "webhook.log"),
+        warmer_process(
+            ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"],
+            env,
+            tmp_path / "worker.log",
+        ),
+    ):
+        wait_for(lambda: webhook_ready(url), timeout=30, what="warmer webhook /readyz")
+        yield url
+
+
+def test_a_replica_is_warm_before_its_first_pull(
+    warmer: str, redis_proc: Any, tmp_path: Path, dbs: dict[int, redis.Redis]
+) -> None:
+    root = tmp_path / "storage"
+    shared = layer("shared.txt", b"shared by two repositories")
+    images: dict[str, Image | Index] = {
+        "team/app:v1": Image([shared, layer("a.txt", b"a")], label="team"),
+        "other/app:v1": Image([shared, layer("b.txt", b"b")], label="other"),
+        "multi/platform:v1": Index(
+            [
+                Image([layer("x.txt", b"amd64")], "amd64", "m1"),
+                Image([layer("x.txt", b"arm64"), shared], "arm64", "m2"),
+            ]
+        ),
+    }
+    with running_registry(
+        tmp_path / "a",
+        root=root,
+        redis_port=redis_proc.port,
+        redis_db=DB_A,
+        notify_url=f"{warmer}/events",
+        token=TOKEN,
+    ) as reg_a:
+        for name, image in images.items():
+            layout = write_layout(tmp_path / "layouts" / _dirname(name), image)
+            reg_a.push(layout, name, all_platforms=isinstance(image, Index))
+        reg_a.copy("team/app:v1", "mounted/app:v1")  # blobs arrive by cross-repository mount
+
+        # The reference: what a registry fills by itself when everything is pulled through it.
+        with running_registry(
+            tmp_path / "ref", root=root, redis_port=redis_proc.port, redis_db=DB_REF
+        ) as reg_ref:
+            _pull_all(reg_ref, tmp_path / "ref-pull")
+        reference = dump(dbs[DB_REF])
+
+        wait_for(
+            lambda: dump(dbs[DB_B]) == reference,
+            timeout=60,
+            what="registry B's Redis to hold what a full pull leaves",
+        )
+
+        with running_registry(
+            tmp_path / "b", root=root, redis_port=redis_proc.port, redis_db=DB_B
+        ) as reg_b:
+            _pull_all(reg_b, tmp_path / "b-pull")
+            counts = reg_b.cache_counts()
+        assert counts["Miss"] == 0, counts
+        assert counts["Hit"] > 0
+
+        # Deletes: a blob of one repository, then a manifest.
+        members = dump(dbs[DB_B])["repository::other/app::blobs"]
+        blob = next(d for d in members if d != shared.digest)
+        assert reg_a.delete(f"other/app/blobs/{blob}") == 202
+        wait_for(
+            lambda: not dbs[DB_B].sismember("repository::other/app::blobs", blob),
+            timeout=30,
+            what="the deleted blob to leave other/app's membership",
+        )
+        assert dbs[DB_B].exists(f"blobs::{blob}")  # its data is still in the store (no GC yet)
+        assert dbs[DB_B].sismember("repository::team/app::blobs", shared.digest)
