@@ -1,14 +1,15 @@
-"""The task that applies a batch of registry events: ``warmer.events``."""
+"""Tasks of the event pipeline: ``warmer.events`` applies a batch, ``warmer.redeliver`` sends
+again what the ledger says is overdue (see :mod:`worker.ledger`)."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from celery import Task
-from celery.utils.time import get_exponential_backoff_interval
 
-from worker.deadletters import parse_messages, settle
 from worker.errors import StateError
+from worker.ledger import parse_messages, redeliver, settle
 from worker.pipeline import process
 
 if TYPE_CHECKING:
@@ -18,11 +19,10 @@ if TYPE_CHECKING:
 else:
     _Task = Task
 
-__all__ = ["EVENTS_TASK", "MAX_RETRIES", "register_event_tasks"]
+__all__ = ["EVENTS_TASK", "REDELIVER_TASK", "register_event_tasks"]
 
 EVENTS_TASK: Final = "warmer.events"
-#: Tries after the first; with backoff from 2 s doubling to 5 minutes, about 20 minutes in all.
-MAX_RETRIES: Final = 8
+REDELIVER_TASK: Final = "warmer.redeliver"
 
 
 class _DeadLetterOnFailure(_Task):
@@ -33,28 +33,41 @@ class _DeadLetterOnFailure(_Task):
         reason = f"task {task_id} failed: {exc!r}"
         app = cast("WarmerCelery", self.app)
         app.context.state.dead_letter((reason, m) for m in messages)
+        app.context.state.untrack(messages)
 
 
 def register_event_tasks(app: WarmerCelery) -> None:
-    """Register ``warmer.events`` on ``app``."""
+    """Register the pipeline's tasks on ``app``."""
 
+    # The state Redis holds the ledger: when it is away, a task is tried again as a whole.
     @app.task(
-        bind=True,
-        base=_DeadLetterOnFailure,
         name=EVENTS_TASK,
-        max_retries=MAX_RETRIES,
-        # The state Redis holds the dead letters: when it is away, try the batch again later.
+        base=_DeadLetterOnFailure,
         autoretry_for=(StateError,),
         retry_backoff=2,
-        retry_backoff_max=300,
+        retry_backoff_max=30,
         retry_jitter=True,
+        max_retries=10,
     )
-    def events(self: _Task, messages: list[list[Any]]) -> dict[str, Any]:
+    def events(messages: list[list[Any]]) -> dict[str, Any]:
         batch, bad = parse_messages(messages)
         result = process(batch, app.context.service(), app.context.state)
-        attempt = self.request.retries
-        retry = settle(app.context.state, result, bad, attempt=attempt, max_retries=MAX_RETRIES)
-        if retry:
-            countdown = get_exponential_backoff_interval(2, attempt, 300, full_jitter=True)
-            raise self.retry(args=(retry,), countdown=countdown)
+        settle(app.context.state, batch, result, bad, now=time.time())
         return result.as_dict()
+
+    @app.task(
+        name=REDELIVER_TASK,
+        autoretry_for=(StateError,),
+        retry_backoff=2,
+        retry_backoff_max=30,
+        retry_jitter=True,
+        max_retries=10,
+    )
+    def redeliver_overdue() -> dict[str, int]:
+        sent, dead = redeliver(
+            app.context.state,
+            app.context.publish,
+            now=time.time(),
+            first_wait=app.context.first_wait,
+        )
+        return {"sent": sent, "dead": dead}

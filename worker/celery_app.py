@@ -8,6 +8,7 @@ delivery is harmless.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 from celery import Celery
 
 from tasks import register
+from tasks.events import EVENTS_TASK, REDELIVER_TASK
 from worker.cache import BlobDescriptorCache
 from worker.clients import build_cache, build_state, build_store
 from worker.counters import Counters
@@ -23,11 +25,16 @@ from worker.settings import Settings
 from worker.state import StateStore
 from worker.store import FilesystemStore
 
-__all__ = ["VISIBILITY_TIMEOUT_SECONDS", "WarmerCelery", "WarmerContext", "create_app"]
+__all__ = ["PUBLISH_RETRY", "WarmerCelery", "WarmerContext", "create_app"]
 
-#: Redis broker: a message a worker took and never acknowledged (it was killed) is handed out
-#: again after this long. Warm tasks take milliseconds; two minutes bounds the delay.
-VISIBILITY_TIMEOUT_SECONDS: Final = 60
+#: A publish retries briefly, then fails: the receiver answers 503 and the registry resends,
+#: rather than the registry's request timing out while we wait on a broker that is down.
+PUBLISH_RETRY: Final = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 
 
 @dataclass
@@ -35,9 +42,21 @@ class WarmerContext:
     """The clients a worker process uses, built on first use in that process (after fork)."""
 
     settings: Settings
+    publisher: Callable[[list[list[Any]]], None] | None = field(default=None, init=False)
     _cache: BlobDescriptorCache | None = field(default=None, init=False)
     _store: FilesystemStore | None = field(default=None, init=False)
     _state: StateStore | None = field(default=None, init=False)
+
+    @property
+    def first_wait(self) -> float:
+        """How long an accepted event may take before the ledger sends it again: twice the
+        broker's own redelivery delay, so a message the broker restores is not sent twice."""
+        return 2.0 * self.settings.visibility_timeout
+
+    def publish(self, messages: list[list[Any]]) -> None:
+        """Send messages as one ``warmer.events`` task (set by :func:`create_app`)."""
+        assert self.publisher is not None, "create_app sets the publisher"
+        self.publisher(messages)
 
     @property
     def state(self) -> StateStore:
@@ -68,7 +87,9 @@ def create_app(settings: Settings) -> WarmerCelery:
     app = WarmerCelery(settings, broker=settings.broker_url, backend=settings.results_url)
     transport: dict[str, Any] = {}
     if urlsplit(settings.broker_url).scheme.startswith(("redis", "rediss")):
-        transport["visibility_timeout"] = VISIBILITY_TIMEOUT_SECONDS
+        # A message a worker took and never acknowledged (it was killed) is handed out again
+        # after this long. Warm tasks take milliseconds, so the default (60 s) is short.
+        transport["visibility_timeout"] = settings.visibility_timeout
     else:
         # RabbitMQ: a publish returns once the broker has taken the message.
         transport["confirm_publish"] = True
@@ -88,5 +109,17 @@ def create_app(settings: Settings) -> WarmerCelery:
         task_send_sent_event=True,
         task_track_started=True,
     )
+    # The ledger's clock: overdue events are looked for twice per visibility timeout.
+    app.conf.beat_schedule = {
+        "redeliver-overdue-events": {
+            "task": REDELIVER_TASK,
+            "schedule": max(1.0, settings.visibility_timeout / 2),
+        },
+    }
     register(app)
+
+    def publish(messages: list[list[Any]]) -> None:
+        app.send_task(EVENTS_TASK, args=[messages], retry=True, retry_policy=PUBLISH_RETRY)
+
+    app.context.publisher = publish
     return app

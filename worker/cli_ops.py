@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import typer
@@ -10,9 +11,9 @@ from rich.table import Table
 from worker.celery_app import create_app
 from worker.clients import build_state, build_store
 from worker.console import fail, out, print_json, settings_of
-from worker.deadletters import replay
 from worker.errors import WarmerError
-from worker.serve import build_webhook, publisher, serve_webhook
+from worker.ledger import replay
+from worker.serve import build_webhook, serve_webhook
 from worker.webhook import DEFAULT_MAX_BODY
 
 __all__ = ["register_ops"]
@@ -91,7 +92,14 @@ def deadletter_replay(
     """Send dead letters back through the pipeline; invalid ones stay, with the new reason."""
     settings = settings_of(ctx)
     try:
-        result = replay(build_state(settings), publisher(create_app(settings)), limit)
+        app = create_app(settings)
+        result = replay(
+            app.context.state,
+            app.context.publish,
+            limit,
+            now=time.time(),
+            first_wait=app.context.first_wait,
+        )
     except WarmerError as exc:
         fail(str(exc))
     out.print(f"replayed {result.replayed}, still refused {result.refused}")

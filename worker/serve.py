@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+import time
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
-from tasks.events import EVENTS_TASK
 from worker.batcher import Batcher
 from worker.celery_app import WarmerCelery
 from worker.clients import build_cache, build_state
@@ -15,23 +16,16 @@ from worker.errors import ConfigError
 from worker.settings import Settings
 from worker.webhook import DEFAULT_MAX_BODY, create_webhook
 
-__all__ = ["PUBLISH_RETRY", "build_webhook", "publisher", "serve_webhook"]
-
-#: A publish retries briefly, then fails: the request answers 503 and the registry resends,
-#: rather than the registry's request timing out while we wait on a broker that is down.
-PUBLISH_RETRY: Final = {
-    "max_retries": 2,
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.5,
-}
+__all__ = ["build_webhook", "serve_webhook", "tracked_publisher"]
 
 
-def publisher(app: WarmerCelery) -> Any:
-    """A function that sends one batch of event messages as one ``warmer.events`` task."""
+def tracked_publisher(app: WarmerCelery) -> Callable[[list[list[Any]]], None]:
+    """Publishing for the receiver: each message is tracked in the ledger before it is sent,
+    so an accepted event survives a broker that loses it."""
 
     def publish(messages: list[list[Any]]) -> None:
-        app.send_task(EVENTS_TASK, args=[messages], retry=True, retry_policy=PUBLISH_RETRY)
+        app.context.state.track(messages, time.time() + app.context.first_wait)
+        app.context.publish(messages)
 
     return publish
 
@@ -58,7 +52,7 @@ def build_webhook(
     state = build_state(settings)
     return create_webhook(
         state=state,
-        batcher=Batcher(publisher(app)),
+        batcher=Batcher(tracked_publisher(app)),
         token=token,
         max_body=max_body,
         checks={

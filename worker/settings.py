@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         description="Seconds to wait on the cache Redis before falling back to the store.",
     )
 
+    visibility_timeout: int = Field(
+        default=60,
+        gt=0,
+        description="Redis broker: seconds before a task a dead worker held is handed out again.",
+    )
+
     @field_validator("redis_url", "state_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:

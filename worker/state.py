@@ -2,6 +2,8 @@
 spells its keys. The registry's cache DB never holds any of these.
 
     warmer:seen:<event id>   STRING  an event already handed to the broker (expires)
+    warmer:pending           ZSET    task message (JSON) -> when to send it again if not done
+    warmer:deliveries        HASH    task message (JSON) -> times it was sent or tried
     warmer:deadletter        LIST    JSON {"at", "reason", "event"}: given up on, oldest first
     warmer:access            ZSET    repository -> time of its last pull (hot-first re-warm)
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -23,6 +25,8 @@ __all__ = ["DeadLetter", "StateStore"]
 _SEEN_PREFIX: Final = "warmer:seen:"
 _DEADLETTER: Final = "warmer:deadletter"
 _ACCESS: Final = "warmer:access"
+_PENDING: Final = "warmer:pending"
+_DELIVERIES: Final = "warmer:deliveries"
 
 #: How long an event id is remembered: the registry retries for as long as it lives, but a
 #: duplicate after a day is harmless (warming is idempotent) and the set must not grow forever.
@@ -40,6 +44,11 @@ class DeadLetter:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {"at": self.at, "reason": self.reason, "event": self.event}
+
+
+def _member(message: Any) -> str:
+    # The same message always gives the same member: compact, key order fixed.
+    return json.dumps(message, separators=(",", ":"), sort_keys=True)
 
 
 class StateStore:
@@ -69,6 +78,55 @@ class StateStore:
         for event_id in event_ids:
             pipe.set(_SEEN_PREFIX + event_id, 1, ex=SEEN_TTL_SECONDS)
         self._call(pipe.execute)
+
+    # -- the pending ledger: every accepted event until a task is done with it ---------------
+
+    def track(self, messages: Sequence[Any], due: float) -> None:
+        """Record messages as pending, to be sent again at ``due`` unless a task settles them."""
+        if messages:
+            self._call(self._redis.zadd, _PENDING, {_member(m): due for m in messages})
+
+    def reschedule(self, messages: Sequence[Any], due: Callable[[int], float]) -> list[int]:
+        """Count one more delivery of each message and make it due again at ``due(count)``;
+        return the counts."""
+        if not messages:
+            return []
+        members = [_member(m) for m in messages]
+        pipe = self._redis.pipeline(transaction=False)
+        for member in members:
+            pipe.hincrby(_DELIVERIES, member, 1)
+        counts = [int(n) for n in self._call(pipe.execute)]
+        self._call(
+            self._redis.zadd, _PENDING, {m: due(n) for m, n in zip(members, counts, strict=True)}
+        )
+        return counts
+
+    def untrack(self, messages: Sequence[Any]) -> None:
+        """A task is done with these messages (warmed, evicted or dead-lettered)."""
+        if not messages:
+            return
+        members = [_member(m) for m in messages]
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zrem(_PENDING, *members)
+        pipe.hdel(_DELIVERIES, *members)
+        self._call(pipe.execute)
+
+    def due(self, now: float, limit: int) -> list[Any]:
+        """Pending messages whose time has come, oldest first."""
+        raw = self._call(self._redis.zrangebyscore, _PENDING, "-inf", now, 0, limit)
+        return [json.loads(m) for m in raw]
+
+    def deliveries(self, messages: Sequence[Any]) -> list[int]:
+        """How many times each message was sent again or tried."""
+        if not messages:
+            return []
+        raw = self._call(self._redis.hmget, _DELIVERIES, [_member(m) for m in messages])
+        return [int(n) if n is not None else 0 for n in raw]
+
+    def pending_count(self) -> int:
+        """How many accepted events no task is done with yet."""
+        count: int = self._call(self._redis.zcard, _PENDING)
+        return count
 
     # -- dead letters ---------------------------------------------------------------------------
 

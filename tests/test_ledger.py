@@ -1,0 +1,112 @@
+"""The pending ledger: settle a batch, send overdue events again, give up visibly, replay."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.support.notifications import event
+from worker.events import Event, Kind
+from worker.ledger import MAX_DELIVERIES, parse_messages, redeliver, replay, settle
+from worker.pipeline import BatchResult
+from worker.state import StateStore
+
+D = "sha256:" + "d" * 64
+E1 = Event("e1", Kind.WARM_BLOB, "team/app", D)
+E2 = Event("e2", Kind.WARM_MANIFEST, "team/app", D)
+E3 = Event("e3", Kind.EVICT, "team/app", D)
+
+
+def test_malformed_messages_are_set_apart_with_a_reason() -> None:
+    events, bad = parse_messages([E1.as_message(), ["e3", "warm-blob", "../x", D], "junk"])
+    assert events == [E1]
+    assert [m for _, m in bad] == [["e3", "warm-blob", "../x", D], "junk"]
+    assert all(reason.startswith("malformed task message") for reason, _ in bad)
+
+
+def test_settle_untracks_done_dead_letters_dead_and_reschedules_failed(
+    state: StateStore,
+) -> None:
+    now = time.time()
+    state.track([E1.as_message(), E2.as_message(), E3.as_message()], now)
+    result = BatchResult(retry=[(E1, "cache Redis: down")], dead=[(E2, "bad manifest")])
+    again = settle(state, [E1, E2, E3], result, [("malformed", "junk")], now=now)
+    assert again == 1
+    assert state.pending_count() == 1
+    assert state.due(now + 3600, 10) == [E1.as_message()]  # due again, later
+    assert state.due(now, 10) == []
+    assert [(d.reason, d.event) for d in state.dead_letters()] == [
+        ("malformed", "junk"),
+        ("bad manifest", E2.as_message()),
+    ]
+
+
+def test_an_event_that_keeps_failing_is_dead_lettered_at_the_cap(state: StateStore) -> None:
+    now = time.time()
+    result = BatchResult(retry=[(E1, "cache Redis: down")])
+    for _ in range(MAX_DELIVERIES - 1):
+        assert settle(state, [E1], result, [], now=now) == 1
+    assert settle(state, [E1], result, [], now=now) == 0
+    (letter,) = state.dead_letters()
+    assert letter.reason == f"gave up after {MAX_DELIVERIES} deliveries: cache Redis: down"
+    assert state.pending_count() == 0
+
+
+def test_redeliver_sends_what_is_overdue_and_not_again_at_once(state: StateStore) -> None:
+    now = time.time()
+    state.track([E1.as_message()], now - 1)
+    state.track([E2.as_message()], now + 3600)
+    sent: list[list[Any]] = []
+    assert redeliver(state, sent.extend, now=now, first_wait=10) == (1, 0)
+    assert sent == [E1.as_message()]
+    assert redeliver(state, sent.extend, now=now + 1, first_wait=10) == (0, 0)
+    assert state.pending_count() == 2  # still pending until a task settles them
+
+
+def test_an_event_never_done_is_dead_lettered_after_the_cap(state: StateStore) -> None:
+    state.track([E1.as_message()], 0)
+    sent: list[list[Any]] = []
+    for i in range(MAX_DELIVERIES):
+        redeliver(state, sent.extend, now=1e9 * (i + 1), first_wait=10)  # long after each due
+    assert len(sent) == MAX_DELIVERIES - 1
+    (letter,) = state.dead_letters()
+    assert "is a worker running?" in letter.reason
+    assert state.pending_count() == 0
+
+
+def test_a_redelivery_that_cannot_publish_keeps_the_event_pending(state: StateStore) -> None:
+    state.track([E1.as_message()], 0)
+
+    def broken(_: list[Any]) -> None:
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        redeliver(state, broken, now=time.time(), first_wait=10)
+    assert state.pending_count() == 1
+
+
+def test_replay_sends_and_tracks_valid_letters_and_keeps_invalid_ones(state: StateStore) -> None:
+    raw_ok = event("push", "team/app", D, event_id="raw-ok")
+    raw_bad = event("push", "Bad Name", D, event_id="raw-bad")
+    state.dead_letter([("cache down", E1.as_message()), ("was bad", raw_bad), ("x", raw_ok)])
+    sent: list[list[Any]] = []
+    outcome = replay(state, sent.extend, now=time.time(), first_wait=10)
+    assert (outcome.replayed, outcome.refused) == (2, 1)
+    assert sent == [E1.as_message(), ["raw-ok", "warm-blob", "team/app", D]]
+    assert state.pending_count() == 2
+    (kept,) = state.dead_letters()
+    assert kept.event == raw_bad
+    assert "invalid repository name" in kept.reason
+
+
+def test_a_replay_that_cannot_enqueue_loses_nothing(state: StateStore) -> None:
+    state.dead_letter([("cache down", E1.as_message())])
+
+    def broken(_: list[Any]) -> None:
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        replay(state, broken, now=time.time(), first_wait=10)
+    assert [d.event for d in state.dead_letters()] == [E1.as_message()]
