@@ -13,6 +13,7 @@ from worker.clients import build_state, build_store
 from worker.console import fail, out, print_json, settings_of
 from worker.errors import WarmerError
 from worker.ledger import replay
+from worker.sentry import init_sentry
 from worker.serve import build_webhook, serve_webhook
 from worker.webhook import DEFAULT_MAX_BODY
 
@@ -37,6 +38,7 @@ def webhook(
 ) -> None:
     """Serve POST /events, the registry's notification endpoint (and /healthz, /readyz)."""
     settings = settings_of(ctx)
+    init_sentry(settings, "webhook")
     try:
         asgi = build_webhook(
             settings, create_app(settings), insecure_no_auth=insecure_no_auth, max_body=max_body
@@ -53,12 +55,15 @@ def worker(ctx: typer.Context) -> None:
         build_store(settings).check()  # every task needs it: say so now, not per task
     except WarmerError as exc:
         fail(str(exc))
+    init_sentry(settings, "worker")
     create_app(settings).worker_main(["worker", "--loglevel=INFO", *ctx.args])
 
 
 def beat(ctx: typer.Context) -> None:
     """Run Celery beat for the warmer's schedules; extra options go to ``celery beat``."""
-    create_app(settings_of(ctx)).start(["beat", "--loglevel=INFO", *ctx.args])
+    settings = settings_of(ctx)
+    init_sentry(settings, "beat")
+    create_app(settings).start(["beat", "--loglevel=INFO", *ctx.args])
 
 
 @deadletter.command("list")
