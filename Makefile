@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test lint bench clean
+.PHONY: setup test lint bench run clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Everything on one machine, on throwaway defaults: see `warmer up --help`.
+run: setup
+	$(BIN)/warmer up --dev
 
 bench: setup
 	$(BIN)/python bench/rewarm.py

@@ -15,6 +15,7 @@ from worker.errors import WarmerError
 from worker.ledger import replay
 from worker.sentry import init_sentry
 from worker.serve import build_webhook, serve_webhook
+from worker.up import run_up
 from worker.webhook import DEFAULT_MAX_BODY
 
 __all__ = ["register_ops"]
@@ -46,6 +47,24 @@ def webhook(
     except WarmerError as exc:
         fail(str(exc))
     serve_webhook(asgi, host, port)
+
+
+def up(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address the receiver listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the receiver listens on.")] = 8000,
+    dev: Annotated[
+        bool,
+        typer.Option("--dev", help="Throwaway defaults: own Redis, ./var/registry, a token."),
+    ] = False,
+) -> None:
+    """Receiver, worker and beat together, for one machine (``make run`` is ``up --dev``)."""
+    settings = settings_of(ctx)
+    init_sentry(settings, "up")
+    try:
+        run_up(settings, host, port, dev=dev, say=lambda text: out.print(text, soft_wrap=True))
+    except WarmerError as exc:
+        fail(str(exc))
 
 
 def worker(ctx: typer.Context) -> None:
@@ -133,6 +152,7 @@ def _short(event: Any) -> str:
 def register_ops(app: typer.Typer) -> None:
     """Add the service commands to the ``warmer`` app."""
     app.command()(webhook)
+    app.command()(up)
     app.command(context_settings=_PASS_THROUGH)(worker)
     app.command(context_settings=_PASS_THROUGH)(beat)
     app.add_typer(deadletter, name="deadletter")
