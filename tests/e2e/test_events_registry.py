@@ -16,6 +16,7 @@ from tests.support.oci import Image, Index, layer, write_layout
 from tests.support.redisdump import dump
 from tests.support.registry import Registry, free_port, running_registry, wait_for
 from tests.support.services import warmer_process, webhook_ready
+from worker.state import StateStore
 
 pytestmark = pytest.mark.e2e
 
@@ -133,3 +134,12 @@ def test_a_replica_is_warm_before_its_first_pull(
         )
         assert dbs[DB_B].exists(f"blobs::{blob}")  # its data is still in the store (no GC yet)
         assert dbs[DB_B].sismember("repository::team/app::blobs", shared.digest)
+
+        manifest = images["other/app:v1"].manifest.digest
+        assert reg_a.delete(f"other/app/manifests/{manifest}") == 202
+        state = StateStore(dbs[DB_STATE])
+        wait_for(lambda: state.pending_count() == 0, timeout=30, what="every event settled")
+        assert state.dead_letter_count() == 0
+        # Manifests have no membership; the global descriptor goes once garbage-collect
+        # removes the data (reconcile), not before: another repository may serve it.
+        assert dbs[DB_B].exists(f"blobs::{manifest}")
