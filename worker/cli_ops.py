@@ -58,7 +58,7 @@ def up(
         typer.Option("--dev", help="Throwaway defaults: own Redis, ./var/registry, a token."),
     ] = False,
 ) -> None:
-    """Receiver, worker and beat together, for one machine (``make run`` is ``up --dev``)."""
+    """Receiver, worker and beat together, for one machine (make run is: warmer up --dev)."""
     settings = settings_of(ctx)
     init_sentry(settings, "up")
     try:
@@ -68,7 +68,7 @@ def up(
 
 
 def worker(ctx: typer.Context) -> None:
-    """Run a Celery worker for the warmer's tasks; extra options go to ``celery worker``."""
+    """Run a Celery worker for the warmer's tasks; extra options go to celery worker."""
     settings = settings_of(ctx)
     try:
         build_store(settings).check()  # every task needs it: say so now, not per task
@@ -79,7 +79,7 @@ def worker(ctx: typer.Context) -> None:
 
 
 def beat(ctx: typer.Context) -> None:
-    """Run Celery beat for the warmer's schedules; extra options go to ``celery beat``."""
+    """Run Celery beat for the warmer's schedules; extra options go to celery beat."""
     settings = settings_of(ctx)
     init_sentry(settings, "beat")
     create_app(settings).start(["beat", "--loglevel=INFO", *ctx.args])
