@@ -40,7 +40,10 @@ def register_event_tasks(app: WarmerCelery) -> None:
     """Register the pipeline's tasks on ``app``."""
 
     # The state Redis holds the ledger: when it is away, a task is tried again as a whole.
+    # shared=False: a shared task (Celery's default) is added to every app created later, with
+    # this app's closure, and would shadow their own: each app must run with its own context.
     @app.task(
+        shared=False,
         name=EVENTS_TASK,
         base=_DeadLetterOnFailure,
         autoretry_for=(StateError,),
@@ -56,6 +59,7 @@ def register_event_tasks(app: WarmerCelery) -> None:
         return result.as_dict()
 
     @app.task(
+        shared=False,
         name=REDELIVER_TASK,
         autoretry_for=(StateError,),
         retry_backoff=2,

@@ -6,10 +6,12 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from celery import _state as celery_state
 from celery.contrib.testing.worker import start_worker
 
 from tasks.events import EVENTS_TASK
@@ -79,7 +81,7 @@ def test_events_task_warms_and_returns_its_counters(
     ]
     with start_worker(app, pool="solo", perform_ping_check=False):
         result = app.send_task(EVENTS_TASK, args=[messages]).get(timeout=30)
-    assert result["fetch"] == {"requests": 4, "hits": 1, "misses": 3}
+    assert result["fetch"] == {"requests": 4, "hits": 1, "misses": 3}, result
     assert (result["warmed"], result["retry"], result["dead"]) == (5, 0, 0)
     assert set(dump(cache_redis)["repository::team/app::blobs"]) == set(blobs)
 
@@ -107,3 +109,30 @@ def test_the_app_is_configured_for_at_least_once_delivery(app: WarmerCelery) -> 
     assert conf.task_send_sent_event
     options = conf.broker_transport_options
     assert options.get("visibility_timeout") == 60 or options.get("confirm_publish") is True
+
+
+def test_each_app_runs_its_tasks_with_its_own_settings(
+    redis_proc: Any, tmp_path: Path, cache_redis: redis.Redis, state_redis: redis.Redis
+) -> None:
+    holder = LayoutWriter(tmp_path / "two")
+    digest = holder.blob(b"only in two")
+    holder.link("team/app", digest)
+    (tmp_path / "one").mkdir()
+    base = f"redis://{redis_proc.host}:{redis_proc.port}"
+    apps = [
+        create_app(
+            load_settings(
+                redis_url=f"{base}/0", state_url=f"{base}/2", storage_root=str(tmp_path / root)
+            )
+        )
+        for root in ("one", "two")
+    ]  # both built before either is used, as in a process that builds several
+    # A shared task (Celery's default) leaves a constructor in a process-wide registry that
+    # every app finalized later runs: which app's closure, so storage root, wins then depends
+    # on a set's order.
+    registry = celery_state._on_app_finalizers  # type: ignore[attr-defined]  # private, unstubbed
+    shared = {callback.__name__ for callback in registry}
+    assert not shared & {"events", "redeliver_overdue"}
+    message = Event("e", Kind.WARM_BLOB, "team/app", digest).as_message()
+    warmed = [app.tasks[EVENTS_TASK].apply(args=([message],)).get()["warmed"] for app in apps]
+    assert warmed == [0, 1]
