@@ -1,0 +1,102 @@
+"""Flower on the warmer's app: it shows the warmer's tasks and their counters (its HTTP API)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from tasks.events import EVENTS_TASK
+from tests.support.layout import LayoutWriter
+from tests.support.registry import free_port, wait_for
+from tests.support.services import warmer_process
+from worker.celery_app import create_app
+from worker.events import Event, Kind
+from worker.settings import load_settings
+
+AUTH = "admin:flower-test"
+
+
+def _api(port: int, path: str) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        headers={"authorization": "Basic " + base64.b64encode(AUTH.encode()).decode()},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return json.load(resp)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def test_flower_lists_the_warmers_tasks_with_their_counters(
+    redis_proc: Any,
+    layout: LayoutWriter,
+    cache_redis: redis.Redis,
+    state_redis: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    manifest, blobs = layout.image("team/app", "v1", b"a", b"b")
+    base = f"redis://{redis_proc.host}:{redis_proc.port}"
+    env = {
+        "WARMER_REDIS_URL": f"{base}/0",
+        "WARMER_STATE_URL": f"{base}/2",
+        "WARMER_BROKER_URL": f"{base}/4",
+        "WARMER_STORAGE_ROOT": str(layout.store.root),
+    }
+    redis.Redis(host=redis_proc.host, port=redis_proc.port, db=4).flushdb()
+    port = free_port()
+    celery = str(Path(sys.executable).with_name("celery"))
+    flower = [
+        celery,
+        "-A",
+        "worker.app",
+        "flower",
+        f"--port={port}",
+        "--address=127.0.0.1",
+        f"--basic-auth={AUTH}",
+    ]
+    log = tmp_path / "flower.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            flower,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).parent.parent,
+        )
+    try:
+        worker = ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"]
+        with warmer_process(worker, env, tmp_path / "worker.log"):
+            wait_for(
+                lambda: bool(_api(port, "/api/workers?refresh=1")),
+                timeout=60,
+                what="Flower to see the worker",
+            )
+            app = create_app(
+                load_settings(**{k.removeprefix("WARMER_").lower(): v for k, v in env.items()})
+            )
+            message = Event("f1", Kind.WARM_MANIFEST, "team/app", manifest).as_message()
+            task_id = app.send_task(EVENTS_TASK, args=[[message]]).id
+
+            def done() -> bool:
+                tasks = _api(port, "/api/tasks") or {}
+                state: str | None = tasks.get(task_id, {}).get("state")
+                return state == "SUCCESS"
+
+            wait_for(done, timeout=60, what="Flower to show the task succeeded")
+            task = _api(port, "/api/tasks")[task_id]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert task["name"] == EVENTS_TASK
+    assert "'fetch': {'requests': 3, 'hits': 0, 'misses': 3}" in task["result"]
+    assert len(blobs) == 3
