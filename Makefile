@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test lint bench run clean
+.PHONY: setup test lint bench run demo constraints clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,13 @@ run: setup
 
 bench: setup
 	$(BIN)/python bench/rewarm.py
+
+# Pins for the container image: every runtime dependency, as a clean install resolves it today.
+constraints:
+	rm -rf .constraints-venv && $(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/pip install --quiet .
+	.constraints-venv/bin/pip freeze --exclude registry-cache-warmer > constraints.txt
+	rm -rf .constraints-venv
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
