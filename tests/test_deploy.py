@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +132,6 @@ def test_a_real_registry_starts_with_the_mounted_config(redis_proc: Any, tmp_pat
         ["docker-registry", "serve", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        import urllib.request
-
-        from tests.support.registry import wait_for
 
         def answers() -> bool:
             try:
