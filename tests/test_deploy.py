@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.registry import free_port
+from tests.support.registry import free_port, wait_for
 from worker.settings import load_settings
 from worker.up import registry_snippet
 
