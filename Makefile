@@ -29,6 +29,10 @@ lint: setup
 run: setup
 	$(BIN)/warmer up --dev
 
+# Needs docker-registry and skopeo (apt-get install docker-registry skopeo redis-server).
+demo: setup
+	$(BIN)/warmer demo
+
 bench: setup
 	$(BIN)/python bench/rewarm.py
 

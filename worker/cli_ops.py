@@ -11,6 +11,7 @@ from rich.table import Table
 from worker.celery_app import create_app
 from worker.clients import build_state, build_store
 from worker.console import fail, out, print_json, settings_of
+from worker.demo import run_demo
 from worker.errors import WarmerError
 from worker.ledger import replay
 from worker.sentry import init_sentry
@@ -144,6 +145,14 @@ def deadletter_purge(
     out.print(f"purged {count}")
 
 
+def demo() -> None:
+    """A registry, a replica, the warmer: first-pull cache misses with and without it."""
+    try:
+        run_demo(say=lambda text: out.print(text, soft_wrap=True))
+    except WarmerError as exc:
+        fail(str(exc))
+
+
 def _short(event: Any) -> str:
     text = str(event)
     return text if len(text) <= 120 else text[:117] + "..."
@@ -156,3 +165,4 @@ def register_ops(app: typer.Typer) -> None:
     app.command(context_settings=_PASS_THROUGH)(worker)
     app.command(context_settings=_PASS_THROUGH)(beat)
     app.add_typer(deadletter, name="deadletter")
+    app.command()(demo)

@@ -1,0 +1,194 @@
+"""``make demo``: a registry, a replica, and the warmer, on this machine, for a few seconds.
+
+One storage, three registries on Debian's ``docker-registry``: ``origin`` takes a push and
+notifies the warmer; two replicas serve the same storage from Redis caches of their own, one
+that nothing fills and one that the warmer fills. The first pull through each shows what the
+warmer saves. Everything runs on free ports under a temporary folder, and is stopped and removed
+at the end, also on Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from worker.cache import BlobDescriptorCache
+from worker.demo.oci import Image, layer, write_layout
+from worker.demo.registry import Registry, free_port, running_registry, tools_missing, wait_for
+from worker.demo.services import warmer_process, webhook_ready
+from worker.errors import CacheMissError, ConfigError
+from worker.state import StateStore
+
+__all__ = ["run_demo"]
+
+_TOKEN = "demo-token"
+_IMAGE = "demo/app:v1"
+# Redis DBs of the demo's one redis-server.
+_ORIGIN_DB, _PLAIN_DB, _WARMED_DB, _BROKER_DB, _STATE_DB = 0, 1, 2, 3, 4
+
+
+def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the demo; return the figures it printed."""
+    missing = tools_missing() + ([] if shutil.which("redis-server") else ["redis-server"])
+    if missing:
+        raise ConfigError(
+            f"make demo needs {' and '.join(missing)}: apt-get install {' '.join(missing)}"
+        )
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="warmer-demo-")))
+        port = stack.enter_context(_redis_server(work))
+        base = f"redis://127.0.0.1:{port}"
+        root = work / "storage"
+        root.mkdir()
+        env = {
+            "WARMER_REDIS_URL": f"{base}/{_WARMED_DB}",
+            "WARMER_BROKER_URL": f"{base}/{_BROKER_DB}",
+            "WARMER_STATE_URL": f"{base}/{_STATE_DB}",
+            "WARMER_STORAGE_ROOT": str(root),
+            "WARMER_WEBHOOK_TOKEN": _TOKEN,
+        }
+        hook = free_port()
+        url = f"http://127.0.0.1:{hook}"
+        say("starting the warmer (webhook and worker) and three registries ...")
+        stack.enter_context(
+            warmer_process(["webhook", "--port", str(hook)], env, work / "webhook.log")
+        )
+        stack.enter_context(
+            warmer_process(
+                ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"],
+                env,
+                work / "worker.log",
+            )
+        )
+        wait_for(lambda: webhook_ready(url), timeout=60, what="the warmer's webhook")
+        origin = stack.enter_context(
+            running_registry(
+                work / "origin",
+                root=root,
+                redis_port=port,
+                redis_db=_ORIGIN_DB,
+                notify_url=f"{url}/events",
+                token=_TOKEN,
+            )
+        )
+        plain = stack.enter_context(
+            running_registry(work / "plain", root=root, redis_port=port, redis_db=_PLAIN_DB)
+        )
+        warmed = stack.enter_context(
+            running_registry(work / "warmed", root=root, redis_port=port, redis_db=_WARMED_DB)
+        )
+        image = Image(
+            [
+                layer("hello.txt", b"hello from the demo\n"),
+                layer("big.bin", bytes(range(256)) * 64),
+            ],
+            label="demo",
+        )
+        say(f"pushing {_IMAGE} (config, 2 layers) to the origin registry ...")
+        origin.push(write_layout(work / "image", image), _IMAGE)
+        state = StateStore(redis.Redis(port=port, db=_STATE_DB))
+        cache = BlobDescriptorCache(redis.Redis(port=port, db=_WARMED_DB))
+        repository = _IMAGE.partition(":")[0]
+
+        def warm() -> bool:
+            try:
+                for blob in (image.config, *image.layers):
+                    cache.stat(blob.digest, repository)
+                cache.stat(image.manifest.digest)
+            except CacheMissError:
+                return False
+            return state.pending_count() == 0
+
+        wait_for(warm, timeout=60, what="the warmer to warm the pushed image")
+        without = _first_pull(plain, work / "pull-plain")
+        with_ = _first_pull(warmed, work / "pull-warmed")
+        stats = _warmer_stats(redis.Redis(port=port, db=_STATE_DB))
+    say("")
+    say("first pull of the image through a replica with its own Redis cache:")
+    say(f"  {'':24}{'requests':>10}{'hits':>8}{'misses':>8}")
+    say(
+        f"  {'without the warmer':24}{without['Request']:>10}{without['Hit']:>8}"
+        f"{without['Miss']:>8}"
+    )
+    say(f"  {'with the warmer':24}{with_['Request']:>10}{with_['Hit']:>8}{with_['Miss']:>8}")
+    say("")
+    say(
+        f"the warmer: {stats['tasks']} tasks, {stats['warmed']} warmed; fetch "
+        f"{stats['fetch']['requests']} requests, {stats['fetch']['hits']} hits, "
+        f"{stats['fetch']['misses']} misses"
+    )
+    say("everything the demo started is stopped, its files removed.")
+    return {"without": without, "with": with_, "warmer": stats}
+
+
+def _first_pull(registry: Registry, into: Path) -> dict[str, int]:
+    registry.pull(_IMAGE, into)
+    return registry.cache_counts()
+
+
+def _warmer_stats(state_redis: redis.Redis) -> dict[str, Any]:
+    totals: dict[str, Any] = {
+        "tasks": 0,
+        "warmed": 0,
+        "fetch": {"requests": 0, "hits": 0, "misses": 0},
+    }
+    for key in state_redis.scan_iter("celery-task-meta-*"):
+        raw = state_redis.get(key)
+        meta = json.loads(raw) if raw else {}
+        result = meta.get("result")
+        if meta.get("name") != "warmer.events" or not isinstance(result, dict):
+            continue
+        totals["tasks"] += 1
+        totals["warmed"] += result.get("warmed", 0)
+        for field in ("requests", "hits", "misses"):
+            totals["fetch"][field] += result.get("fetch", {}).get(field, 0)
+    return totals
+
+
+@contextmanager
+def _redis_server(work: Path) -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(work),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield port
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)

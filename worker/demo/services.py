@@ -1,0 +1,55 @@
+"""The warmer's own processes (receiver, worker) as a user starts them: for the demo and the
+end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["warmer_process", "webhook_ready"]
+
+
+def _warmer() -> str:
+    return str(Path(sys.executable).with_name("warmer"))
+
+
+def webhook_ready(url: str) -> bool:
+    """True once ``GET url/readyz`` answers 200."""
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
+            return bool(json.load(resp)["status"] == "ready")
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+@contextmanager
+def warmer_process(
+    args: list[str], env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``warmer ARGS`` in the background; stop it (SIGTERM, then SIGKILL) afterwards."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [_warmer(), *args],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
