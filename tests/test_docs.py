@@ -19,5 +19,7 @@ def test_readme_configuration_table_matches_the_settings() -> None:
     )
 
 
-def test_readme_names_the_test_command() -> None:
-    assert "make test" in README.read_text()
+def test_readme_names_the_two_set_up_commands_at_the_top() -> None:
+    top = README.read_text()[:1500]
+    assert "make run" in top
+    assert "make test" in top
