@@ -23,7 +23,7 @@ fatal (a warm run) or a reason to fall back to the store (a lookup).
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
@@ -35,19 +35,22 @@ from worker.errors import CacheError, CacheMissError
 
 __all__ = ["BlobDescriptorCache", "Schema"]
 
-# The three key spellings. Nothing outside this module builds a key.
+# The three key spellings, from their parts. Nothing outside this module builds a key.
+_REPOSITORY: Final = "repository::"
+_BLOBS: Final = "::blobs"
+_BLOB: Final = "blobs::"
 
 
 def _repository_blobs_key(repository: str) -> str:
-    return f"repository::{repository}::blobs"
+    return f"{_REPOSITORY}{repository}{_BLOBS}"
 
 
 def _blob_key(digest: str) -> str:
-    return f"blobs::{digest}"
+    return f"{_BLOB}{digest}"
 
 
 def _repository_blob_key(repository: str, digest: str) -> str:
-    return f"repository::{repository}::blobs::{digest}"
+    return f"{_REPOSITORY}{repository}{_BLOBS}::{digest}"
 
 
 class Schema(StrEnum):
@@ -274,20 +277,28 @@ class BlobDescriptorCache:
 
     def clear(self, digest: str, repository: str | None = None) -> None:
         """Forget ``digest``: in ``repository`` (membership and override), or globally."""
-        reference.digest(digest)
+        self.clear_many([digest], repository)
+
+    def clear_many(self, digests: Sequence[str], repository: str | None = None) -> None:
+        """:meth:`clear` for many digests, in one round trip."""
+        for d in digests:
+            reference.digest(d)
         if repository is not None:
             reference.repository_name(repository)
-        self._clear(digest, repository)
+        self._clear_many(digests, repository)
 
-    def _clear(self, digest: str, repository: str | None) -> None:
+    def _clear_many(self, digests: Sequence[str], repository: str | None) -> None:
+        if not digests:
+            return
         pipe = self._redis.pipeline(transaction=False)
         if repository is not None:
-            pipe.srem(_repository_blobs_key(repository), digest)
-            pipe.delete(_repository_blob_key(repository, digest))
+            pipe.srem(_repository_blobs_key(repository), *digests)
+            pipe.delete(*(_repository_blob_key(repository, d) for d in digests))
         else:
             # Only our schema's fields: a registry of the other generation may share the hash.
             fields = [f for f in _GLOBAL_FIELDS if self._writes_field(f)]
-            pipe.hdel(_blob_key(digest), *fields)
+            for d in digests:
+                pipe.hdel(_blob_key(d), *fields)
         self._call(pipe.execute)
 
     def _writes_field(self, field: str) -> bool:
@@ -295,9 +306,49 @@ class BlobDescriptorCache:
             return self.schema.has_layerinfo
         return self.schema.has_descriptor
 
+    # -- walks over what is cached: streamed with SCAN, a batch at a time -----------------------
+
+    def repositories(self, batch: int = 1000) -> Iterator[str]:
+        """Every repository that has a membership set, streamed (SCAN: no blocking KEYS)."""
+        for key in self._scan(self._redis.scan_iter, f"{_REPOSITORY}*{_BLOBS}", batch):
+            text = key.decode() if isinstance(key, bytes) else key
+            name = text[len(_REPOSITORY) : -len(_BLOBS)]
+            if "::" not in name:  # repository::a::blobs::<digest> hashes match the pattern too
+                yield name
+
+    def members(self, repository: str, batch: int = 1000) -> Iterator[list[str]]:
+        """The digests of a repository's membership set, in batches (SSCAN)."""
+        key = _repository_blobs_key(reference.repository_name(repository))
+        chunk: list[str] = []
+        for member in self._scan(self._redis.sscan_iter, key, None, batch):
+            chunk.append(member.decode() if isinstance(member, bytes) else member)
+            if len(chunk) >= batch:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def described(self, batch: int = 1000) -> Iterator[list[str]]:
+        """Digests that have a global descriptor hash, in batches."""
+        chunk: list[str] = []
+        for key in self._scan(self._redis.scan_iter, f"{_BLOB}*", batch):
+            chunk.append((key.decode() if isinstance(key, bytes) else key)[len(_BLOB) :])
+            if len(chunk) >= batch:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
     def ping(self) -> None:
         """Raise CacheError unless the cache's Redis answers."""
         self._call(self._redis.ping)
+
+    def _scan(self, fn: Any, *args: Any) -> Iterator[Any]:
+        # A SCAN iterator meets Redis while it is consumed: translate its errors there.
+        try:
+            yield from fn(*args)
+        except redis.RedisError as exc:
+            raise CacheError(f"cache Redis: {exc}") from exc
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:

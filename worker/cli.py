@@ -20,6 +20,7 @@ from worker.cli_ops import register_ops
 from worker.clients import build_service
 from worker.console import EXIT_NOT_FOUND, err, fail, out, print_json, settings_of
 from worker.errors import BlobNotFoundError, WarmerError
+from worker.reconcile import reconcile
 from worker.rewarm import DEFAULT_BATCH_SIZE, RewarmSummary, rewarm
 from worker.service import CachedBlobService
 from worker.settings import load_settings
@@ -180,6 +181,32 @@ def rewarm_command(
         out.print(f"rewarm: {_describe(summary)} in {summary.seconds:.2f}s")
     if summary.errors:
         err.print(f"warmer: {summary.errors} blobs could not be warmed (see the warnings above)")
+
+
+@app.command("reconcile")
+def reconcile_command(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be evicted; change nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Evict cached entries whose link or blob data is gone from the store (after GC)."""
+    service = _service(ctx)
+    try:
+        summary = reconcile(service.cache, service.store, dry_run=dry_run)
+    except WarmerError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(summary.as_dict())
+        return
+    verb = "would evict" if dry_run else "evicted"
+    out.print(
+        f"reconcile: {summary.repositories} repositories, {summary.members} members "
+        f"({verb} {summary.evicted_members}), {summary.descriptors} descriptors "
+        f"({verb} {summary.evicted_descriptors}), {summary.skipped} skipped, "
+        f"in {summary.seconds:.2f}s"
+    )
 
 
 def _describe(s: RewarmSummary) -> str:

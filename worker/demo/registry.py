@@ -47,6 +47,11 @@ class Registry:
     root: Path
     process: subprocess.Popen[bytes]
     log: Path
+    config: Path
+
+    def garbage_collect(self) -> None:
+        """``docker-registry garbage-collect`` on this registry's config (storage)."""
+        _run([REGISTRY_BIN, "garbage-collect", str(self.config)])
 
     def push(self, layout: Path, name: str, *, all_platforms: bool = False) -> None:
         """``skopeo copy`` an OCI layout (``DIR:TAG``) to ``name`` (``repo:tag``)."""
@@ -169,7 +174,7 @@ http:
     log = workdir / f"registry-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=out, stderr=out)
-    reg = Registry(f"127.0.0.1:{port}", f"127.0.0.1:{debug_port}", root, proc, log)
+    reg = Registry(f"127.0.0.1:{port}", f"127.0.0.1:{debug_port}", root, proc, log, config)
     try:
         wait_for(
             lambda: _answers(f"http://{reg.addr}/v2/") or proc.poll() is not None,

@@ -1,0 +1,94 @@
+"""Reconcile on a synthetic store: what is gone is evicted, what is live is left alone."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import redis
+
+from tests.support.layout import LayoutWriter
+from tests.support.redisdump import dump
+from worker.cache import BlobDescriptorCache
+from worker.reconcile import reconcile
+from worker.rewarm import rewarm
+from worker.service import CachedBlobService
+
+
+@pytest.fixture
+def warmed(service: CachedBlobService, layout: LayoutWriter) -> dict[str, str]:
+    manifest, blobs = layout.image("team/app", "v1", b"kept", b"unlinked", b"collected")
+    layout.image("other", "v1", b"kept")  # shares the "kept" layer
+    rewarm(service)
+    return {
+        "manifest": manifest,
+        "config": blobs[0],
+        "kept": blobs[1],
+        "unlinked": blobs[2],
+        "collected": blobs[3],
+    }
+
+
+def test_reconcile_evicts_unlinked_and_collected_blobs_only(
+    service: CachedBlobService,
+    layout: LayoutWriter,
+    cache_redis: redis.Redis,
+    warmed: dict[str, str],
+) -> None:
+    os.remove(layout.store.layer_link_path("team/app", warmed["unlinked"]))  # a blob delete
+    os.remove(layout.store.blob_data_path(warmed["collected"]))  # garbage-collect
+    before = dump(cache_redis)
+    summary = reconcile(service.cache, service.store)
+    after = dump(cache_redis)
+    members = set(after["repository::team/app::blobs"])
+    assert members == {warmed["config"], warmed["kept"]}
+    assert f"repository::team/app::blobs::{warmed['collected']}" not in after
+    assert f"blobs::{warmed['collected']}" not in after  # its data is gone everywhere
+    assert f"blobs::{warmed['unlinked']}" in after  # only unlinked here: the data stays
+    assert after["repository::other::blobs"] == before["repository::other::blobs"]
+    assert (summary.evicted_members, summary.evicted_descriptors) == (2, 1)
+    assert (summary.repositories, summary.skipped) == (2, 0)
+
+
+def test_dry_run_reports_and_changes_nothing(
+    service: CachedBlobService,
+    layout: LayoutWriter,
+    cache_redis: redis.Redis,
+    warmed: dict[str, str],
+) -> None:
+    os.remove(layout.store.blob_data_path(warmed["collected"]))
+    before = dump(cache_redis)
+    summary = reconcile(service.cache, service.store, dry_run=True)
+    assert (summary.evicted_members, summary.evicted_descriptors) == (1, 1)
+    assert summary.dry_run
+    assert dump(cache_redis) == before
+
+
+def test_a_live_cache_is_left_alone(
+    service: CachedBlobService, cache_redis: redis.Redis, warmed: dict[str, str]
+) -> None:
+    before = dump(cache_redis)
+    summary = reconcile(service.cache, service.store)
+    assert dump(cache_redis) == before
+    assert (summary.evicted_members, summary.evicted_descriptors) == (0, 0)
+    assert summary.members == 6  # team/app: config + 3 layers; other: config + layer
+
+
+def test_entries_no_registry_would_write_are_skipped_not_judged(
+    service: CachedBlobService, cache_redis: redis.Redis, warmed: dict[str, str]
+) -> None:
+    cache_redis.sadd("repository::team/app::blobs", "not-a-digest")
+    cache_redis.sadd("repository::Not Valid::blobs", warmed["kept"])
+    summary = reconcile(service.cache, service.store)
+    assert summary.skipped == 2
+    assert cache_redis.sismember("repository::team/app::blobs", "not-a-digest")
+    assert cache_redis.exists("repository::Not Valid::blobs")
+
+
+def test_batches_change_round_trips_not_results(
+    cache_redis: redis.Redis, layout: LayoutWriter, warmed: dict[str, str]
+) -> None:
+    os.remove(layout.store.blob_data_path(warmed["collected"]))
+    service = CachedBlobService(BlobDescriptorCache(cache_redis), layout.store)
+    summary = reconcile(service.cache, service.store, batch=1)
+    assert (summary.evicted_members, summary.evicted_descriptors) == (1, 1)
