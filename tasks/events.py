@@ -11,6 +11,7 @@ from celery import Task
 from worker.errors import StateError
 from worker.ledger import parse_messages, redeliver, settle
 from worker.pipeline import process
+from worker.stats import record
 
 if TYPE_CHECKING:
     from worker.celery_app import WarmerCelery
@@ -55,7 +56,8 @@ def register_event_tasks(app: WarmerCelery) -> None:
     def events(messages: list[list[Any]]) -> dict[str, Any]:
         batch, bad = parse_messages(messages)
         result = process(batch, app.context.service(), app.context.state)
-        settle(app.context.state, batch, result, bad, now=time.time())
+        settled = settle(app.context.state, batch, result, bad, now=time.time())
+        record(app.context.state, result, settled.dead_lettered)
         return result.as_dict()
 
     @app.task(

@@ -32,8 +32,8 @@ def test_settle_untracks_done_dead_letters_dead_and_reschedules_failed(
     now = time.time()
     state.track([E1.as_message(), E2.as_message(), E3.as_message()], now)
     result = BatchResult(retry=[(E1, "cache Redis: down")], dead=[(E2, "bad manifest")])
-    again = settle(state, [E1, E2, E3], result, [("malformed", "junk")], now=now)
-    assert again == 1
+    settled = settle(state, [E1, E2, E3], result, [("malformed", "junk")], now=now)
+    assert settled == (1, 2)
     assert state.pending_count() == 1
     assert state.due(now + 3600, 10) == [E1.as_message()]  # due again, later
     assert state.due(now, 10) == []
@@ -47,8 +47,8 @@ def test_an_event_that_keeps_failing_is_dead_lettered_at_the_cap(state: StateSto
     now = time.time()
     result = BatchResult(retry=[(E1, "cache Redis: down")])
     for _ in range(MAX_DELIVERIES - 1):
-        assert settle(state, [E1], result, [], now=now) == 1
-    assert settle(state, [E1], result, [], now=now) == 0
+        assert settle(state, [E1], result, [], now=now).again == 1
+    assert settle(state, [E1], result, [], now=now) == (0, 1)
     (letter,) = state.dead_letters()
     assert letter.reason == f"gave up after {MAX_DELIVERIES} deliveries: cache Redis: down"
     assert state.pending_count() == 0

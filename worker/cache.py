@@ -339,6 +339,10 @@ class BlobDescriptorCache:
         if chunk:
             yield chunk
 
+    def is_empty(self) -> bool:
+        """True when the cache's DB holds no key at all (it holds only the registry's)."""
+        return int(self._call(self._redis.dbsize)) == 0
+
     def ping(self) -> None:
         """Raise CacheError unless the cache's Redis answers."""
         self._call(self._redis.ping)

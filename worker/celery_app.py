@@ -8,24 +8,31 @@ delivery is harmless.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from celery import Celery
+from celery.schedules import crontab
+from celery.signals import beat_init
 
 from tasks import register
 from tasks.events import EVENTS_TASK, REDELIVER_TASK
+from tasks.jobs import RECONCILE_TASK, REWARM_TASK, STATS_TASK
 from worker.cache import BlobDescriptorCache
 from worker.clients import build_cache, build_state, build_store
 from worker.counters import Counters
+from worker.errors import WarmerError
 from worker.service import CachedBlobService
-from worker.settings import Settings
+from worker.settings import Settings, parse_schedule
 from worker.state import StateStore
 from worker.store import FilesystemStore
 
 __all__ = ["PUBLISH_RETRY", "WarmerCelery", "WarmerContext", "create_app"]
+
+_log = logging.getLogger(__name__)
 
 #: A publish retries briefly, then fails: the receiver answers 503 and the registry resends,
 #: rather than the registry's request timing out while we wait on a broker that is down.
@@ -58,6 +65,13 @@ class WarmerContext:
         assert self.publisher is not None, "create_app sets the publisher"
         self.publisher(messages)
 
+    def cache_is_empty(self) -> bool:
+        """True when the registry's cache DB holds nothing at all."""
+        if self._cache is None:
+            self.service()
+        assert self._cache is not None
+        return self._cache.is_empty()
+
     @property
     def state(self) -> StateStore:
         """The warmer's own state store."""
@@ -80,6 +94,35 @@ class WarmerCelery(Celery):
         super().__init__("warmer", **kwargs)
         self.settings = settings
         self.context = WarmerContext(settings)
+
+
+def _schedule(value: str) -> float | crontab:
+    parsed = parse_schedule(value)
+    if isinstance(parsed, float):
+        return parsed
+    minute, hour, day_of_month, month_of_year, day_of_week = parsed
+    return crontab(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+    )
+
+
+def _rewarm_when_empty(app: WarmerCelery) -> Callable[..., None]:
+    # When beat starts on an empty cache (a new Redis, a flushed one, a Harbor GC), the
+    # daily schedule is too long to wait: re-warm now.
+    def handler(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", app) is not app:
+            return
+        try:
+            if app.context.cache_is_empty():
+                app.send_task(REWARM_TASK)
+        except WarmerError as exc:
+            _log.warning("could not check whether the cache is empty: %s", exc)
+
+    return handler
 
 
 def create_app(settings: Settings) -> WarmerCelery:
@@ -109,13 +152,17 @@ def create_app(settings: Settings) -> WarmerCelery:
         task_send_sent_event=True,
         task_track_started=True,
     )
-    # The ledger's clock: overdue events are looked for twice per visibility timeout.
     app.conf.beat_schedule = {
+        # The ledger's clock: overdue events are looked for twice per visibility timeout.
         "redeliver-overdue-events": {
             "task": REDELIVER_TASK,
             "schedule": max(1.0, settings.visibility_timeout / 2),
         },
+        "stats": {"task": STATS_TASK, "schedule": settings.stats_interval},
+        "rewarm": {"task": REWARM_TASK, "schedule": _schedule(settings.rewarm_schedule)},
+        "reconcile": {"task": RECONCILE_TASK, "schedule": _schedule(settings.reconcile_schedule)},
     }
+    beat_init.connect(_rewarm_when_empty(app), weak=False)
     register(app)
 
     def publish(messages: list[list[Any]]) -> None:

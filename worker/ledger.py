@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from worker.errors import InvalidReferenceError
 from worker.events import Event, Rejected, classify
@@ -30,6 +30,7 @@ from worker.state import StateStore
 __all__ = [
     "MAX_DELIVERIES",
     "ReplayResult",
+    "Settled",
     "backoff",
     "parse_messages",
     "redeliver",
@@ -72,8 +73,9 @@ def settle(
     bad: list[tuple[str, Any]],
     *,
     now: float,
-) -> int:
-    """Record what a task did with its batch in the ledger; return how many are due again.
+) -> Settled:
+    """Record what a task did with its batch in the ledger; say how many are due again and how
+    many were dead-lettered.
 
     Dead events and malformed messages are dead-lettered; failed ones are due again after a
     backoff, or dead-lettered once they had :data:`MAX_DELIVERIES`; the rest are done.
@@ -90,7 +92,7 @@ def settle(
     state.dead_letter(letters)
     batch = [e.as_message() for e in events]
     state.untrack([m for m in batch if tuple(m) not in again] + [m for _, m in bad])
-    return len(again)
+    return Settled(again=len(again), dead_lettered=len(letters))
 
 
 def redeliver(
@@ -122,6 +124,13 @@ def redeliver(
     if send:
         enqueue(send)
     return len(send), len(exhausted)
+
+
+class Settled(NamedTuple):
+    """What :func:`settle` did: events due again, events dead-lettered."""
+
+    again: int
+    dead_lettered: int
 
 
 @dataclass(slots=True)

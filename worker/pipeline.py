@@ -28,7 +28,7 @@ from worker.manifest import Manifest
 from worker.service import CachedBlobService
 from worker.state import StateStore
 
-__all__ = ["MANIFEST_WAIT_SECONDS", "BatchResult", "process"]
+__all__ = ["MANIFEST_WAIT_SECONDS", "BatchResult", "Figures", "process"]
 
 _log = logging.getLogger(__name__)
 
@@ -38,14 +38,33 @@ MANIFEST_WAIT_SECONDS: Final = 2.0
 
 
 @dataclass(slots=True)
+class Figures:
+    """What a batch did in one repository (or in all): counters, warmed, evicted."""
+
+    counters: Counters = field(default_factory=Counters)
+    warmed: int = 0
+    evicted: int = 0
+
+    def as_counters(self) -> dict[str, int]:
+        """Flat, for the state Redis: ``exists.requests`` ... ``fetch.misses``, warmed, evicted."""
+        flat = {
+            f"{op}.{k}": v
+            for op, tally in self.counters.as_dict().items()
+            for k, v in tally.items()
+        }
+        return {**flat, "warmed": self.warmed, "evicted": self.evicted}
+
+
+@dataclass(slots=True)
 class BatchResult:
-    """What a batch did: the service's counters, what it warmed and evicted, what failed."""
+    """What a batch did, in all and per repository, and what failed."""
 
     counters: Counters = field(default_factory=Counters)
     warmed: int = 0
     evicted: int = 0
     accessed: int = 0
     ignored: int = 0
+    repositories: dict[str, Figures] = field(default_factory=dict)
     retry: list[tuple[Event, str]] = field(default_factory=list)
     dead: list[tuple[Event, str]] = field(default_factory=list)
 
@@ -61,6 +80,10 @@ class BatchResult:
             "dead": len(self.dead),
         }
 
+    def totals(self) -> Figures:
+        """The batch's figures over all repositories."""
+        return Figures(self.counters, self.warmed, self.evicted)
+
 
 def process(
     events: Sequence[Event],
@@ -72,26 +95,27 @@ def process(
 ) -> BatchResult:
     """Apply a batch of events to the cache; never raises for one event's trouble."""
     result = BatchResult(counters=service.counters)
-    blobs: dict[str, list[Event]] = defaultdict(list)
+    groups: dict[str, list[Event]] = defaultdict(list)
     for event in events:
-        if event.kind is Kind.WARM_BLOB:
-            blobs[event.repository].append(event)
-    for repository, group in blobs.items():
-        _warm_blobs(service, repository, group, result)
-    for event in events:
-        try:
-            if event.kind is Kind.WARM_MANIFEST:
-                _warm_manifest(service, event, result, manifest_wait, sleep)
-            elif event.kind is Kind.EVICT:
-                assert event.digest is not None  # classify gives every evict a digest
-                service.evict(event.repository, event.digest)
-                result.evicted += 1
-            elif event.kind is Kind.IGNORE:
-                result.ignored += 1
-        except InvalidManifestError as exc:  # no retry will make it parse
-            result.dead.append((event, str(exc)))
-        except (CacheError, StoreError) as exc:
-            result.retry.append((event, str(exc)))
+        if event.kind is not Kind.ACCESS:
+            groups[event.repository].append(event)
+    for repository, group in groups.items():
+        # A service of its own per repository: its counters are that repository's figures.
+        figures = Figures()
+        scoped = CachedBlobService(service.cache, service.store, figures.counters)
+        _process_repository(
+            scoped,
+            repository,
+            group,
+            result=result,
+            figures=figures,
+            manifest_wait=manifest_wait,
+            sleep=sleep,
+        )
+        result.repositories[repository] = figures
+        service.counters.add(figures.counters)
+        result.warmed += figures.warmed
+        result.evicted += figures.evicted
     accesses = [e for e in events if e.kind is Kind.ACCESS]
     if accesses:
         try:
@@ -102,8 +126,41 @@ def process(
     return result
 
 
+def _process_repository(
+    service: CachedBlobService,
+    repository: str,
+    group: list[Event],
+    *,
+    result: BatchResult,
+    figures: Figures,
+    manifest_wait: float,
+    sleep: Callable[[float], None],
+) -> None:
+    blobs = [e for e in group if e.kind is Kind.WARM_BLOB]
+    if blobs:
+        _warm_blobs(service, repository, blobs, result, figures)
+    for event in group:
+        try:
+            if event.kind is Kind.WARM_MANIFEST:
+                _warm_manifest(service, event, figures, manifest_wait, sleep)
+            elif event.kind is Kind.EVICT:
+                assert event.digest is not None  # classify gives every evict a digest
+                service.evict(event.repository, event.digest)
+                figures.evicted += 1
+            elif event.kind is Kind.IGNORE:
+                result.ignored += 1
+        except InvalidManifestError as exc:  # no retry will make it parse
+            result.dead.append((event, str(exc)))
+        except (CacheError, StoreError) as exc:
+            result.retry.append((event, str(exc)))
+
+
 def _warm_blobs(
-    service: CachedBlobService, repository: str, group: list[Event], result: BatchResult
+    service: CachedBlobService,
+    repository: str,
+    group: list[Event],
+    result: BatchResult,
+    figures: Figures,
 ) -> None:
     digests = list(dict.fromkeys(e.digest for e in group if e.digest is not None))
     try:
@@ -111,11 +168,14 @@ def _warm_blobs(
     except CacheError as exc:
         result.retry.extend((e, str(exc)) for e in group)
         return
+    # Each push is one cached fetch; a blob pushed again in the same batch is fetched once,
+    # and its repeats count as the hits they would be one after the other.
+    service.counters.fetch.hit(len(group) - len(digests))
     for event in group:
         assert event.digest is not None  # classify gives every push a digest
         outcome = fetched[event.digest]
         if outcome.error is None:
-            result.warmed += 1
+            figures.warmed += 1
         elif isinstance(outcome.error, BlobNotFoundError):
             # Pushed, yet not in the store: deleted meanwhile, or a store we cannot see.
             result.dead.append((event, str(outcome.error)))
@@ -126,7 +186,7 @@ def _warm_blobs(
 def _warm_manifest(
     service: CachedBlobService,
     event: Event,
-    result: BatchResult,
+    figures: Figures,
     wait: float,
     sleep: Callable[[float], None],
 ) -> None:
@@ -143,12 +203,12 @@ def _warm_manifest(
     for outcome in service.fetch_many(repository, blobs, strict=True):
         if outcome.error is not None:
             raise outcome.error
-        result.warmed += 1
+        figures.warmed += 1
     # What a pull leaves besides the blobs: the global descriptor of every manifest served.
     for outcome in service.stat_many(manifests, strict=True):
         if outcome.error is not None:
             raise outcome.error
-        result.warmed += 1
+        figures.warmed += 1
 
 
 def _read_manifest(

@@ -18,8 +18,16 @@ from typing import Final, TypeVar
 from worker import reference
 from worker.errors import RepositoryNotFoundError
 from worker.service import CachedBlobService, FetchResult
+from worker.store import FilesystemStore
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_MEMO_LIMIT", "RewarmSummary", "rewarm"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MEMO_LIMIT",
+    "RewarmSummary",
+    "rewarm",
+    "rewarm_order",
+    "summarize",
+]
 
 #: Digests per cache round trip. Large enough that the round trip is noise, small enough that a
 #: batch's script holds the cache Redis for about a millisecond.
@@ -119,3 +127,26 @@ def _batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
     it = iter(items)
     while batch := list(islice(it, size)):
         yield batch
+
+
+def rewarm_order(store: FilesystemStore, recently_pulled: list[str]) -> list[str]:
+    """Every repository of the store, the recently pulled ones first (they are wanted first).
+
+    A list of names (not of blobs): one entry a repository, for the fan-out's task per
+    repository.
+    """
+    hot = [name for name in recently_pulled if store.has_repository(name)]
+    seen = set(hot)
+    return hot + [name for name in store.repositories() if name not in seen]
+
+
+def summarize(parts: list[dict[str, int | float]]) -> dict[str, int | float]:
+    """One summary from the summaries of a fan-out's tasks (seconds: the longest)."""
+    total = RewarmSummary().as_dict()
+    for part in parts:
+        for key, value in part.items():
+            if key == "seconds":
+                total[key] = max(total[key], value)
+            elif key in total:
+                total[key] += value
+    return total

@@ -17,7 +17,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from worker.cache import Schema
 from worker.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings", "redact_url", "settings_table"]
+__all__ = [
+    "ENV_PREFIX",
+    "Settings",
+    "load_settings",
+    "parse_schedule",
+    "redact_url",
+    "settings_table",
+]
 
 ENV_PREFIX: Final = "WARMER_"
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
@@ -83,6 +90,26 @@ class Settings(BaseSettings):
         description="Redis broker: seconds before a task a dead worker held is handed out again.",
     )
 
+    stats_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between snapshots of the figures (the `warmer.stats` beat task).",
+    )
+    rewarm_schedule: str = Field(
+        default="0 4 * * *",
+        description="When beat re-warms everything: a crontab line (UTC) or seconds.",
+    )
+    reconcile_schedule: str = Field(
+        default="30 4 * * *",
+        description="When beat reconciles the cache with the store: a crontab line or seconds.",
+    )
+
+    @field_validator("rewarm_schedule", "reconcile_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
     @field_validator("redis_url", "state_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
@@ -104,6 +131,24 @@ class Settings(BaseSettings):
                 yield name, redact_url(value)
             else:
                 yield name, value
+
+
+def parse_schedule(value: str) -> float | tuple[str, str, str, str, str]:
+    """Seconds (``"3600"``), or the five fields of a crontab line (``"0 4 * * *"``)."""
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        fields = text.split()
+        if len(fields) != 5:
+            raise ValueError(
+                "expected seconds or a crontab line of five fields (minute hour day month "
+                f"weekday), not {value!r}"
+            ) from None
+        return (fields[0], fields[1], fields[2], fields[3], fields[4])
+    if seconds <= 0:
+        raise ValueError(f"seconds must be positive, not {value!r}")
+    return seconds
 
 
 def _check_scheme(value: str, schemes: tuple[str, ...]) -> str:

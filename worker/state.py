@@ -6,13 +6,18 @@ spells its keys. The registry's cache DB never holds any of these.
     warmer:deliveries        HASH    task message (JSON) -> times it was sent or tried
     warmer:deadletter        LIST    JSON {"at", "reason", "event"}: given up on, oldest first
     warmer:access            ZSET    repository -> time of its last pull (hot-first re-warm)
+    warmer:counters          HASH    cluster-wide figures: exists.requests ... fetch.misses, warmed,
+                                     evicted, dead_lettered
+    warmer:counters:repository:<repo>  HASH  the same, for one repository
+    warmer:snapshots         LIST    JSON snapshots of the figures, newest first (the last 1,440)
+    warmer:last:<job>        STRING  JSON summary of the last rewarm or reconcile
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,6 +30,10 @@ __all__ = ["DeadLetter", "StateStore"]
 _SEEN_PREFIX: Final = "warmer:seen:"
 _DEADLETTER: Final = "warmer:deadletter"
 _ACCESS: Final = "warmer:access"
+_COUNTERS: Final = "warmer:counters"
+_REPOSITORY_COUNTERS: Final = "warmer:counters:repository:"
+_SNAPSHOTS: Final = "warmer:snapshots"
+_LAST: Final = "warmer:last:"
 _PENDING: Final = "warmer:pending"
 _DELIVERIES: Final = "warmer:deliveries"
 
@@ -44,6 +53,10 @@ class DeadLetter:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {"at": self.at, "reason": self.reason, "event": self.event}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _member(message: Any) -> str:
@@ -128,6 +141,49 @@ class StateStore:
         count: int = self._call(self._redis.zcard, _PENDING)
         return count
 
+    # -- figures -------------------------------------------------------------------------------
+
+    def add_counters(
+        self, totals: Mapping[str, int], by_repository: Mapping[str, Mapping[str, int]]
+    ) -> None:
+        """Add a task's figures to the cluster-wide ones: one atomic round trip."""
+        pipe = self._redis.pipeline(transaction=True)
+        for key, figures in [(_COUNTERS, totals)] + [
+            (_REPOSITORY_COUNTERS + repo, f) for repo, f in by_repository.items()
+        ]:
+            for field, value in figures.items():
+                if value:
+                    pipe.hincrby(key, field, value)
+        if pipe.command_stack:
+            self._call(pipe.execute)
+
+    def counters(self, repository: str | None = None) -> dict[str, int]:
+        """The cluster-wide figures (of one repository, when given)."""
+        key = _COUNTERS if repository is None else _REPOSITORY_COUNTERS + repository
+        raw = self._call(self._redis.hgetall, key)
+        return {_text(k): int(v) for k, v in raw.items()}
+
+    def push_snapshot(self, snapshot: Mapping[str, Any], keep: int) -> None:
+        """Keep a snapshot of the figures; only the newest ``keep`` stay."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.lpush(_SNAPSHOTS, json.dumps(snapshot, sort_keys=True))
+        pipe.ltrim(_SNAPSHOTS, 0, keep - 1)
+        self._call(pipe.execute)
+
+    def snapshots(self, count: int) -> list[dict[str, Any]]:
+        """The newest ``count`` snapshots, newest first."""
+        raw = self._call(self._redis.lrange, _SNAPSHOTS, 0, count - 1)
+        return [json.loads(item) for item in raw]
+
+    def record_last(self, job: str, summary: Mapping[str, Any]) -> None:
+        """Remember the summary of the last ``job`` (rewarm, reconcile)."""
+        self._call(self._redis.set, _LAST + job, json.dumps(summary, sort_keys=True))
+
+    def last(self, job: str) -> dict[str, Any] | None:
+        """The summary of the last ``job``, if any ran."""
+        raw = self._call(self._redis.get, _LAST + job)
+        return json.loads(raw) if raw else None
+
     # -- dead letters ---------------------------------------------------------------------------
 
     def dead_letter(self, letters: Iterable[tuple[str, Any]]) -> int:
@@ -176,7 +232,7 @@ class StateStore:
     def recently_pulled(self, limit: int = 100) -> list[str]:
         """Repositories by most recent pull, newest first."""
         raw = self._call(self._redis.zrevrange, _ACCESS, 0, limit - 1)
-        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
+        return [_text(r) for r in raw]
 
     def ping(self) -> None:
         """Raise StateError unless the state Redis answers."""

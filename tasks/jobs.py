@@ -1,0 +1,91 @@
+"""Scheduled jobs (Celery beat): ``warmer.stats``, ``warmer.rewarm`` (fanned out, one task per
+repository, then one summary) and ``warmer.reconcile``."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from celery import Task, chord
+
+from worker.errors import CacheError, StateError, StoreError
+from worker.reconcile import reconcile
+from worker.rewarm import RewarmSummary, rewarm, rewarm_order, summarize
+from worker.stats import take_snapshot
+
+if TYPE_CHECKING:
+    from worker.celery_app import WarmerCelery
+
+    _Task = Task[Any, Any]
+else:
+    _Task = Task
+
+__all__ = [
+    "RECONCILE_TASK",
+    "REWARM_REPOSITORY_TASK",
+    "REWARM_SUMMARY_TASK",
+    "REWARM_TASK",
+    "STATS_TASK",
+    "register_job_tasks",
+]
+
+STATS_TASK: Final = "warmer.stats"
+REWARM_TASK: Final = "warmer.rewarm"
+REWARM_REPOSITORY_TASK: Final = "warmer.rewarm_repository"
+REWARM_SUMMARY_TASK: Final = "warmer.rewarm_summary"
+RECONCILE_TASK: Final = "warmer.reconcile"
+_TROUBLE = (CacheError, StateError, StoreError)
+
+
+def register_job_tasks(app: WarmerCelery) -> None:
+    """Register the scheduled jobs on ``app``."""
+
+    def finish(parts: list[dict[str, int | float]]) -> dict[str, int | float]:
+        total = summarize(parts)
+        app.context.state.record_last("rewarm", {**total, "at": time.time()})
+        return total
+
+    @app.task(shared=False, name=STATS_TASK)
+    def stats() -> dict[str, Any]:
+        return take_snapshot(app.context.state, now=time.time())
+
+    @app.task(
+        shared=False, name=REWARM_TASK, autoretry_for=_TROUBLE, retry_backoff=5, max_retries=5
+    )
+    def rewarm_all() -> dict[str, Any]:
+        names = rewarm_order(app.context.service().store, app.context.state.recently_pulled())
+        if not names:
+            return finish([])
+        chord(rewarm_repository.s(name) for name in names)(summarize_rewarm.s())
+        return {"repositories": len(names)}
+
+    @app.task(
+        bind=True,
+        shared=False,
+        name=REWARM_REPOSITORY_TASK,
+        autoretry_for=_TROUBLE,
+        retry_backoff=5,
+        max_retries=5,
+    )
+    def rewarm_repository(self: _Task, name: str) -> dict[str, int | float]:
+        shown = [0.0]
+
+        def progress(summary: RewarmSummary) -> None:
+            if time.monotonic() - shown[0] >= 1.0:  # Flower shows it; once a second is plenty
+                shown[0] = time.monotonic()
+                self.update_state(state="PROGRESS", meta=summary.as_dict())
+
+        return rewarm(app.context.service(), [name], on_progress=progress).as_dict()
+
+    @app.task(shared=False, name=REWARM_SUMMARY_TASK)
+    def summarize_rewarm(parts: list[dict[str, int | float]]) -> dict[str, int | float]:
+        return finish(parts)
+
+    @app.task(
+        shared=False, name=RECONCILE_TASK, autoretry_for=_TROUBLE, retry_backoff=5, max_retries=5
+    )
+    def reconcile_all() -> dict[str, Any]:
+        service = app.context.service()
+        summary = reconcile(service.cache, service.store).as_dict()
+        app.context.state.record_last("reconcile", {**summary, "at": time.time()})
+        return summary
