@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -98,6 +99,7 @@ def test_check_refuses_a_missing_root(tmp_path: Path) -> None:
 def test_repositories_walks_nested_names_and_skips_invalid_directories(
     layout: LayoutWriter, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="worker.store")
     for name in ("app", "org/app", "org/app/sub", "a/b/c/d"):
         layout.link(name, layout.blob(name.encode()))
     layout.revision("manifests-only", layout.blob(b"m"))

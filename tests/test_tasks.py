@@ -66,6 +66,7 @@ def app(
     # The embedded worker's AMQP loop waits out a heartbeat tick (10 s) before it can stop;
     # tests do not need heartbeats, production keeps them.
     app.conf.broker_heartbeat = 0
+    app.conf.worker_hijack_root_logger = False  # the test process keeps its own logging
     yield app
     with app.connection_for_write() as conn:
         conn.default_channel.queue_delete(queue)  # type: ignore[attr-defined]

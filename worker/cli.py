@@ -9,15 +9,19 @@ errors go to stderr.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Mapping
 from typing import Annotated
 
 import typer
 from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from tasks.jobs import REWARM_TASK
 from worker import __version__
+from worker.celery_app import create_app
 from worker.cli_ops import register_ops
-from worker.clients import build_service
+from worker.clients import build_service, build_state
 from worker.console import EXIT_NOT_FOUND, err, fail, out, print_json, settings_of
 from worker.errors import BlobNotFoundError, WarmerError
 from worker.reconcile import reconcile
@@ -160,9 +164,16 @@ def rewarm_command(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Digests per Redis round trip.")
     ] = DEFAULT_BATCH_SIZE,
+    enqueue: Annotated[
+        bool,
+        typer.Option("--enqueue", help="Hand it to the workers (a task per repository)."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Walk the store and warm every repository's blobs and manifests, in this process."""
+    if enqueue:
+        _enqueue_rewarm(ctx, as_json)
+        return
     service = _service(ctx)
     with _progress() as progress:
         task = progress.add_task("warming", total=None) if progress else None
@@ -175,6 +186,7 @@ def rewarm_command(
             summary = rewarm(service, repo or None, batch_size=batch_size, on_progress=report)
         except WarmerError as exc:
             fail(str(exc))
+    _record_last(ctx, "rewarm", summary.as_dict())
     if as_json:
         print_json(summary.as_dict())
     else:
@@ -197,6 +209,8 @@ def reconcile_command(
         summary = reconcile(service.cache, service.store, dry_run=dry_run)
     except WarmerError as exc:
         fail(str(exc))
+    if not dry_run:
+        _record_last(ctx, "reconcile", summary.as_dict())
     if as_json:
         print_json(summary.as_dict())
         return
@@ -207,6 +221,25 @@ def reconcile_command(
         f"({verb} {summary.evicted_descriptors}), {summary.skipped} skipped, "
         f"in {summary.seconds:.2f}s"
     )
+
+
+def _enqueue_rewarm(ctx: typer.Context, as_json: bool) -> None:
+    try:
+        task_id = create_app(settings_of(ctx)).send_task(REWARM_TASK).id
+    except Exception as exc:  # the broker client's own errors: say which broker, in one line
+        fail(f"could not hand the re-warm to the broker: {exc}")
+    if as_json:
+        print_json({"task_id": task_id})
+    else:
+        out.print(f"rewarm: handed to the workers as task {task_id} (Flower shows its progress)")
+
+
+def _record_last(ctx: typer.Context, job: str, summary: Mapping[str, object]) -> None:
+    # For /metrics and `warmer stats`; a CLI-only set-up may have no state Redis: no matter.
+    try:
+        build_state(settings_of(ctx)).record_last(job, {**summary, "at": time.time()})
+    except WarmerError as exc:
+        logging.getLogger(__name__).debug("not recorded: %s", exc)
 
 
 def _describe(s: RewarmSummary) -> str:

@@ -6,6 +6,7 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 from rich.table import Table
 
 from worker.celery_app import create_app
@@ -16,6 +17,7 @@ from worker.errors import WarmerError
 from worker.ledger import replay
 from worker.sentry import init_sentry
 from worker.serve import build_webhook, serve_webhook
+from worker.stats_view import stats_table, stats_view
 from worker.up import run_up
 from worker.webhook import DEFAULT_MAX_BODY
 
@@ -145,6 +147,36 @@ def deadletter_purge(
     out.print(f"purged {count}")
 
 
+def stats(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on the last line.")] = (
+        False
+    ),
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until Ctrl-C.")] = (
+        False
+    ),
+) -> None:
+    """The warmer's cluster-wide figures: totals, hit ratio, recent intervals."""
+    try:
+        state = build_state(settings_of(ctx))
+        view = stats_view(state)
+    except WarmerError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(view)
+        return
+    if not watch:
+        out.print(stats_table(view))
+        return
+    with Live(stats_table(view), console=out, refresh_per_second=1) as live:
+        try:
+            while True:
+                time.sleep(2)
+                live.update(stats_table(stats_view(state)))
+        except KeyboardInterrupt:
+            pass
+
+
 def demo() -> None:
     """A registry, a replica, the warmer: first-pull cache misses with and without it."""
     try:
@@ -162,6 +194,7 @@ def register_ops(app: typer.Typer) -> None:
     """Add the service commands to the ``warmer`` app."""
     app.command()(webhook)
     app.command()(up)
+    app.command()(stats)
     app.command(context_settings=_PASS_THROUGH)(worker)
     app.command(context_settings=_PASS_THROUGH)(beat)
     app.add_typer(deadletter, name="deadletter")

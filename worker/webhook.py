@@ -9,6 +9,8 @@ Answers, in the order they are decided:
 - 503 when the state Redis or the broker cannot take the events (the registry sends them again);
 - 202 otherwise, once every valid event of the envelope is with the broker.
 
+``GET /metrics`` (Prometheus) and ``GET /debug/vars`` (expvar JSON) serve the cluster-wide figures.
+
 A registry resends a refused envelope forever, blocking all its later events: so an event that
 is wrong (bad name or digest, unknown action) never makes the envelope fail. It goes to the
 dead-letter list with its reason, and the rest of the envelope is accepted.
@@ -26,14 +28,16 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker.batcher import Batcher
 from worker.errors import InvalidEnvelopeError, StateError
 from worker.events import Event, Kind, Rejected, classify, parse_envelope
+from worker.metrics import expvar, prometheus_text
 from worker.state import StateStore
 
 __all__ = ["ACCEPTED_CONTENT_TYPES", "DEFAULT_MAX_BODY", "create_webhook"]
@@ -79,6 +83,8 @@ def create_webhook(
             Route("/events", receiver.events, methods=["POST"]),
             Route("/healthz", receiver.healthz, methods=["GET"]),
             Route("/readyz", receiver.readyz, methods=["GET"]),
+            Route("/metrics", receiver.metrics, methods=["GET"]),
+            Route("/debug/vars", receiver.debug_vars, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
@@ -158,6 +164,19 @@ class _Receiver:
 
     async def healthz(self, _: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "counts": dict(self.counts)})
+
+    async def metrics(self, _: Request) -> Response:
+        try:
+            text = await asyncio.to_thread(prometheus_text, self._state)
+        except StateError as exc:
+            return _error(503, str(exc))
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+    async def debug_vars(self, _: Request) -> JSONResponse:
+        try:
+            return JSONResponse(await asyncio.to_thread(expvar, self._state))
+        except StateError as exc:
+            return _error(503, str(exc))
 
     async def readyz(self, _: Request) -> JSONResponse:
         failures: dict[str, str] = {}
