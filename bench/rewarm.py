@@ -7,7 +7,9 @@ blobs, starts its own redis-server on a free port, and measures in links/s:
 
 - filesystem limit: a bare ``os.scandir`` walk of every ``_layers`` link with one ``os.stat``;
 - Redis limit: ``redis-cli --pipe`` ingesting exactly the commands a cold rewarm writes;
-- rewarm, cold (empty cache: every blob a miss) and warm (every blob a hit).
+- rewarm, cold (empty cache: every blob a miss) and warm (every blob a hit);
+- the fan-out (``warmer rewarm --enqueue``: one task per repository, one summary), cold, with
+  ``warmer worker --concurrency 1`` and then 2, from sending the task to the summary.
 
 The machine is shared and has 2 cores: read the ratios, not the absolute figures.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,11 +33,15 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tasks.jobs import REWARM_TASK
 from tests.support.layout import LayoutWriter
 from worker.cache import BlobDescriptorCache
+from worker.celery_app import create_app
 from worker.descriptor import DEFAULT_MEDIA_TYPE
 from worker.rewarm import DEFAULT_BATCH_SIZE, rewarm
 from worker.service import CachedBlobService
+from worker.settings import load_settings
+from worker.state import StateStore
 from worker.store import FilesystemStore
 
 
@@ -150,6 +157,60 @@ def redis_server() -> Iterator[int]:
         proc.wait()
 
 
+def fan_out(port: int, root: Path, concurrency: int, client: redis.Redis) -> tuple[int, float]:
+    """Cold re-warm through the workers: links warmed and seconds to the summary."""
+    base = f"redis://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "WARMER_REDIS_URL": f"{base}/0",
+        "WARMER_BROKER_URL": f"{base}/1",
+        "WARMER_STATE_URL": f"{base}/2",
+        "WARMER_STORAGE_ROOT": str(root),
+    }
+    for db in (0, 1, 2):
+        redis.Redis(port=port, db=db).flushdb()
+    warmer = str(Path(sys.executable).with_name("warmer"))
+    worker = subprocess.Popen(
+        [
+            warmer,
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(concurrency),
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    state = StateStore(redis.Redis(port=port, db=2))
+    try:
+        settings = load_settings(
+            redis_url=f"{base}/0",
+            broker_url=f"{base}/1",
+            state_url=f"{base}/2",
+            storage_root=str(root),
+        )
+        app = create_app(settings)
+        with app.connection_for_write() as conn:  # the worker is up when its queue is read
+            conn.ensure_connection(max_retries=3)
+        time.sleep(2)  # let the worker start consuming; the timed part starts at the send
+        started = time.perf_counter()
+        app.send_task(REWARM_TASK)
+        while (summary := state.last("rewarm")) is None:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+    return int(summary["blobs"]), elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repos", type=int, default=1000)
@@ -170,6 +231,7 @@ def main() -> None:
         client.flushdb()
         cold = rewarm(service, batch_size=args.batch_size)
         warm = rewarm(service, batch_size=args.batch_size)
+        fanned = [fan_out(port, root, n, client) for n in (1, 2)]
     fs_rate, rp_rate = fs_links / fs_s, rp_links / rp_s
     cold_rate, warm_rate = cold.blobs / cold.seconds, warm.blobs / warm.seconds
     slower = min(fs_rate, rp_rate)
@@ -178,14 +240,23 @@ def main() -> None:
         ("Redis limit: redis-cli --pipe, same commands", rp_links, rp_s, rp_rate),
         ("warmer rewarm, cold cache (all misses)", cold.blobs, cold.seconds, cold_rate),
         ("warmer rewarm, warm cache (all hits)", warm.blobs, warm.seconds, warm_rate),
+        *(
+            (
+                f"rewarm --enqueue, cold, {n} worker process{'es' if n > 1 else ''}",
+                links,
+                secs,
+                links / secs,
+            )
+            for n, (links, secs) in zip((1, 2), fanned, strict=True)
+        ),
     ]
     print(
         f"store: {args.repos} repositories x {args.links} links, {args.blobs} distinct blobs; "
         f"batch size {args.batch_size}; python {sys.version.split()[0]}"
     )
-    print(f"{'':46} {'links':>8} {'seconds':>8} {'links/s':>10} {'/ slower limit':>15}")
+    print(f"{'':52} {'links':>8} {'seconds':>8} {'links/s':>10} {'/ slower limit':>15}")
     for label, n, secs, rate in rows:
-        print(f"{label:46} {n:>8} {secs:>8.2f} {rate:>10,.0f} {rate / slower:>14.0%}")
+        print(f"{label:52} {n:>8} {secs:>8.2f} {rate:>10,.0f} {rate / slower:>14.0%}")
     print(
         f"cold rewarm: {cold.manifests} manifests, {cold.errors} errors; "
         f"target: cold rewarm >= 50% of the slower limit -> "
