@@ -10,7 +10,7 @@ from celery import Task, chord
 
 from worker.errors import CacheError, StateError, StoreError
 from worker.reconcile import reconcile
-from worker.rewarm import RewarmSummary, rewarm, rewarm_order, summarize
+from worker.rewarm import RewarmSummary, plan, rewarm, summarize
 from worker.stats import take_snapshot
 
 if TYPE_CHECKING:
@@ -53,11 +53,11 @@ def register_job_tasks(app: WarmerCelery) -> None:
         shared=False, name=REWARM_TASK, autoretry_for=_TROUBLE, retry_backoff=5, max_retries=5
     )
     def rewarm_all() -> dict[str, Any]:
-        names = rewarm_order(app.context.service().store, app.context.state.recently_pulled())
-        if not names:
+        tasks = plan(app.context.service().store, app.context.state.recently_pulled())
+        if not tasks:
             return finish([])
-        chord(rewarm_repository.s(name) for name in names)(summarize_rewarm.s())
-        return {"repositories": len(names)}
+        chord(rewarm_repository.s(name, shard) for name, shard in tasks)(summarize_rewarm.s())
+        return {"tasks": len(tasks)}
 
     @app.task(
         bind=True,
@@ -67,7 +67,7 @@ def register_job_tasks(app: WarmerCelery) -> None:
         retry_backoff=5,
         max_retries=5,
     )
-    def rewarm_repository(self: _Task, name: str) -> dict[str, int | float]:
+    def rewarm_repository(self: _Task, name: str, shard: str = "") -> dict[str, int | float]:
         shown = [0.0]
 
         def progress(summary: RewarmSummary) -> None:
@@ -75,7 +75,8 @@ def register_job_tasks(app: WarmerCelery) -> None:
                 shown[0] = time.monotonic()
                 self.update_state(state="PROGRESS", meta=summary.as_dict())
 
-        return rewarm(app.context.service(), [name], on_progress=progress).as_dict()
+        summary = rewarm(app.context.service(), [name], shard=shard, on_progress=progress)
+        return summary.as_dict()
 
     @app.task(shared=False, name=REWARM_SUMMARY_TASK)
     def summarize_rewarm(parts: list[dict[str, int | float]]) -> dict[str, int | float]:

@@ -15,7 +15,7 @@ from tests.support.registry import free_port
 from worker.cache import BlobDescriptorCache, Schema
 from worker.clients import build_cache
 from worker.errors import CacheError, RepositoryNotFoundError, StoreUnavailableError
-from worker.rewarm import RewarmSummary, rewarm
+from worker.rewarm import SHARDS, RewarmSummary, plan, rewarm, summarize
 from worker.service import CachedBlobService
 from worker.settings import load_settings
 from worker.store import FilesystemStore
@@ -166,3 +166,29 @@ def test_memory_stays_flat_as_the_store_grows(cache_redis: redis.Redis, tmp_path
         peaks.append(_peak_bytes(service))
     # Ten times the blobs (2,000 against 200): the peak may not grow with them.
     assert peaks[1] < peaks[0] * 1.5, peaks
+
+
+def test_a_large_repository_is_planned_as_16_shards_and_small_ones_whole(
+    layout: LayoutWriter,
+) -> None:
+    for i in range(5):
+        layout.link("big", layout.blob(f"big {i}".encode()))
+    layout.link("small", layout.blob(b"small"))
+    tasks = plan(layout.store, ["small"], large=5)
+    assert tasks[0] == ("small", "")  # recently pulled first
+    assert tasks[1:] == [("big", shard) for shard in SHARDS]
+
+
+def test_the_shards_together_leave_what_one_rewarm_leaves(
+    service: CachedBlobService, layout: LayoutWriter, cache_redis: redis.Redis
+) -> None:
+    for i in range(40):
+        layout.image("big", f"v{i}", f"layer {i}".encode())
+    whole = rewarm(service).as_dict()
+    expected = dump(cache_redis)
+    cache_redis.flushdb()
+    parts = [rewarm(service, ["big"], shard=shard).as_dict() for shard in SHARDS]
+    assert dump(cache_redis) == expected
+    total = summarize(parts)
+    for key in ("repositories", "blobs", "manifests", "misses", "errors"):
+        assert total[key] == whole[key], key

@@ -23,7 +23,10 @@ from worker.store import FilesystemStore
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MEMO_LIMIT",
+    "LARGE_REPOSITORY",
+    "SHARDS",
     "RewarmSummary",
+    "plan",
     "rewarm",
     "rewarm_order",
     "summarize",
@@ -75,12 +78,14 @@ def rewarm(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     memo_limit: int = DEFAULT_MEMO_LIMIT,
+    shard: str = "",
     on_progress: Callable[[RewarmSummary], None] | None = None,
 ) -> RewarmSummary:
     """Warm every repository of the store (or the ones named) and return what was done.
 
     A cache error aborts the run (raised as CacheError): writing is its whole purpose. Store
-    errors (a link to data that garbage-collect removed) are counted and logged.
+    errors (a link to data that garbage-collect removed) are counted and logged. ``shard`` (a
+    hex prefix) warms only the digests whose hex starts with it (see :func:`plan`).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -99,17 +104,18 @@ def rewarm(
     sizes: dict[str, int] = {}
     started = time.perf_counter()
     for name in names:
-        for batch in _batched(store.layers(name), batch_size):
+        for batch in _batched(store.layers(name, shard), batch_size):
             if len(sizes) > memo_limit:
                 sizes.clear()
             summary._count(service.fetch_many(name, batch, strict=True, sizes=sizes), name)
             summary.blobs += len(batch)
             _report(summary, started, on_progress)
-        for batch in _batched(store.revisions(name), batch_size):
+        for batch in _batched(store.revisions(name, shard), batch_size):
             summary._count(service.stat_many(batch, strict=True), f"{name} (manifest)")
             summary.manifests += len(batch)
             _report(summary, started, on_progress)
-        summary.repositories += 1
+        if shard in ("", SHARDS[0]):  # a sharded repository counts once, in its first shard
+            summary.repositories += 1
         _report(summary, started, on_progress)
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
@@ -127,6 +133,28 @@ def _batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
     it = iter(items)
     while batch := list(islice(it, size)):
         yield batch
+
+
+#: The hex prefixes a large repository is split by: 16 even parts.
+SHARDS: Final = tuple("0123456789abcdef")
+#: Links from which a repository is re-warmed as 16 tasks rather than one.
+LARGE_REPOSITORY: Final = 10_000
+
+
+def plan(
+    store: FilesystemStore, recently_pulled: list[str], large: int = LARGE_REPOSITORY
+) -> list[tuple[str, str]]:
+    """The fan-out's tasks, ``(repository, shard)``: one a repository, 16 a large one.
+
+    A repository's links are counted only up to ``large``, so planning costs little.
+    """
+    tasks: list[tuple[str, str]] = []
+    for name in rewarm_order(store, recently_pulled):
+        if sum(1 for _ in islice(store.layers(name), large)) >= large:
+            tasks += [(name, shard) for shard in SHARDS]
+        else:
+            tasks.append((name, ""))
+    return tasks
 
 
 def rewarm_order(store: FilesystemStore, recently_pulled: list[str]) -> list[str]:

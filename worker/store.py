@@ -243,13 +243,17 @@ class FilesystemStore:
                     continue
                 yield from self._walk_repositories(entry.path, name)
 
-    def layers(self, repository: str) -> Iterator[str]:
-        """Digests of the blobs linked into ``repository``, streamed, from the link paths."""
-        return self._linked(self._inside(self._repo(repository), "_layers"))
+    def layers(self, repository: str, shard: str = "") -> Iterator[str]:
+        """Digests of the blobs linked into ``repository``, streamed, from the link paths.
 
-    def revisions(self, repository: str) -> Iterator[str]:
-        """Digests of the manifest revisions of ``repository``, streamed."""
-        return self._linked(self._inside(self._repo(repository), "_manifests", "revisions"))
+        ``shard`` (a hex prefix) keeps the digests whose hex starts with it: the 16 shards
+        ``"0"`` to ``"f"`` split a large repository into even parts.
+        """
+        return self._linked(self._inside(self._repo(repository), "_layers"), shard)
+
+    def revisions(self, repository: str, shard: str = "") -> Iterator[str]:
+        """Digests of the manifest revisions of ``repository``, streamed (``shard`` as above)."""
+        return self._linked(self._inside(self._repo(repository), "_manifests", "revisions"), shard)
 
     def tags(self, repository: str) -> Iterator[tuple[str, str]]:
         """``(tag, manifest digest)`` of every tag of ``repository``, streamed."""
@@ -260,13 +264,15 @@ class FilesystemStore:
             except (InvalidReferenceError, BlobNotFoundError) as exc:
                 _log.warning("skipping tag %s of %s: %s", name, repository, exc)
 
-    def _linked(self, directory: str) -> Iterator[str]:
+    def _linked(self, directory: str, shard: str = "") -> Iterator[str]:
         # <directory>/<alg>/<hex>/link: the digest is spelled by the path; the link is read only
         # when a blob is resolved, as the registry does.
         for algorithm in _subdirectories(directory):
             if algorithm not in reference.DIGEST_ALGORITHMS:
                 continue
             for hex_ in _subdirectories(os.path.join(directory, algorithm)):
+                if not hex_.startswith(shard):
+                    continue
                 candidate = f"{algorithm}:{hex_}"
                 try:
                     yield reference.digest(candidate)
