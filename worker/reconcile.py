@@ -58,13 +58,13 @@ def reconcile(
     started = time.perf_counter()
     for repository in cache.repositories(batch):
         try:
-            chunks = list(cache.members(repository, batch))
+            reference.repository_name(repository)
         except InvalidReferenceError as exc:
             _log.warning("skipping cached repository %r: %s", repository, exc)
             summary.skipped += 1
             continue
         summary.repositories += 1
-        for digests in chunks:
+        for digests in cache.members(repository, batch):
             valid = _valid(digests, summary)
             found = store.fetch_many(repository, valid)
             gone = [d for d, f in zip(valid, found, strict=True) if _gone(f)]
