@@ -18,8 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,16 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.layout import LayoutWriter  # noqa: E402
+from worker.processes import free_port, stop_group, throwaway_redis  # noqa: E402
 
 TOKEN = "bench-token"
 REPOS = 10
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait(condition: object, timeout: float, what: str) -> None:
@@ -70,18 +62,7 @@ def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
+        stop_group(proc)
 
 
 def _body(repo: str, digest: str) -> bytes:
@@ -233,24 +214,8 @@ def main() -> None:
         digest = writer.blob(f"event blob {i}".encode())
         writer.link(f"app{i % REPOS}", digest)
         blobs.append((f"app{i % REPOS}", digest))
-    rport = _port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(rport),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
+    with throwaway_redis() as rport:
         cache = redis.Redis(port=rport, db=0)
-        _wait(lambda: _pings(cache), 10, "redis-server")
         base = f"redis://127.0.0.1:{rport}"
         env = {
             "WARMER_REDIS_URL": f"{base}/0",
@@ -259,7 +224,7 @@ def main() -> None:
             "WARMER_STORAGE_ROOT": str(work / "root"),
             "WARMER_WEBHOOK_TOKEN": TOKEN,
         }
-        port = _port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}/events"
         warmer = str(Path(sys.executable).with_name("warmer"))
         with (
@@ -285,9 +250,6 @@ def main() -> None:
             rate = asyncio.run(throughput(url, blobs[: args.events], args.concurrency, cache))
             times = asyncio.run(latency(url, blobs[args.events :], args.rate, cache))
         baseline = noop_rate(f"{base}/3", args.noop_tasks, work)
-    finally:
-        server.terminate()
-        server.wait()
     q = statistics.quantiles(times, n=100)
     print(
         f"events: {args.events} one-event requests from {args.concurrency} senders; "

@@ -19,14 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -38,6 +34,7 @@ from tests.support.layout import LayoutWriter
 from worker.cache import BlobDescriptorCache
 from worker.celery_app import create_app
 from worker.descriptor import DEFAULT_MEDIA_TYPE
+from worker.processes import stop_group, throwaway_redis
 from worker.rewarm import DEFAULT_BATCH_SIZE, rewarm
 from worker.service import CachedBlobService
 from worker.settings import load_settings
@@ -121,42 +118,6 @@ def redis_pipe_limit(store: FilesystemStore, port: int, client: redis.Redis) -> 
     return count, elapsed
 
 
-@contextmanager
-def redis_server() -> Iterator[int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    try:
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait()
-
-
 def fan_out(port: int, root: Path, concurrency: int, client: redis.Redis) -> tuple[int, float]:
     """Cold re-warm through the workers: links warmed and seconds to the summary."""
     base = f"redis://127.0.0.1:{port}"
@@ -206,8 +167,7 @@ def fan_out(port: int, root: Path, concurrency: int, client: redis.Redis) -> tup
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(30)
+        stop_group(worker, timeout=30)
     return int(summary["blobs"]), elapsed
 
 
@@ -222,7 +182,7 @@ def main() -> None:
     root = args.dir / "root"
     build_store(root, args.repos, args.links, args.blobs)
     store = FilesystemStore(root)
-    with redis_server() as port:
+    with throwaway_redis() as port:
         client = redis.Redis(port=port)
         service = CachedBlobService(BlobDescriptorCache(client), store)
         scandir_limit(root)  # warm the dentry cache so both walks see the same filesystem

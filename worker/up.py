@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -29,6 +26,7 @@ from pydantic import SecretStr
 
 from worker.celery_app import create_app
 from worker.errors import ConfigError
+from worker.processes import stop_group, throwaway_redis
 from worker.serve import build_webhook, serve_webhook
 from worker.settings import Settings
 
@@ -88,7 +86,7 @@ def _dev_defaults(settings: Settings, say: Callable[[str], None]) -> Iterator[Se
             "state_url": settings.state_url,
         }
         if not all(_answers(u) for u in urls.values() if u.startswith("redis")):
-            port = stack.enter_context(_throwaway_redis())
+            port = stack.enter_context(throwaway_redis())
             changes |= {
                 name: f"redis://127.0.0.1:{port}/{db}"
                 for db, name in enumerate(("redis_url", "broker_url", "state_url"))
@@ -114,32 +112,6 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def _throwaway_redis() -> Iterator[int]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise ConfigError(
-            "no Redis answers and redis-server is not installed (apt-get install redis-server)"
-        )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not _answers(f"redis://127.0.0.1:{port}/0"):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise ConfigError("the throwaway redis-server did not start")
-            time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-@contextmanager
 def _worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, **_environment(settings)}
     schedule = Path(settings.storage_root or ".").parent / ".warmer-beat-schedule"
@@ -162,13 +134,7 @@ def _worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
         yield proc
     finally:
         stopping.set()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc)
 
 
 def _environment(settings: Settings) -> dict[str, str]:

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from worker.demo.oci import Image, layer, write_layout
 from worker.demo.registry import Registry, free_port, running_registry, tools_missing, wait_for
 from worker.demo.services import warmer_process, webhook_ready
 from worker.errors import CacheMissError, ConfigError
+from worker.processes import throwaway_redis
 from worker.state import StateStore
 
 __all__ = ["run_demo"]
@@ -46,7 +44,7 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
         )
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="warmer-demo-")))
-        port = stack.enter_context(_redis_server(work))
+        port = stack.enter_context(throwaway_redis(directory=work))
         base = f"redis://127.0.0.1:{port}"
         root = work / "storage"
         root.mkdir()
@@ -153,42 +151,3 @@ def _warmer_stats(state_redis: redis.Redis) -> dict[str, Any]:
         for field in ("requests", "hits", "misses"):
             totals["fetch"][field] += result.get("fetch", {}).get(field, 0)
     return totals
-
-
-@contextmanager
-def _redis_server(work: Path) -> Iterator[int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(work),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield port
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(10)

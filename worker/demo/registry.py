@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -15,17 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.processes import free_port
+
 __all__ = ["Registry", "free_port", "running_registry", "tools_missing", "wait_for"]
 
 REGISTRY_BIN = "docker-registry"
 SKOPEO_BIN = "skopeo"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_for(condition: object, timeout: float = 20.0, what: str = "condition") -> None:
