@@ -13,7 +13,6 @@ from starlette.testclient import TestClient
 from tests.support.notifications import envelope, event
 from tests.support.redisdump import dump
 from tests.support.registry import free_port
-from worker.batcher import Batcher
 from worker.clients import build_state
 from worker.settings import load_settings
 from worker.state import StateStore
@@ -49,7 +48,8 @@ def published() -> Published:
 def _client(state: StateStore, published: Published, **kwargs: Any) -> TestClient:
     app = create_webhook(
         state=state,
-        batcher=Batcher(published, window=0.001),
+        publish=published,
+        window=0.001,
         token=kwargs.pop("token", TOKEN),
         **kwargs,
     )

@@ -9,7 +9,6 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from worker.batcher import Batcher
 from worker.celery_app import WarmerCelery
 from worker.clients import build_cache, build_state
 from worker.errors import ConfigError
@@ -52,7 +51,7 @@ def build_webhook(
     state = build_state(settings)
     return create_webhook(
         state=state,
-        batcher=Batcher(tracked_publisher(app)),
+        publish=tracked_publisher(app),
         token=token,
         max_body=max_body,
         checks={

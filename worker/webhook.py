@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.batcher import Batcher
+from worker.batcher import DEFAULT_MAX_SIZE, DEFAULT_WINDOW, Batcher
 from worker.errors import InvalidEnvelopeError, StateError
 from worker.events import Event, Kind, Rejected, classify, parse_envelope
 from worker.metrics import expvar, prometheus_text
@@ -62,15 +62,29 @@ def _error(status: int, message: str) -> JSONResponse:
 def create_webhook(
     *,
     state: StateStore,
-    batcher: Batcher,
+    publish: Callable[[list[list[Any]]], None],
     token: str | None,
     max_body: int = DEFAULT_MAX_BODY,
     checks: Mapping[str, Callable[[], None]] | None = None,
+    window: float = DEFAULT_WINDOW,
+    max_size: int = DEFAULT_MAX_SIZE,
 ) -> Starlette:
     """The receiver's ASGI app. ``token=None`` accepts every caller (``--insecure-no-auth``).
 
+    ``publish`` sends one batch of event messages to the broker (raising when it cannot);
+    requests arriving within ``window`` seconds share a batch of at most ``max_size``.
     ``checks`` are what ``/readyz`` runs (each raises when its service is away).
     """
+
+    def publish_and_mark(messages: list[list[Any]]) -> None:
+        publish(messages)
+        # Seen only once the broker has them: one round trip a batch, not one a request.
+        try:
+            state.mark_seen([m[0] for m in messages])
+        except StateError as exc:  # with the broker already: at worst a duplicate later
+            _log.warning("could not mark %d events seen: %s", len(messages), exc)
+
+    batcher = Batcher(publish_and_mark, window=window, max_size=max_size)
     receiver = _Receiver(state, batcher, token, max_body, dict(checks or {}))
 
     @contextlib.asynccontextmanager
@@ -149,10 +163,12 @@ class _Receiver:
         except Exception as exc:  # whatever the broker client raises: the registry retries
             _log.error("broker unavailable: %s", exc)
             return _error(503, "broker unavailable, send again later")
-        try:
-            await asyncio.to_thread(self._state.mark_seen, [e.id for e in fresh])
-        except StateError as exc:  # the events are with the broker: at worst a duplicate later
-            _log.warning("could not mark %d events seen: %s", len(fresh), exc)
+        ignored = [e.id for e in fresh if e.kind is Kind.IGNORE]
+        if ignored:  # not sent, so not marked by the batch: tag deletes are marked here
+            try:
+                await asyncio.to_thread(self._state.mark_seen, ignored)
+            except StateError as exc:
+                _log.warning("could not mark %d events seen: %s", len(ignored), exc)
         figures = {
             "accepted": len(work),
             "duplicates": len(valid) - len(fresh),
