@@ -79,6 +79,24 @@ def broker(tmp_path: Path) -> Iterator[BrokerRedis]:
     b.kill()
 
 
+WORKER_ARGS = ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"]
+
+
+def _env(
+    redis_proc: Any, broker: BrokerRedis, layout: LayoutWriter, *, visibility_timeout: int
+) -> dict[str, str]:
+    base = f"redis://{redis_proc.host}:{redis_proc.port}"
+    return {
+        "WARMER_REDIS_URL": f"{base}/0",
+        "WARMER_STATE_URL": f"{base}/2",
+        "WARMER_BROKER_URL": f"redis://127.0.0.1:{broker.port}/0",
+        "WARMER_STORAGE_ROOT": str(layout.store.root),
+        "WARMER_WEBHOOK_TOKEN": TOKEN,
+        # Short, so that a message a killed worker held comes back within the test.
+        "WARMER_VISIBILITY_TIMEOUT": str(visibility_timeout),
+    }
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -98,18 +116,9 @@ def test_no_event_is_lost_to_a_killed_worker_or_a_restarted_broker(
         layout.link(f"app{i % 4}", digest)
         digests.append((f"app{i % 4}", digest))
     bodies = [envelope(event("push", repo, d)) for repo, d in digests]
-    base = f"redis://{redis_proc.host}:{redis_proc.port}"
-    env = {
-        "WARMER_REDIS_URL": f"{base}/0",
-        "WARMER_STATE_URL": f"{base}/2",
-        "WARMER_BROKER_URL": f"redis://127.0.0.1:{broker.port}/0",
-        "WARMER_STORAGE_ROOT": str(layout.store.root),
-        "WARMER_WEBHOOK_TOKEN": TOKEN,
-        "WARMER_VISIBILITY_TIMEOUT": "3",
-    }
+    env = _env(redis_proc, broker, layout, visibility_timeout=3)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    worker_args = ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"]
     beat_args = ["beat", "--schedule", str(tmp_path / "beat-schedule")]
     with (
         warmer_process(["webhook", "--port", str(port)], env, tmp_path / "webhook.log"),
@@ -117,7 +126,7 @@ def test_no_event_is_lost_to_a_killed_worker_or_a_restarted_broker(
     ):
         wait_for(lambda: webhook_ready(url), timeout=30, what="webhook /readyz")
         sender = RegistryLikeSender(f"{url}/events", TOKEN, bodies)
-        with warmer_process(worker_args, env, tmp_path / "worker1.log") as first:
+        with warmer_process(WORKER_ARGS, env, tmp_path / "worker1.log") as first:
             sender.start()
             wait_for(lambda: sender.sent >= BLOBS // 3, timeout=60, what="a third of the stream")
             _kill_group(first)  # SIGKILL: no goodbye, messages held are never acknowledged
@@ -125,7 +134,7 @@ def test_no_event_is_lost_to_a_killed_worker_or_a_restarted_broker(
         broker.kill()
         time.sleep(0.5)  # the sender meets refusals meanwhile, as a registry would
         broker.start()
-        with warmer_process(worker_args, env, tmp_path / "worker2.log"):
+        with warmer_process(WORKER_ARGS, env, tmp_path / "worker2.log"):
             sender.join(timeout=120)
             assert sender.sent == BLOBS
 
@@ -162,18 +171,9 @@ def test_a_task_held_by_a_killed_worker_is_delivered_again(
     manifest_path = Path(layout.store.blob_data_path(manifest))
     payload = manifest_path.read_bytes()
     manifest_path.unlink()
-    base = f"redis://{redis_proc.host}:{redis_proc.port}"
-    env = {
-        "WARMER_REDIS_URL": f"{base}/0",
-        "WARMER_STATE_URL": f"{base}/2",
-        "WARMER_BROKER_URL": f"redis://127.0.0.1:{broker.port}/0",
-        "WARMER_STORAGE_ROOT": str(layout.store.root),
-        "WARMER_WEBHOOK_TOKEN": TOKEN,
-        "WARMER_VISIBILITY_TIMEOUT": "2",
-    }
+    env = _env(redis_proc, broker, layout, visibility_timeout=2)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    worker_args = ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"]
     beat_args = ["beat", "--schedule", str(tmp_path / "beat-schedule")]
     push = envelope(
         event(
@@ -189,13 +189,13 @@ def test_a_task_held_by_a_killed_worker_is_delivered_again(
         warmer_process(beat_args, env, tmp_path / "beat.log"),
     ):
         wait_for(lambda: webhook_ready(url), timeout=30, what="webhook /readyz")
-        with warmer_process(worker_args, env, tmp_path / "worker1.log") as first:
+        with warmer_process(WORKER_ARGS, env, tmp_path / "worker1.log") as first:
             sender = RegistryLikeSender(f"{url}/events", TOKEN, [push])
             sender.start()
             wait_for(lambda: _started_tasks(state_redis) > 0, timeout=30, what="task STARTED")
             _kill_group(first)
         manifest_path.write_bytes(payload)  # the registry's storage catches up
-        with warmer_process(worker_args, env, tmp_path / "worker2.log"):
+        with warmer_process(WORKER_ARGS, env, tmp_path / "worker2.log"):
 
             def warm() -> bool:
                 return all(cache_redis.sismember("repository::team/app::blobs", b) for b in blobs)
