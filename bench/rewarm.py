@@ -131,6 +131,12 @@ def fan_out(port: int, root: Path, concurrency: int, client: redis.Redis) -> tup
     for db in (0, 1, 2):
         redis.Redis(port=port, db=db).flushdb()
     warmer = str(Path(sys.executable).with_name("warmer"))
+    state = StateStore(redis.Redis(port=port, db=2))
+    settings = load_settings(
+        redis_url=f"{base}/0", broker_url=f"{base}/1", state_url=f"{base}/2", storage_root=str(root)
+    )
+    app = create_app(settings)
+    # Nothing between starting the worker and the try that stops it: it must never be left.
     worker = subprocess.Popen(
         [
             warmer,
@@ -149,18 +155,11 @@ def fan_out(port: int, root: Path, concurrency: int, client: redis.Redis) -> tup
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    state = StateStore(redis.Redis(port=port, db=2))
     try:
-        settings = load_settings(
-            redis_url=f"{base}/0",
-            broker_url=f"{base}/1",
-            state_url=f"{base}/2",
-            storage_root=str(root),
-        )
-        app = create_app(settings)
-        with app.connection_for_write() as conn:  # the worker is up when its queue is read
-            conn.ensure_connection(max_retries=3)
-        time.sleep(2)  # let the worker start consuming; the timed part starts at the send
+        deadline = time.monotonic() + 60
+        while not app.control.ping(timeout=0.5):  # the timed part starts with a ready worker
+            if time.monotonic() > deadline:
+                raise SystemExit("the worker did not start within 60 s")
         started = time.perf_counter()
         app.send_task(REWARM_TASK)
         while (summary := state.last("rewarm")) is None:
