@@ -56,8 +56,15 @@ def register_event_tasks(app: WarmerCelery) -> None:
     def events(messages: list[list[Any]]) -> dict[str, Any]:
         batch, bad = parse_messages(messages)
         result = process(batch, app.context.service(), app.context.state)
-        settled = settle(app.context.state, batch, result, bad, now=time.time())
-        record(app.context.state, result, settled.dead_lettered)
+        state = app.context.state
+        settle(
+            state,
+            batch,
+            result,
+            bad,
+            now=time.time(),
+            before_release=lambda settled: record(state, result, settled.dead_lettered),
+        )
         return result.as_dict()
 
     @app.task(

@@ -110,3 +110,19 @@ def test_a_replay_that_cannot_enqueue_loses_nothing(state: StateStore) -> None:
     with pytest.raises(ConnectionError):
         replay(state, broken, now=time.time(), first_wait=10)
     assert [d.event for d in state.dead_letters()] == [E1.as_message()]
+
+
+def test_before_release_runs_while_the_batch_is_still_pending(state: StateStore) -> None:
+    now = time.time()
+    state.track([E1.as_message()], now)
+    pending_then: list[int] = []
+    settle(
+        state,
+        [E1],
+        BatchResult(),
+        [],
+        now=now,
+        before_release=lambda _: pending_then.append(state.pending_count()),
+    )
+    assert pending_then == [1]
+    assert state.pending_count() == 0

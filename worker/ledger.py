@@ -73,12 +73,15 @@ def settle(
     bad: list[tuple[str, Any]],
     *,
     now: float,
+    before_release: Callable[[Settled], None] | None = None,
 ) -> Settled:
     """Record what a task did with its batch in the ledger; say how many are due again and how
     many were dead-lettered.
 
     Dead events and malformed messages are dead-lettered; failed ones are due again after a
     backoff, or dead-lettered once they had :data:`MAX_DELIVERIES`; the rest are done.
+    ``before_release`` runs before the ledger lets go of the done events: what it records (the
+    task's figures) is there by the time a reader sees an empty ledger.
     """
     failed = [e.as_message() for e, _ in result.retry]
     counts = state.reschedule(failed, lambda n: now + backoff(n, RETRY_BASE))
@@ -90,9 +93,12 @@ def settle(
         else:
             again.add(tuple(message))
     state.dead_letter(letters)
+    settled = Settled(again=len(again), dead_lettered=len(letters))
+    if before_release is not None:
+        before_release(settled)
     batch = [e.as_message() for e in events]
     state.untrack([m for m in batch if tuple(m) not in again] + [m for _, m in bad])
-    return Settled(again=len(again), dead_lettered=len(letters))
+    return settled
 
 
 def redeliver(
