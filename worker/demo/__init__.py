@@ -9,7 +9,6 @@ at the end, also on Ctrl-C or an error.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from worker.demo.services import warmer_process, webhook_ready
 from worker.errors import CacheMissError, ConfigError
 from worker.processes import throwaway_redis
 from worker.state import StateStore
+from worker.stats import figures, nested
 
 __all__ = ["run_demo"]
 
@@ -110,7 +110,7 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
         wait_for(warm, timeout=60, what="the warmer to warm the pushed image")
         without = _first_pull(plain, work / "pull-plain")
         with_ = _first_pull(warmed, work / "pull-warmed")
-        stats = _warmer_stats(redis.Redis(port=port, db=_STATE_DB))
+        stats = nested(figures(state))
     say("")
     say("first pull of the image through a replica with its own Redis cache:")
     say(f"  {'':24}{'requests':>10}{'hits':>8}{'misses':>8}")
@@ -121,7 +121,7 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
     say(f"  {'with the warmer':24}{with_['Request']:>10}{with_['Hit']:>8}{with_['Miss']:>8}")
     say("")
     say(
-        f"the warmer: {stats['tasks']} tasks, {stats['warmed']} warmed; fetch "
+        f"the warmer (as warmer stats shows it): {stats['warmed']} warmed; fetch "
         f"{stats['fetch']['requests']} requests, {stats['fetch']['hits']} hits, "
         f"{stats['fetch']['misses']} misses"
     )
@@ -132,22 +132,3 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
 def _first_pull(registry: Registry, into: Path) -> dict[str, int]:
     registry.pull(_IMAGE, into)
     return registry.cache_counts()
-
-
-def _warmer_stats(state_redis: redis.Redis) -> dict[str, Any]:
-    totals: dict[str, Any] = {
-        "tasks": 0,
-        "warmed": 0,
-        "fetch": {"requests": 0, "hits": 0, "misses": 0},
-    }
-    for key in state_redis.scan_iter("celery-task-meta-*"):
-        raw = state_redis.get(key)
-        meta = json.loads(raw) if raw else {}
-        result = meta.get("result")
-        if meta.get("name") != "warmer.events" or not isinstance(result, dict):
-            continue
-        totals["tasks"] += 1
-        totals["warmed"] += result.get("warmed", 0)
-        for field in ("requests", "hits", "misses"):
-            totals["fetch"][field] += result.get("fetch", {}).get(field, 0)
-    return totals
