@@ -121,7 +121,7 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
     say(f"  {'with the warmer':24}{with_['Request']:>10}{with_['Hit']:>8}{with_['Miss']:>8}")
     say("")
     say(
-        f"the warmer (as warmer stats shows it): {stats['warmed']} warmed; fetch "
+        f"the warmer: {stats['warmed']} warmed; fetch "
         f"{stats['fetch']['requests']} requests, {stats['fetch']['hits']} hits, "
         f"{stats['fetch']['misses']} misses"
     )
