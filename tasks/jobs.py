@@ -53,7 +53,7 @@ def register_job_tasks(app: WarmerCelery) -> None:
         shared=False, name=REWARM_TASK, autoretry_for=_TROUBLE, retry_backoff=5, max_retries=5
     )
     def rewarm_all() -> dict[str, Any]:
-        tasks = plan(app.context.service().store, app.context.state.recently_pulled())
+        tasks = plan(app.context.store, app.context.state.recently_pulled())
         if not tasks:
             return finish([])
         chord(rewarm_repository.s(name, shard) for name, shard in tasks)(summarize_rewarm.s())
@@ -86,7 +86,6 @@ def register_job_tasks(app: WarmerCelery) -> None:
         shared=False, name=RECONCILE_TASK, autoretry_for=_TROUBLE, retry_backoff=5, max_retries=5
     )
     def reconcile_all() -> dict[str, Any]:
-        service = app.context.service()
-        summary = reconcile(service.cache, service.store).as_dict()
+        summary = reconcile(app.context.cache, app.context.store).as_dict()
         app.context.state.record_last("reconcile", {**summary, "at": time.time()})
         return summary

@@ -65,12 +65,19 @@ class WarmerContext:
         assert self.publisher is not None, "create_app sets the publisher"
         self.publisher(messages)
 
-    def cache_is_empty(self) -> bool:
-        """True when the registry's cache DB holds nothing at all."""
+    @property
+    def cache(self) -> BlobDescriptorCache:
+        """The registry's cache."""
         if self._cache is None:
-            self.service()
-        assert self._cache is not None
-        return self._cache.is_empty()
+            self._cache = build_cache(self.settings)
+        return self._cache
+
+    @property
+    def store(self) -> FilesystemStore:
+        """The registry's storage."""
+        if self._store is None:
+            self._store = build_store(self.settings)
+        return self._store
 
     @property
     def state(self) -> StateStore:
@@ -81,10 +88,7 @@ class WarmerContext:
 
     def service(self) -> CachedBlobService:
         """A cached service with fresh counters: one per task, so its result counts its own."""
-        if self._cache is None or self._store is None:
-            self._cache = build_cache(self.settings)
-            self._store = build_store(self.settings)
-        return CachedBlobService(self._cache, self._store, Counters())
+        return CachedBlobService(self.cache, self.store, Counters())
 
 
 class WarmerCelery(Celery):
@@ -117,7 +121,7 @@ def _rewarm_when_empty(app: WarmerCelery) -> Callable[..., None]:
         if getattr(sender, "app", app) is not app:
             return
         try:
-            if app.context.cache_is_empty():
+            if app.context.cache.is_empty():
                 app.send_task(REWARM_TASK)
         except WarmerError as exc:
             _log.warning("could not check whether the cache is empty: %s", exc)
