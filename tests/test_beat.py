@@ -3,7 +3,6 @@ backend, and a beat that starts on an empty cache re-warms at once."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +10,13 @@ import redis
 
 from tests.support.layout import LayoutWriter
 from tests.support.registry import wait_for
+from tests.support.results import task_metas
 from tests.support.services import warmer_process
 
 
 def _results(state_redis: redis.Redis) -> dict[str, list[Any]]:
     found: dict[str, list[Any]] = {}
-    for key in state_redis.scan_iter("celery-task-meta-*"):
-        raw = state_redis.get(key)
-        meta = json.loads(raw) if raw else {}
+    for meta in task_metas(state_redis):
         if meta.get("status") == "SUCCESS":
             found.setdefault(meta.get("name") or "", []).append(meta["result"])
     return found

@@ -20,6 +20,7 @@ import redis
 from tests.support.layout import LayoutWriter
 from tests.support.notifications import envelope, event
 from tests.support.registry import free_port, wait_for
+from tests.support.results import task_metas
 from tests.support.sender import RegistryLikeSender
 from tests.support.services import warmer_process, webhook_ready
 from worker.state import StateStore
@@ -149,12 +150,7 @@ def test_no_event_is_lost_to_a_killed_worker_or_a_restarted_broker(
 
 
 def _started_tasks(state_redis: redis.Redis) -> int:
-    started = 0
-    for key in state_redis.scan_iter("celery-task-meta-*"):
-        raw = state_redis.get(key)
-        if raw is not None and b'"STARTED"' in raw:
-            started += 1
-    return started
+    return sum(meta.get("status") == "STARTED" for meta in task_metas(state_redis))
 
 
 def test_a_task_held_by_a_killed_worker_is_delivered_again(
