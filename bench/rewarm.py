@@ -29,17 +29,17 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.jobs import REWARM_TASK
 from tests.support.layout import LayoutWriter
 from worker.cache import BlobDescriptorCache
-from worker.celery_app import create_app
-from worker.descriptor import DEFAULT_MEDIA_TYPE
+from worker.celeryapp import create_app
+from worker.celeryapp.names import REWARM_TASK
+from worker.core.rewarm import DEFAULT_BATCH_SIZE, rewarm
+from worker.core.service import CachedBlobService
 from worker.processes import stop_group, throwaway_redis
-from worker.rewarm import DEFAULT_BATCH_SIZE, rewarm
-from worker.service import CachedBlobService
+from worker.registry.mediatypes import OCTET_STREAM
 from worker.settings import load_settings
 from worker.state import StateStore
-from worker.store import FilesystemStore
+from worker.storage.filesystem import FilesystemStore
 
 
 def build_store(root: Path, repos: int, links: int, blobs: int) -> None:
@@ -97,12 +97,8 @@ def redis_pipe_limit(store: FilesystemStore, port: int, client: redis.Redis) -> 
             for d in digests:
                 size = store.stat(d).size
                 f.write(_resp("HSET", f"blobs::{d}", "digest", d, "size", size))
-                f.write(_resp("HSETNX", f"blobs::{d}", "mediatype", DEFAULT_MEDIA_TYPE))
-                f.write(
-                    _resp(
-                        "HSET", f"repository::{name}::blobs::{d}", "mediatype", DEFAULT_MEDIA_TYPE
-                    )
-                )
+                f.write(_resp("HSETNX", f"blobs::{d}", "mediatype", OCTET_STREAM))
+                f.write(_resp("HSET", f"repository::{name}::blobs::{d}", "mediatype", OCTET_STREAM))
             count += len(digests)
     client.flushdb()
     started = time.perf_counter()

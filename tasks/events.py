@@ -1,81 +1,51 @@
 """Tasks of the event pipeline: ``warmer.events`` applies a batch, ``warmer.redeliver`` sends
-again what the ledger says is overdue (see :mod:`worker.ledger`)."""
+again what the ledger says is overdue (see :mod:`worker.state.ledger`)."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any
 
-from celery import Task
-
-from worker.errors import StateError
-from worker.ledger import parse_messages, redeliver, settle
-from worker.pipeline import process
-from worker.stats import record
+from tasks.base import DeadLetterOnFailure, RetryOnStateTrouble
+from worker.celeryapp.names import EVENTS_TASK, REDELIVER_TASK
+from worker.core.pipeline import process
+from worker.registry.events import Message
+from worker.state.figures import record
+from worker.state.ledger import parse_messages, redeliver, settle
 
 if TYPE_CHECKING:
-    from worker.celery_app import WarmerCelery
+    from worker.celeryapp import WarmerCelery
 
-    _Task = Task[Any, Any]
-else:
-    _Task = Task
-
-__all__ = ["EVENTS_TASK", "REDELIVER_TASK", "register_event_tasks"]
-
-EVENTS_TASK: Final = "warmer.events"
-REDELIVER_TASK: Final = "warmer.redeliver"
-
-
-class _DeadLetterOnFailure(_Task):
-    """A task whose unexpected failure dead-letters its events instead of losing them."""
-
-    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        messages = args[0] if args else []
-        reason = f"task {task_id} failed: {exc!r}"
-        app = cast("WarmerCelery", self.app)
-        app.context.state.dead_letter((reason, m) for m in messages)
-        app.context.state.untrack(messages)
+__all__ = ["register_event_tasks"]
 
 
 def register_event_tasks(app: WarmerCelery) -> None:
     """Register the pipeline's tasks on ``app``."""
 
-    # The state Redis holds the ledger: when it is away, a task is tried again as a whole.
     # shared=False: a shared task (Celery's default) is added to every app created later, with
     # this app's closure, and would shadow their own: each app must run with its own context.
-    @app.task(
-        shared=False,
-        name=EVENTS_TASK,
-        base=_DeadLetterOnFailure,
-        autoretry_for=(StateError,),
-        retry_backoff=2,
-        retry_backoff_max=30,
-        retry_jitter=True,
-        max_retries=10,
-    )
-    def events(messages: list[list[Any]]) -> dict[str, Any]:
+    @app.task(shared=False, name=EVENTS_TASK, base=DeadLetterOnFailure)
+    def events(messages: list[Message]) -> dict[str, Any]:
         batch, bad = parse_messages(messages)
         result = process(batch, app.context.service(), app.context.state)
         state = app.context.state
+
+        def record_figures(dead_lettered: int) -> None:
+            result.figures.dead_lettered = dead_lettered
+            record(state, result.figures, result.repositories)
+
         settle(
             state,
             batch,
-            result,
-            bad,
+            retry=result.retry,
+            dead=result.dead,
+            bad=bad,
             now=time.time(),
-            before_release=lambda settled: record(state, result, settled.dead_lettered),
+            before_release=lambda settled: record_figures(settled.dead_lettered),
         )
         return result.as_dict()
 
-    @app.task(
-        shared=False,
-        name=REDELIVER_TASK,
-        autoretry_for=(StateError,),
-        retry_backoff=2,
-        retry_backoff_max=30,
-        retry_jitter=True,
-        max_retries=10,
-    )
+    @app.task(shared=False, name=REDELIVER_TASK, base=RetryOnStateTrouble)
     def redeliver_overdue() -> dict[str, int]:
         sent, dead = redeliver(
             app.context.state,

@@ -4,37 +4,30 @@ repository, then one summary) and ``warmer.reconcile``."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
-from celery import Task, chord
+from celery import chord
 
-from worker.errors import CacheError, StateError, StoreError
-from worker.reconcile import reconcile
-from worker.rewarm import RewarmSummary, plan, rewarm, summarize
-from worker.stats import take_snapshot
+from tasks.base import RetryOnTrouble
+from worker.celeryapp.names import (
+    RECONCILE_TASK,
+    REWARM_REPOSITORY_TASK,
+    REWARM_SUMMARY_TASK,
+    REWARM_TASK,
+    STATS_TASK,
+)
+from worker.core.reconcile import reconcile
+from worker.core.rewarm import RewarmSummary, plan, rewarm, summarize
+from worker.state.figures import take_snapshot
 
 if TYPE_CHECKING:
-    from worker.celery_app import WarmerCelery
+    from celery import Task
+
+    from worker.celeryapp import WarmerCelery
 
     _Task = Task[Any, Any]
-else:
-    _Task = Task
 
-__all__ = [
-    "RECONCILE_TASK",
-    "REWARM_REPOSITORY_TASK",
-    "REWARM_SUMMARY_TASK",
-    "REWARM_TASK",
-    "STATS_TASK",
-    "register_job_tasks",
-]
-
-STATS_TASK: Final = "warmer.stats"
-REWARM_TASK: Final = "warmer.rewarm"
-REWARM_REPOSITORY_TASK: Final = "warmer.rewarm_repository"
-REWARM_SUMMARY_TASK: Final = "warmer.rewarm_summary"
-RECONCILE_TASK: Final = "warmer.reconcile"
-_TROUBLE = (CacheError, StateError, StoreError)
+__all__ = ["register_job_tasks"]
 
 
 def register_job_tasks(app: WarmerCelery) -> None:
@@ -49,9 +42,7 @@ def register_job_tasks(app: WarmerCelery) -> None:
     def stats() -> dict[str, Any]:
         return take_snapshot(app.context.state, now=time.time())
 
-    @app.task(
-        shared=False, name=REWARM_TASK, autoretry_for=_TROUBLE, retry_backoff=5, max_retries=5
-    )
+    @app.task(shared=False, name=REWARM_TASK, base=RetryOnTrouble)
     def rewarm_all() -> dict[str, Any]:
         tasks = plan(app.context.store, app.context.state.recently_pulled())
         if not tasks:
@@ -59,14 +50,7 @@ def register_job_tasks(app: WarmerCelery) -> None:
         chord(rewarm_repository.s(name, shard) for name, shard in tasks)(summarize_rewarm.s())
         return {"tasks": len(tasks)}
 
-    @app.task(
-        bind=True,
-        shared=False,
-        name=REWARM_REPOSITORY_TASK,
-        autoretry_for=_TROUBLE,
-        retry_backoff=5,
-        max_retries=5,
-    )
+    @app.task(bind=True, shared=False, name=REWARM_REPOSITORY_TASK, base=RetryOnTrouble)
     def rewarm_repository(self: _Task, name: str, shard: str = "") -> dict[str, int | float]:
         shown = [0.0]
 
@@ -82,9 +66,7 @@ def register_job_tasks(app: WarmerCelery) -> None:
     def summarize_rewarm(parts: list[dict[str, int | float]]) -> dict[str, int | float]:
         return finish(parts)
 
-    @app.task(
-        shared=False, name=RECONCILE_TASK, autoretry_for=_TROUBLE, retry_backoff=5, max_retries=5
-    )
+    @app.task(shared=False, name=RECONCILE_TASK, base=RetryOnTrouble)
     def reconcile_all() -> dict[str, Any]:
         summary = reconcile(app.context.cache, app.context.store).as_dict()
         app.context.state.record_last("reconcile", {**summary, "at": time.time()})

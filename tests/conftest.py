@@ -16,10 +16,11 @@ from pytest_redis import factories
 
 from tests.support.layout import LayoutWriter
 from tests.support.registry import tools_missing
-from worker.cache import BlobDescriptorCache, Schema
-from worker.service import CachedBlobService
+from worker.cache import BlobDescriptorCache
+from worker.core.service import CachedBlobService
+from worker.settings import Schema
 from worker.state import StateStore
-from worker.store import FilesystemStore
+from worker.storage.filesystem import FilesystemStore
 
 # Two servers on free ports: one the tests share, and one that tests stop to see the
 # warmer survive an outage.

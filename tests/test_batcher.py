@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from worker.batcher import Batcher
+from worker.receiver.batcher import Batcher
 
 
 def test_concurrent_submissions_leave_as_one_batch() -> None:

@@ -10,11 +10,11 @@ import redis
 
 from tests.support.redisdump import CountingConnection, dump
 from tests.support.registry import free_port
-from worker.cache import BlobDescriptorCache, Schema
-from worker.clients import build_cache
-from worker.descriptor import Descriptor
+from worker.cache import BlobDescriptorCache
+from worker.core.clients import build_cache
 from worker.errors import CacheError, CacheMissError, InvalidDigestError, InvalidRepositoryNameError
-from worker.settings import load_settings
+from worker.registry.descriptor import Descriptor
+from worker.settings import Schema, load_settings
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64

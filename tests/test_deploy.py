@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from tests.support.registry import free_port, wait_for
+from worker.cli.up import registry_snippet
 from worker.settings import load_settings
-from worker.up import registry_snippet
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

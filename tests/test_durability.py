@@ -24,6 +24,7 @@ from tests.support.results import task_metas
 from tests.support.sender import RegistryLikeSender
 from tests.support.services import warmer_process, webhook_ready
 from worker.state import StateStore
+from worker.storage import paths
 
 TOKEN = "durability-token"
 BLOBS = 240
@@ -164,7 +165,7 @@ def test_a_task_held_by_a_killed_worker_is_delivered_again(
     # A manifest push that arrives before the manifest is in the store keeps the task busy in
     # its wait: the moment to kill the worker, holding an unacknowledged message.
     manifest, blobs = layout.image("team/app", "v1", b"l1", b"l2")
-    manifest_path = Path(layout.store.blob_data_path(manifest))
+    manifest_path = Path(layout.store.os_path(paths.blob_data(manifest)))
     payload = manifest_path.read_bytes()
     manifest_path.unlink()
     env = _env(redis_proc, broker, layout, visibility_timeout=2)

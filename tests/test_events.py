@@ -8,8 +8,8 @@ import pytest
 
 from tests.support.notifications import envelope, event
 from worker.errors import InvalidEnvelopeError
-from worker.events import Event, Kind, Rejected, classify, parse_envelope
-from worker.manifest import DOCKER_SCHEMA2, OCI_INDEX
+from worker.registry.events import Event, Kind, Rejected, classify, parse_envelope
+from worker.registry.mediatypes import DOCKER_SCHEMA2, OCI_INDEX
 
 D = "sha256:" + "d" * 64
 

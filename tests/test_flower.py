@@ -14,12 +14,12 @@ from typing import Any
 
 import redis
 
-from tasks.events import EVENTS_TASK
 from tests.support.layout import LayoutWriter
 from tests.support.registry import free_port, wait_for
 from tests.support.services import warmer_process
-from worker.celery_app import create_app
-from worker.events import Event, Kind
+from worker.celeryapp import create_app
+from worker.celeryapp.names import EVENTS_TASK
+from worker.registry.events import Event, Kind
 from worker.settings import load_settings
 
 AUTH = "admin:flower-test"

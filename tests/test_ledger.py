@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 from tests.support.notifications import event
-from worker.events import Event, Kind
-from worker.ledger import MAX_DELIVERIES, parse_messages, redeliver, replay, settle
-from worker.pipeline import BatchResult
+from worker.registry.events import Event, Kind
 from worker.state import StateStore
+from worker.state.ledger import MAX_DELIVERIES, parse_messages, redeliver, replay, settle
 
 D = "sha256:" + "d" * 64
 E1 = Event("e1", Kind.WARM_BLOB, "team/app", D)
@@ -31,8 +30,14 @@ def test_settle_untracks_done_dead_letters_dead_and_reschedules_failed(
 ) -> None:
     now = time.time()
     state.track([E1.as_message(), E2.as_message(), E3.as_message()], now)
-    result = BatchResult(retry=[(E1, "cache Redis: down")], dead=[(E2, "bad manifest")])
-    settled = settle(state, [E1, E2, E3], result, [("malformed", "junk")], now=now)
+    settled = settle(
+        state,
+        [E1, E2, E3],
+        retry=[(E1, "cache Redis: down")],
+        dead=[(E2, "bad manifest")],
+        bad=[("malformed", "junk")],
+        now=now,
+    )
     assert settled == (1, 2)
     assert state.pending_count() == 1
     assert state.due(now + 3600, 10) == [E1.as_message()]  # due again, later
@@ -45,10 +50,10 @@ def test_settle_untracks_done_dead_letters_dead_and_reschedules_failed(
 
 def test_an_event_that_keeps_failing_is_dead_lettered_at_the_cap(state: StateStore) -> None:
     now = time.time()
-    result = BatchResult(retry=[(E1, "cache Redis: down")])
+    retry = [(E1, "cache Redis: down")]
     for _ in range(MAX_DELIVERIES - 1):
-        assert settle(state, [E1], result, [], now=now).again == 1
-    assert settle(state, [E1], result, [], now=now) == (0, 1)
+        assert settle(state, [E1], retry=retry, dead=[], bad=[], now=now).again == 1
+    assert settle(state, [E1], retry=retry, dead=[], bad=[], now=now) == (0, 1)
     (letter,) = state.dead_letters()
     assert letter.reason == f"gave up after {MAX_DELIVERIES} deliveries: cache Redis: down"
     assert state.pending_count() == 0
@@ -119,8 +124,9 @@ def test_before_release_runs_while_the_batch_is_still_pending(state: StateStore)
     settle(
         state,
         [E1],
-        BatchResult(),
-        [],
+        retry=[],
+        dead=[],
+        bad=[],
         now=now,
         before_release=lambda _: pending_then.append(state.pending_count()),
     )

@@ -7,14 +7,14 @@ import json
 import pytest
 
 from worker.errors import InvalidManifestError
-from worker.manifest import (
+from worker.registry.manifest import parse_manifest
+from worker.registry.mediatypes import (
     DOCKER_MANIFEST_LIST,
     DOCKER_SCHEMA1,
     DOCKER_SCHEMA1_SIGNED,
     DOCKER_SCHEMA2,
     OCI_INDEX,
     OCI_MANIFEST,
-    parse_manifest,
 )
 
 A, B, C = ("sha256:" + ch * 64 for ch in "abc")

@@ -11,13 +11,14 @@ from tests.support.layout import LayoutWriter
 from tests.support.redisdump import dump
 from tests.support.registry import free_port
 from worker.cache import BlobDescriptorCache
-from worker.clients import build_cache
-from worker.events import Event, Kind
-from worker.pipeline import process
-from worker.rewarm import rewarm
-from worker.service import CachedBlobService
+from worker.core.clients import build_cache
+from worker.core.pipeline import process
+from worker.core.rewarm import rewarm
+from worker.core.service import CachedBlobService
+from worker.registry.events import Event, Kind
 from worker.settings import load_settings
 from worker.state import StateStore
+from worker.storage import paths
 
 ABSENT = "sha256:" + "0" * 64
 
@@ -39,7 +40,7 @@ def test_blob_pushes_warm_each_blob_in_its_repository(
         _e(Kind.WARM_BLOB, "other", a),
     ]
     result = process(events, service, state)
-    assert (result.warmed, result.retry, result.dead) == (3, [], [])
+    assert (result.figures.warmed, result.retry, result.dead) == (3, [], [])
     assert result.as_dict()["fetch"] == {"requests": 3, "hits": 0, "misses": 3}
     assert set(dump(cache_redis)["repository::team/app::blobs"]) == {a, b}
 
@@ -49,7 +50,7 @@ def test_a_manifest_push_leaves_what_a_full_rewarm_of_that_repository_leaves(
 ) -> None:
     manifest, _blobs = layout.image("team/app", "v1", b"l1", b"l2")
     result = process([_e(Kind.WARM_MANIFEST, "team/app", manifest)], service, state)
-    assert (result.warmed, result.retry, result.dead) == (4, [], [])
+    assert (result.figures.warmed, result.retry, result.dead) == (4, [], [])
     warmed = dump(cache_redis)
     cache_redis.flushdb()
     rewarm(service)
@@ -108,7 +109,7 @@ def test_a_pushed_blob_missing_from_the_store_is_dead(
     service: CachedBlobService, state: StateStore
 ) -> None:
     result = process([_e(Kind.WARM_BLOB, "team/app", ABSENT)], service, state)
-    assert (len(result.dead), result.warmed) == (1, 0)
+    assert (len(result.dead), result.figures.warmed) == (1, 0)
 
 
 def test_delete_evicts_from_the_repository_and_globally_only_once_data_is_gone(
@@ -122,9 +123,9 @@ def test_delete_evicts_from_the_repository_and_globally_only_once_data_is_gone(
     keys = dump(cache_redis)
     assert shared not in keys.get("repository::team/app::blobs", [])
     assert f"blobs::{shared}" in keys  # still in the store, still used by "other"
-    os.remove(layout.store.blob_data_path(shared))  # garbage-collected
+    os.remove(layout.store.os_path(paths.blob_data(shared)))  # garbage-collected
     result = process([_e(Kind.EVICT, "other", shared, n=1)], service, state)
-    assert result.evicted == 1
+    assert result.figures.evicted == 1
     assert f"blobs::{shared}" not in dump(cache_redis)
 
 

@@ -10,9 +10,10 @@ import redis
 from tests.support.layout import LayoutWriter
 from tests.support.redisdump import dump
 from worker.cache import BlobDescriptorCache
-from worker.reconcile import reconcile
-from worker.rewarm import rewarm
-from worker.service import CachedBlobService
+from worker.core.reconcile import reconcile
+from worker.core.rewarm import rewarm
+from worker.core.service import CachedBlobService
+from worker.storage import paths
 
 
 @pytest.fixture
@@ -35,8 +36,10 @@ def test_reconcile_evicts_unlinked_and_collected_blobs_only(
     cache_redis: redis.Redis,
     warmed: dict[str, str],
 ) -> None:
-    os.remove(layout.store.layer_link_path("team/app", warmed["unlinked"]))  # a blob delete
-    os.remove(layout.store.blob_data_path(warmed["collected"]))  # garbage-collect
+    os.remove(
+        layout.store.os_path(paths.layer_link("team/app", warmed["unlinked"]))
+    )  # a blob delete
+    os.remove(layout.store.os_path(paths.blob_data(warmed["collected"])))  # garbage-collect
     before = dump(cache_redis)
     summary = reconcile(service.cache, service.store)
     after = dump(cache_redis)
@@ -56,7 +59,7 @@ def test_dry_run_reports_and_changes_nothing(
     cache_redis: redis.Redis,
     warmed: dict[str, str],
 ) -> None:
-    os.remove(layout.store.blob_data_path(warmed["collected"]))
+    os.remove(layout.store.os_path(paths.blob_data(warmed["collected"])))
     before = dump(cache_redis)
     summary = reconcile(service.cache, service.store, dry_run=True)
     assert (summary.evicted_members, summary.evicted_descriptors) == (1, 1)
@@ -88,7 +91,7 @@ def test_entries_no_registry_would_write_are_skipped_not_judged(
 def test_batches_change_round_trips_not_results(
     cache_redis: redis.Redis, layout: LayoutWriter, warmed: dict[str, str]
 ) -> None:
-    os.remove(layout.store.blob_data_path(warmed["collected"]))
+    os.remove(layout.store.os_path(paths.blob_data(warmed["collected"])))
     service = CachedBlobService(BlobDescriptorCache(cache_redis), layout.store)
     summary = reconcile(service.cache, service.store, batch=1)
     assert (summary.evicted_members, summary.evicted_descriptors) == (1, 1)

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker import reference
 from worker.errors import InvalidDigestError, InvalidReferenceError, InvalidRepositoryNameError
-from worker.store import FilesystemStore
+from worker.registry import reference
+from worker.storage import paths
+from worker.storage.filesystem import FilesystemStore
 
 SHA256 = "sha256:" + "a" * 64
 
@@ -109,10 +110,10 @@ def test_no_input_builds_a_path_outside_the_root(
     store = FilesystemStore(tmp_path / "root")
     root = os.fspath(store.root)
     builders: list[Callable[[], str]] = [
-        lambda: store.blob_data_path(digest),
-        lambda: store.layer_link_path(repo, digest),
-        lambda: store.revision_link_path(repo, digest),
-        lambda: store.tag_link_path(repo, tag),
+        lambda: store.os_path(paths.blob_data(digest)),
+        lambda: store.os_path(paths.layer_link(repo, digest)),
+        lambda: store.os_path(paths.revision_link(repo, digest)),
+        lambda: store.os_path(paths.tag_link(repo, tag)),
     ]
     for build in builders:
         try:

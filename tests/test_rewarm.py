@@ -12,13 +12,14 @@ import redis
 from tests.support.layout import LayoutWriter
 from tests.support.redisdump import dump
 from tests.support.registry import free_port
-from worker.cache import BlobDescriptorCache, Schema
-from worker.clients import build_cache
+from worker.cache import BlobDescriptorCache
+from worker.core.clients import build_cache
+from worker.core.rewarm import SHARDS, RewarmSummary, plan, rewarm, summarize
+from worker.core.service import CachedBlobService
 from worker.errors import CacheError, RepositoryNotFoundError, StoreUnavailableError
-from worker.rewarm import SHARDS, RewarmSummary, plan, rewarm, summarize
-from worker.service import CachedBlobService
-from worker.settings import load_settings
-from worker.store import FilesystemStore
+from worker.settings import Schema, load_settings
+from worker.storage import paths
+from worker.storage.filesystem import FilesystemStore
 
 
 def _three_images(layout: LayoutWriter) -> None:
@@ -87,7 +88,7 @@ def test_links_to_collected_blobs_are_counted_as_errors_and_the_rest_is_warmed(
     service: CachedBlobService, layout: LayoutWriter, cache_redis: redis.Redis
 ) -> None:
     _manifest, blobs = layout.image("team/app", "v1", b"kept", b"gone")
-    os.remove(layout.store.blob_data_path(blobs[2]))
+    os.remove(layout.store.os_path(paths.blob_data(blobs[2])))
     summary = rewarm(service)
     assert (summary.blobs, summary.errors) == (2 + 1, 1)
     assert cache_redis.sismember("repository::team/app::blobs", blobs[1])
@@ -129,7 +130,7 @@ def test_rewarm_in_layerinfo_schema_writes_the_driver_path(
     rewarm(service)
     path = cache_redis.hget(f"blobs::{blobs[1]}", "path")
     assert isinstance(path, bytes)
-    assert path.decode() == layout.store.blob_driver_path(blobs[1])
+    assert path.decode() == paths.blob_data(blobs[1])
     assert path.startswith(b"/docker/registry/v2/blobs/sha256/")
 
 

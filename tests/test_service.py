@@ -12,18 +12,18 @@ from tests.support.layout import LayoutWriter
 from tests.support.redisdump import dump
 from tests.support.registry import free_port
 from worker.cache import BlobDescriptorCache
-from worker.clients import cache_redis as build_cache_redis
-from worker.counters import Counters
+from worker.core.clients import cache_redis as build_cache_redis
+from worker.core.service import CachedBlobService
 from worker.errors import BlobNotFoundError, InvalidDigestError, InvalidRepositoryNameError
-from worker.service import CachedBlobService
 from worker.settings import load_settings
-from worker.store import FilesystemStore
+from worker.state.figures import Figures
+from worker.storage.filesystem import FilesystemStore
 
 ABSENT = "sha256:" + "0" * 64
 
 
 def _tallies(service: CachedBlobService) -> dict[str, dict[str, int]]:
-    return service.counters.as_dict()
+    return service.figures.lookups()
 
 
 def test_exists_misses_then_hits_and_caches_only_membership(
@@ -106,7 +106,7 @@ def test_fetch_many_counts_as_one_fetch_per_digest(
 
 def _service_on(url: str, store: FilesystemStore) -> CachedBlobService:
     settings = load_settings(redis_url=url, redis_timeout=0.5)
-    return CachedBlobService(BlobDescriptorCache(build_cache_redis(settings)), store, Counters())
+    return CachedBlobService(BlobDescriptorCache(build_cache_redis(settings)), store, Figures())
 
 
 def test_fetch_falls_back_to_store_when_redis_is_unreachable(
@@ -162,4 +162,4 @@ def test_service_validates_before_anything_else(service: CachedBlobService) -> N
         service.fetch("../x", ABSENT)
     with pytest.raises(InvalidDigestError):
         service.exists("team/app", "sha256:short")
-    assert service.counters.as_dict()["fetch"]["requests"] == 0
+    assert service.figures.lookups()["fetch"]["requests"] == 0

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.cache import Schema
 from worker.errors import ConfigError
-from worker.settings import load_settings
+from worker.settings import Schema, load_settings
 
 
 @pytest.fixture(autouse=True)

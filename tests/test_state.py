@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from tests.support.registry import free_port
-from worker.clients import build_state
+from worker.core.clients import build_state
 from worker.errors import StateError
 from worker.settings import load_settings
 from worker.state import StateStore

@@ -15,21 +15,22 @@ from celery.contrib.testing.worker import start_worker
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from tasks.jobs import REWARM_TASK
+from tasks import worker_app
 from tests.support.layout import LayoutWriter
 from tests.support.notifications import envelope, event
 from tests.support.redisdump import dump
 from tests.support.registry import wait_for
-from worker.celery_app import WarmerCelery, create_app
+from worker.celeryapp import WarmerCelery
+from worker.celeryapp.names import REWARM_TASK
 from worker.cli import app as cli
-from worker.events import Event, Kind
-from worker.pipeline import process
-from worker.rewarm import rewarm
-from worker.serve import build_webhook
-from worker.service import CachedBlobService
+from worker.core.pipeline import process
+from worker.core.rewarm import rewarm
+from worker.core.service import CachedBlobService
+from worker.receiver.serve import build_webhook
+from worker.registry.events import Event, Kind
 from worker.settings import load_settings
 from worker.state import StateStore
-from worker.stats import SNAPSHOTS_KEPT, figures, record, take_snapshot
+from worker.state.figures import SNAPSHOTS_KEPT, read, record, take_snapshot
 
 TOKEN = "stats-token"
 
@@ -45,19 +46,21 @@ def test_a_task_adds_its_figures_in_all_and_per_repository(
         Event("2", Kind.WARM_BLOB, "one", a),
         Event("3", Kind.WARM_BLOB, "two", b),
     ]
-    record(state, process(events, service, state), dead_lettered=1)
-    totals = figures(state)
+    result = process(events, service, state)
+    result.figures.dead_lettered = 1
+    record(state, result.figures, result.repositories)
+    totals = read(state).flat()
     assert (totals["fetch.requests"], totals["fetch.hits"], totals["fetch.misses"]) == (3, 1, 2)
     assert (totals["warmed"], totals["dead_lettered"]) == (3, 1)
-    one = figures(state, "one")
+    one = read(state, "one").flat()
     assert (one["fetch.requests"], one["fetch.hits"], one["warmed"]) == (2, 1, 2)
-    assert figures(state, "two")["fetch.requests"] == 1
+    assert read(state, "two").fetch.requests == 1
 
 
 def test_snapshots_give_interval_rates_and_keep_a_day(state: StateStore) -> None:
     first = take_snapshot(state, now=1000.0)
     assert "interval" not in first
-    state.add_counters({"fetch.requests": 10, "fetch.hits": 8, "fetch.misses": 2}, {})
+    state.add_figures({"fetch.requests": 10, "fetch.hits": 8, "fetch.misses": 2}, {})
     second = take_snapshot(state, now=1010.0)
     assert second["interval"]["delta"]["fetch.requests"] == 10
     assert second["interval"]["per_second"]["fetch.requests"] == 1.0
@@ -83,7 +86,7 @@ def pipeline_app(
         "WARMER_WEBHOOK_TOKEN": TOKEN,
     }
     settings = load_settings(**{k.removeprefix("WARMER_").lower(): v for k, v in env.items()})
-    app = create_app(settings)
+    app = worker_app(settings)
     app.conf.worker_hijack_root_logger = False  # the test process keeps its own logging
     yield app, env
     broker.flushdb()

@@ -16,7 +16,8 @@ from worker.errors import (
     InvalidRepositoryNameError,
     StoreUnavailableError,
 )
-from worker.store import FilesystemStore
+from worker.storage import paths
+from worker.storage.filesystem import FilesystemStore
 
 HEX = "ab" + "c" * 62
 DIGEST = f"sha256:{HEX}"
@@ -25,16 +26,16 @@ DIGEST = f"sha256:{HEX}"
 def test_paths_follow_the_registry_layout(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path)
     v2 = f"{tmp_path}/docker/registry/v2"
-    assert store.blob_driver_path(DIGEST) == f"/docker/registry/v2/blobs/sha256/ab/{HEX}/data"
-    assert store.blob_data_path(DIGEST) == f"{v2}/blobs/sha256/ab/{HEX}/data"
-    assert store.layer_link_path("org/team/app", DIGEST) == (
+    assert paths.blob_data(DIGEST) == f"/docker/registry/v2/blobs/sha256/ab/{HEX}/data"
+    assert store.os_path(paths.blob_data(DIGEST)) == f"{v2}/blobs/sha256/ab/{HEX}/data"
+    assert store.os_path(paths.layer_link("org/team/app", DIGEST)) == (
         f"{v2}/repositories/org/team/app/_layers/sha256/{HEX}/link"
     )
-    assert store.revision_link_path("app", DIGEST) == (
+    assert store.os_path(paths.revision_link("app", DIGEST)) == (
         f"{v2}/repositories/app/_manifests/revisions/sha256/{HEX}/link"
     )
     assert (
-        store.tag_link_path("app", "v1.0")
+        store.os_path(paths.tag_link("app", "v1.0"))
         == f"{v2}/repositories/app/_manifests/tags/v1.0/current/link"
     )
 
@@ -42,9 +43,9 @@ def test_paths_follow_the_registry_layout(tmp_path: Path) -> None:
 def test_paths_refuse_invalid_names_and_digests(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path)
     with pytest.raises(InvalidRepositoryNameError):
-        store.layer_link_path("../etc", DIGEST)
+        store.os_path(paths.layer_link("../etc", DIGEST))
     with pytest.raises(InvalidDigestError):
-        store.blob_data_path("sha256:../../../etc/passwd")
+        store.os_path(paths.blob_data("sha256:../../../etc/passwd"))
 
 
 def test_fetch_resolves_link_then_data_and_carries_the_driver_path(layout: LayoutWriter) -> None:
@@ -54,7 +55,7 @@ def test_fetch_resolves_link_then_data_and_carries_the_driver_path(layout: Layou
     assert desc.digest == digest
     assert desc.size == 5
     assert desc.media_type == "application/octet-stream"
-    assert desc.path == layout.store.blob_driver_path(digest)
+    assert desc.path == paths.blob_data(digest)
     assert layout.store.exists("team/app", digest)
 
 
@@ -69,7 +70,7 @@ def test_fetch_refuses_a_blob_that_is_not_linked_into_the_repository(layout: Lay
 def test_fetch_refuses_a_link_whose_data_is_gone(layout: LayoutWriter) -> None:
     digest = layout.blob(b"collected")
     layout.link("team/app", digest)
-    os.remove(layout.store.blob_data_path(digest))
+    os.remove(layout.store.os_path(paths.blob_data(digest)))
     with pytest.raises(BlobNotFoundError, match="not in the store"):
         layout.store.fetch("team/app", digest)
 
@@ -77,7 +78,7 @@ def test_fetch_refuses_a_link_whose_data_is_gone(layout: LayoutWriter) -> None:
 def test_fetch_refuses_a_link_that_names_another_digest(layout: LayoutWriter) -> None:
     digest = layout.blob(b"x")
     other = layout.blob(b"y")
-    path = layout.store.layer_link_path("team/app", digest)
+    path = layout.store.os_path(paths.layer_link("team/app", digest))
     layout.link("team/app", digest)
     Path(path).write_text(other)
     with pytest.raises(BlobNotFoundError):
@@ -99,7 +100,7 @@ def test_check_refuses_a_missing_root(tmp_path: Path) -> None:
 def test_repositories_walks_nested_names_and_skips_invalid_directories(
     layout: LayoutWriter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="worker.store")
+    caplog.set_level(logging.WARNING, logger="worker.storage.filesystem")
     for name in ("app", "org/app", "org/app/sub", "a/b/c/d"):
         layout.link(name, layout.blob(name.encode()))
     layout.revision("manifests-only", layout.blob(b"m"))
@@ -120,13 +121,11 @@ def test_repositories_of_an_empty_root_is_empty(store: FilesystemStore) -> None:
     assert list(store.repositories()) == []
 
 
-def test_layers_revisions_and_tags_list_what_the_registry_linked(layout: LayoutWriter) -> None:
+def test_layers_and_revisions_list_what_the_registry_linked(layout: LayoutWriter) -> None:
     manifest, blobs = layout.image("team/app", "v1", b"l1", b"l2")
     store = layout.store
     assert sorted(store.layers("team/app")) == sorted(blobs)
     assert list(store.revisions("team/app")) == [manifest]
-    assert list(store.tags("team/app")) == [("v1", manifest)]
-    assert store.resolve_tag("team/app", "v1") == manifest
     assert store.has_repository("team/app")
     assert not store.has_repository("team")
     assert list(store.layers("nothing/here")) == []

@@ -14,11 +14,12 @@ import redis
 from celery import _state as celery_state
 from celery.contrib.testing.worker import start_worker
 
-from tasks.events import EVENTS_TASK
+from tasks import worker_app
 from tests.support.layout import LayoutWriter
 from tests.support.redisdump import dump
-from worker.celery_app import WarmerCelery, create_app
-from worker.events import Event, Kind
+from worker.celeryapp import WarmerCelery
+from worker.celeryapp.names import EVENTS_TASK
+from worker.registry.events import Event, Kind
 from worker.settings import load_settings
 from worker.state import StateStore
 
@@ -60,7 +61,7 @@ def app(
         broker_url=broker_url,
         storage_root=str(layout.store.root),
     )
-    app = create_app(settings)
+    app = worker_app(settings)
     queue = f"warmer-test-{uuid.uuid4().hex[:8]}"  # nothing left over from another run
     app.conf.task_default_queue = queue
     # The embedded worker's AMQP loop waits out a heartbeat tick (10 s) before it can stop;
@@ -121,7 +122,7 @@ def test_each_app_runs_its_tasks_with_its_own_settings(
     (tmp_path / "one").mkdir()
     base = f"redis://{redis_proc.host}:{redis_proc.port}"
     apps = [
-        create_app(
+        worker_app(
             load_settings(
                 redis_url=f"{base}/0", state_url=f"{base}/2", storage_root=str(tmp_path / root)
             )

@@ -13,10 +13,10 @@ from starlette.testclient import TestClient
 from tests.support.notifications import envelope, event
 from tests.support.redisdump import dump
 from tests.support.registry import free_port
-from worker.clients import build_state
+from worker.core.clients import build_state
+from worker.receiver.webhook import create_webhook
 from worker.settings import load_settings
 from worker.state import StateStore
-from worker.webhook import create_webhook
 
 TOKEN = "s3cret-token"
 D = "sha256:" + "d" * 64

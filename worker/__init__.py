@@ -1,8 +1,17 @@
 """Registry cache warmer: keeps a Docker/OCI registry's Redis blob-descriptor cache warm.
 
-The core (:mod:`worker.cache`, :mod:`worker.store`, :mod:`worker.service`) imports neither
-Celery nor a web framework; build it from :class:`worker.settings.Settings` with
-:mod:`worker.clients`.
+Packages name the layers; imports run one way, from the top down (``make lint`` checks it):
+
+    cli, demo, app          the command line, ``make demo``, the app of ``celery -A worker.app``
+    (tasks/)                Celery tasks, a few lines each over a plain function
+    receiver | celeryapp    the notification endpoint; the Celery app and its task names
+    core                    the cached service, a batch of events, re-warm, reconcile
+    state | storage | cache the warmer's own Redis; the registry's storage; its Redis cache
+    registry                what the registry defines: names, digests, manifests, events
+    settings | processes    configuration; helper processes
+    errors                  one hierarchy
+
+The core and everything below it import neither Celery nor a web framework.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ reads the environment anywhere else.
 
 from __future__ import annotations
 
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -14,11 +15,11 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.cache import Schema
 from worker.errors import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
+    "Schema",
     "Settings",
     "load_settings",
     "parse_schedule",
@@ -29,6 +30,24 @@ __all__ = [
 ENV_PREFIX: Final = "WARMER_"
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 _BROKER_SCHEMES: Final = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
+
+
+class Schema(StrEnum):
+    """Which generation of the registry's cache schema to read and write (``WARMER_SCHEMA``)."""
+
+    BLOBDESCRIPTOR = "blobdescriptor"
+    LAYERINFO = "layerinfo"
+    BOTH = "both"
+
+    @property
+    def has_descriptor(self) -> bool:
+        """True when the 2.1+ fields (digest, size, mediatype) are part of this schema."""
+        return self is not Schema.LAYERINFO
+
+    @property
+    def has_layerinfo(self) -> bool:
+        """True when the 2.0 fields (path, length) are part of this schema."""
+        return self is not Schema.BLOBDESCRIPTOR
 
 
 class Settings(BaseSettings):
@@ -124,6 +143,20 @@ class Settings(BaseSettings):
     def results_url(self) -> str:
         """The Celery result backend: the configured one, else the state Redis."""
         return self.result_backend or self.state_url
+
+    def environment(self) -> dict[str, str]:
+        """The variables that give a child process exactly these settings (the set ones)."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, Enum):
+                value = value.value
+            env[_env_name(name)] = str(value)
+        return env
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():

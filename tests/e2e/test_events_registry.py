@@ -14,7 +14,7 @@ import redis
 
 from tests.support.oci import Image, Index, layer, write_layout
 from tests.support.redisdump import dump
-from tests.support.registry import Registry, free_port, running_registry, wait_for
+from tests.support.registry import Registry, copy, delete, free_port, running_registry, wait_for
 from tests.support.services import warmer_process, webhook_ready
 from worker.state import StateStore
 
@@ -100,7 +100,7 @@ def test_a_replica_is_warm_before_its_first_pull(
         for name, image in images.items():
             layout = write_layout(tmp_path / "layouts" / _dirname(name), image)
             reg_a.push(layout, name, all_platforms=isinstance(image, Index))
-        reg_a.copy("team/app:v1", "mounted/app:v1")  # blobs arrive by cross-repository mount
+        copy(reg_a, "team/app:v1", "mounted/app:v1")  # blobs arrive by cross-repository mount
 
         # The reference: what a registry fills by itself when everything is pulled through it.
         with running_registry(
@@ -126,7 +126,7 @@ def test_a_replica_is_warm_before_its_first_pull(
         # Deletes: a blob of one repository, then a manifest.
         members = dump(dbs[DB_B])["repository::other/app::blobs"]
         blob = next(d for d in members if d != shared.digest)
-        assert reg_a.delete(f"other/app/blobs/{blob}") == 202
+        assert delete(reg_a, f"other/app/blobs/{blob}") == 202
         wait_for(
             lambda: not dbs[DB_B].sismember("repository::other/app::blobs", blob),
             timeout=30,
@@ -136,7 +136,7 @@ def test_a_replica_is_warm_before_its_first_pull(
         assert dbs[DB_B].sismember("repository::team/app::blobs", shared.digest)
 
         manifest = images["other/app:v1"].manifest.digest
-        assert reg_a.delete(f"other/app/manifests/{manifest}") == 202
+        assert delete(reg_a, f"other/app/manifests/{manifest}") == 202
         state = StateStore(dbs[DB_STATE])
         wait_for(lambda: state.pending_count() == 0, timeout=30, what="every event settled")
         assert state.dead_letter_count() == 0

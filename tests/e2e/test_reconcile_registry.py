@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +11,8 @@ import pytest
 import redis
 
 from tests.support.oci import Image, layer, write_layout
-from tests.support.registry import running_registry
+from tests.support.registry import delete, garbage_collect, head_blob, running_registry
+from tests.support.services import run_warmer_json
 
 pytestmark = pytest.mark.e2e
 
@@ -38,10 +36,10 @@ def test_reconcile_ends_stale_answers_after_garbage_collect(
         reg.push(write_layout(tmp_path / "l2", kept), "keep/app:v1")
         reg.pull("team/app:v1", tmp_path / "p1")
         reg.pull("keep/app:v1", tmp_path / "p2")
-        assert reg.delete(f"team/app/manifests/{doomed.manifest.digest}") == 202
+        assert delete(reg, f"team/app/manifests/{doomed.manifest.digest}") == 202
         reg.process.terminate()
         reg.process.wait(10)
-        reg.garbage_collect()  # the registry is stopped, as garbage-collect wants
+        garbage_collect(reg)  # the registry is stopped, as garbage-collect wants
     assert not (
         root
         / "docker/registry/v2/blobs/sha256"
@@ -54,25 +52,15 @@ def test_reconcile_ends_stale_answers_after_garbage_collect(
         tmp_path / "r2", root=root, redis_port=redis_proc.port, redis_db=DB
     ) as reg:
         # The problem: the deleted layer's data is gone, the registry says it is there.
-        assert reg.head_blob("team/app", doomed_layer.digest) == 200
+        assert head_blob(reg, "team/app", doomed_layer.digest) == 200
         env = {
             **os.environ,
             "WARMER_REDIS_URL": f"redis://{redis_proc.host}:{redis_proc.port}/{DB}",
             "WARMER_STORAGE_ROOT": str(root),
         }
-        warmer = str(Path(sys.executable).with_name("warmer"))
-        proc = subprocess.run(
-            [warmer, "reconcile", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        summary = run_warmer_json(["reconcile"], env)
         assert summary["evicted_members"] >= 1
-        assert reg.head_blob("team/app", doomed_layer.digest) == 404
+        assert head_blob(reg, "team/app", doomed_layer.digest) == 404
         before = reg.cache_counts()
         reg.pull("keep/app:v1", tmp_path / "p3")
         after = reg.cache_counts()

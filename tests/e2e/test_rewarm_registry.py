@@ -8,10 +8,7 @@ reference key for key, and a first pull through a registry on it must miss nothi
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ import redis
 from tests.support.oci import Image, Index, layer, write_layout
 from tests.support.redisdump import dump
 from tests.support.registry import running_registry
+from tests.support.services import run_warmer_json
 
 pytestmark = pytest.mark.e2e
 
@@ -94,18 +92,7 @@ def _warmer(pushed: Pushed, *args: str, schema: str = "blobdescriptor") -> dict[
         "WARMER_STORAGE_ROOT": str(pushed.root),
         "WARMER_SCHEMA": schema,
     }
-    warmer = Path(sys.executable).with_name("warmer")
-    proc = subprocess.run(
-        [str(warmer), *args, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_warmer_json(list(args), env)
 
 
 @pytest.fixture

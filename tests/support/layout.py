@@ -7,7 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from worker.store import FilesystemStore
+from worker.storage import paths
+from worker.storage.filesystem import FilesystemStore
 
 __all__ = ["LayoutWriter"]
 
@@ -21,20 +22,20 @@ class LayoutWriter:
     def blob(self, data: bytes) -> str:
         """Store ``data`` as a blob; return its digest."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        _write(self.store.blob_data_path(digest), data)
+        _write(self.store.os_path(paths.blob_data(digest)), data)
         return digest
 
     def link(self, repository: str, digest: str) -> None:
         """Link a blob into a repository (``_layers``)."""
-        _write(self.store.layer_link_path(repository, digest), digest.encode())
+        _write(self.store.os_path(paths.layer_link(repository, digest)), digest.encode())
 
     def revision(self, repository: str, digest: str) -> None:
         """Record a manifest revision of a repository."""
-        _write(self.store.revision_link_path(repository, digest), digest.encode())
+        _write(self.store.os_path(paths.revision_link(repository, digest)), digest.encode())
 
     def tag(self, repository: str, tag: str, digest: str) -> None:
         """Point a tag at a manifest."""
-        _write(self.store.tag_link_path(repository, tag), digest.encode())
+        _write(self.store.os_path(paths.tag_link(repository, tag)), digest.encode())
 
     def image(self, repository: str, tag: str, *layer_data: bytes) -> tuple[str, list[str]]:
         """A pushed OCI image: config, layers, manifest, tag. Returns (manifest, blob digests)."""

@@ -25,7 +25,7 @@ from worker.demo.services import warmer_process, webhook_ready
 from worker.errors import CacheMissError, ConfigError
 from worker.processes import throwaway_redis
 from worker.state import StateStore
-from worker.stats import figures, nested
+from worker.state.figures import read
 
 __all__ = ["run_demo"]
 
@@ -110,7 +110,7 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
         wait_for(warm, timeout=60, what="the warmer to warm the pushed image")
         without = _first_pull(plain, work / "pull-plain")
         with_ = _first_pull(warmed, work / "pull-warmed")
-        stats = nested(figures(state))
+        stats = read(state).nested()
     say("")
     say("first pull of the image through a replica with its own Redis cache:")
     say(f"  {'':24}{'requests':>10}{'hits':>8}{'misses':>8}")

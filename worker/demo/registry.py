@@ -1,5 +1,5 @@
 """A real registry (Debian's ``docker-registry``) on free ports, driven by ``skopeo``: for the
-demo and the end-to-end tests."""
+demo (the end-to-end tests add what only they need, in ``tests/support/registry.py``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.processes import free_port
+from worker.registry.config import registry_config
 
-__all__ = ["Registry", "free_port", "running_registry", "tools_missing", "wait_for"]
+__all__ = [
+    "Registry",
+    "free_port",
+    "run",
+    "running_registry",
+    "skopeo_copy",
+    "tools_missing",
+    "wait_for",
+]
 
 REGISTRY_BIN = "docker-registry"
 SKOPEO_BIN = "skopeo"
@@ -43,31 +52,14 @@ class Registry:
     log: Path
     config: Path
 
-    def garbage_collect(self) -> None:
-        """``docker-registry garbage-collect`` on this registry's config (storage)."""
-        _run([REGISTRY_BIN, "garbage-collect", str(self.config)])
-
     def push(self, layout: Path, name: str, *, all_platforms: bool = False) -> None:
         """``skopeo copy`` an OCI layout (``DIR:TAG``) to ``name`` (``repo:tag``)."""
-        args = [SKOPEO_BIN, "copy", "--quiet", "--dest-tls-verify=false"]
-        if all_platforms:
-            args.append("--all")
-        _run([*args, f"oci:{layout}", f"docker://{self.addr}/{name}"])
+        skopeo_copy(f"oci:{layout}", f"docker://{self.addr}/{name}", all_platforms=all_platforms)
 
     def pull(self, name: str, into: Path) -> None:
         """``skopeo copy --all`` ``name`` from the registry to an OCI layout (a full pull)."""
         into.parent.mkdir(parents=True, exist_ok=True)
-        _run(
-            [
-                SKOPEO_BIN,
-                "copy",
-                "--quiet",
-                "--all",
-                "--src-tls-verify=false",
-                f"docker://{self.addr}/{name}",
-                f"oci:{into}:x",
-            ]
-        )
+        skopeo_copy(f"docker://{self.addr}/{name}", f"oci:{into}:x", all_platforms=True)
 
     def cache_counts(self) -> dict[str, int]:
         """``registry_storage_cache_total`` by type (Request, Hit, Miss) from the debug port."""
@@ -78,45 +70,18 @@ class Registry:
             counts[kind] = int(float(value))
         return counts
 
-    def copy(self, source: str, destination: str) -> None:
-        """``skopeo copy`` within the registry (a cross-repository mount for shared blobs)."""
-        _run(
-            [
-                SKOPEO_BIN,
-                "copy",
-                "--quiet",
-                "--all",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                f"docker://{self.addr}/{source}",
-                f"docker://{self.addr}/{destination}",
-            ]
-        )
 
-    def delete(self, path: str) -> int:
-        """HTTP status of ``DELETE /v2/<path>``."""
-        req = urllib.request.Request(f"http://{self.addr}/v2/{path}", method="DELETE")
-        try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                status: int = resp.status
-                return status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-
-    def head_blob(self, repository: str, digest: str) -> int:
-        """HTTP status of ``HEAD /v2/<repository>/blobs/<digest>``."""
-        req = urllib.request.Request(
-            f"http://{self.addr}/v2/{repository}/blobs/{digest}", method="HEAD"
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                status: int = resp.status
-                return status
-        except urllib.error.HTTPError as exc:
-            return exc.code
+def skopeo_copy(source: str, destination: str, *, all_platforms: bool = False) -> None:
+    """``skopeo copy`` between two transports (``oci:DIR:TAG``, ``docker://HOST/NAME``), over
+    plain HTTP; ``all_platforms`` copies every image of an index."""
+    args = [SKOPEO_BIN, "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false"]
+    if all_platforms:
+        args.append("--all")
+    run([*args, source, destination])
 
 
-def _run(args: list[str]) -> None:
+def run(args: list[str]) -> None:
+    """Run a tool; raise RuntimeError with its stderr when it fails."""
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
@@ -141,30 +106,24 @@ def running_registry(
     port, debug_port = free_port(), free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
-    notifications = ""
-    if notify_url:
-        notifications = f"""
-notifications:
-  endpoints:
-    - name: warmer
-      url: {notify_url}
-      headers: {{Authorization: [Bearer {token}]}}
-      timeout: 2s
-      threshold: 5
-      backoff: 1s
-"""
     config = workdir / f"config-{port}.yml"
-    config.write_text(f"""version: 0.1
+    config.write_text(
+        f"""version: 0.1
 log: {{level: info}}
-storage:
-  cache: {{blobdescriptor: redis}}
-  filesystem: {{rootdirectory: {root}}}
-  delete: {{enabled: true}}
-redis: {{addr: "127.0.0.1:{redis_port}", db: {redis_db}}}
 http:
   addr: 127.0.0.1:{port}
   debug: {{addr: "127.0.0.1:{debug_port}", prometheus: {{enabled: true, path: /metrics}}}}
-{notifications}""")
+"""
+        + registry_config(
+            root=root,
+            redis_addr=f"127.0.0.1:{redis_port}",
+            redis_db=redis_db,
+            notify_url=notify_url,
+            token=token,
+            delete=True,
+        )
+        + "\n"
+    )
     log = workdir / f"registry-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=out, stderr=out)

@@ -1,0 +1,325 @@
+"""The registry's Redis blob-descriptor cache: distribution's ``BlobDescriptorService`` over
+Redis, reading and writing exactly the keys of :mod:`worker.cache.keys`.
+
+``Schema.BLOBDESCRIPTOR`` writes what registry 2.1 to 3.x read; ``Schema.LAYERINFO`` what the
+original 2.0 ``cachedLayerService`` read; ``Schema.BOTH`` both field sets in the same hashes (each
+registry ignores the other's fields). Nothing else is ever written to the registry's DB.
+
+Reads follow the registry's lookup, but a repository-scoped stat asks membership, the global
+hash and the repository hash in one command: one round trip per hit (or per batch of hits)
+where the registry needs three. A descriptor counts as cached only when every field the schema
+writes is there (3.x treats a missing repository media type as a miss, so we do too). Writes are
+idempotent: the same commands the registry sends, so a repeated write changes nothing.
+
+Redis failures surface as :class:`~worker.errors.CacheError`; the caller decides whether that is
+fatal (a warm run) or a reason to fall back to the store (a lookup).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable, Iterator, Sequence
+from typing import Any, Final
+
+import redis
+
+from worker.cache.keys import (
+    GLOBAL_FIELDS,
+    blob_key,
+    described_pattern,
+    digest_of_blob_key,
+    repository_blob_key,
+    repository_blobs_key,
+    repository_of_blobs_key,
+    repository_pattern,
+)
+from worker.errors import CacheError, CacheMissError
+from worker.registry import reference
+from worker.registry.descriptor import Descriptor
+from worker.registry.mediatypes import OCTET_STREAM
+from worker.settings import Schema
+
+__all__ = ["BlobDescriptorCache"]
+
+# Batches run as two scripts, one command each way: Python's per-command cost in a pipeline
+# (about 5 us) would otherwise dominate a walk of millions of links. The scripts do per blob
+# exactly the commands the registry issues; keys are spelled above and passed in as KEYS. They
+# touch keys in many hash slots, so a Redis Cluster cannot run them (not supported yet).
+#
+# Read. KEYS: [membership if scoped], then per digest blobs::<d> [, repository hash if override].
+# ARGV: scoped, override, the five global fields, then the digests.
+# Returns per digest: 0 when it is not a member (a miss, whatever the hashes hold), else 1, the
+# five global fields and the repository media type.
+_READ_LUA: Final = """
+local scoped, override = ARGV[1] == '1', ARGV[2] == '1'
+local out, k = {}, scoped and 2 or 1
+for i = 8, #ARGV do
+  if scoped and redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then
+    out[#out + 1] = 0
+  else
+    out[#out + 1] = 1
+    local values = redis.call('HMGET', KEYS[k], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+    for j = 1, 5 do out[#out + 1] = values[j] end
+    out[#out + 1] = override and redis.call('HGET', KEYS[k + 1], 'mediatype') or false
+  end
+  k = k + (override and 2 or 1)
+end
+return out
+"""
+
+# Write. KEYS as for the read. ARGV: scoped, descriptor fields?, layerinfo fields?, then per
+# blob: digest, size, media type, driver path, write the global hash? ("0" when the caller
+# wrote it already). HSETNX: the first global media type stays. Membership goes in SADDs of up
+# to 1000 members (Lua's unpack has a stack limit).
+_WRITE_LUA: Final = """
+local scoped, desc, layerinfo = ARGV[1] == '1', ARGV[2] == '1', ARGV[3] == '1'
+local k, members = scoped and 2 or 1, {}
+for i = 4, #ARGV, 5 do
+  local d, size, mediatype, path = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local global = ARGV[i + 4] == '1'
+  if desc and global then
+    redis.call('HSET', KEYS[k], 'digest', d, 'size', size)
+    redis.call('HSETNX', KEYS[k], 'mediatype', mediatype)
+  end
+  if layerinfo and global then redis.call('HSET', KEYS[k], 'path', path, 'length', size) end
+  if scoped then
+    if desc then redis.call('HSET', KEYS[k + 1], 'mediatype', mediatype) end
+    members[#members + 1] = d
+    if #members == 1000 then
+      redis.call('SADD', KEYS[1], unpack(members))
+      members = {}
+    end
+  end
+  k = k + ((scoped and desc) and 2 or 1)
+end
+if #members > 0 then redis.call('SADD', KEYS[1], unpack(members)) end
+return 1
+"""
+
+
+class BlobDescriptorCache:
+    """The registry's blob-descriptor cache in one Redis DB, in one schema.
+
+    The interface is distribution's: :meth:`stat`, :meth:`set_descriptor`, :meth:`clear` (with
+    an optional repository scope) and :meth:`contains`, :meth:`add`; plus :meth:`stat_many` and
+    :meth:`set_descriptors` that do a whole batch in one round trip.
+    """
+
+    def __init__(self, client: redis.Redis, schema: Schema = Schema.BLOBDESCRIPTOR) -> None:
+        self._redis = client
+        self.schema = schema
+        # redis-py's Script sends EVALSHA and loads the script once when the server lacks it.
+        self._read = client.register_script(_READ_LUA)
+        self._write = client.register_script(_WRITE_LUA)
+
+    def __repr__(self) -> str:
+        return f"BlobDescriptorCache({self._redis!r}, schema={self.schema.value!r})"
+
+    # -- membership -----------------------------------------------------------------------------
+
+    def contains(self, repository: str, digest: str) -> bool:
+        """True when ``digest`` is in the repository's membership set."""
+        key = repository_blobs_key(reference.repository_name(repository))
+        member = reference.digest(digest)
+        return bool(self._call(self._redis.sismember, key, member))
+
+    def add(self, repository: str, digest: str) -> None:
+        """Add ``digest`` to the repository's membership set."""
+        key = repository_blobs_key(reference.repository_name(repository))
+        self._call(self._redis.sadd, key, reference.digest(digest))
+
+    # -- descriptors ----------------------------------------------------------------------------
+
+    def stat(self, digest: str, repository: str | None = None) -> Descriptor:
+        """The cached descriptor of ``digest`` (in ``repository``, when given).
+
+        Raise CacheMissError when it is not a member of the repository or not complete.
+        """
+        found = self.stat_many([reference.digest(digest)], repository)[0]
+        if found is None:
+            where = f" in {repository}" if repository else ""
+            raise CacheMissError(f"{digest}{where} is not cached")
+        return found
+
+    def stat_many(
+        self, digests: Sequence[str], repository: str | None = None
+    ) -> list[Descriptor | None]:
+        """Stat every digest in one round trip; ``None`` stands for a miss."""
+        if repository is not None:
+            reference.repository_name(repository)
+        for d in digests:
+            reference.digest(d)
+        return self._stat_many(digests, repository)
+
+    def _stat_many(self, digests: Sequence[str], repository: str | None) -> list[Descriptor | None]:
+        if not digests:
+            return []
+        scoped = repository is not None
+        keys: list[str] = [repository_blobs_key(repository)] if repository is not None else []
+        # The per-repository media type exists only in the blobdescriptor schema.
+        override_in = repository if self.schema.has_descriptor else None
+        for d in digests:
+            keys.append(blob_key(d))
+            if override_in is not None:
+                keys.append(repository_blob_key(override_in, d))
+        override = override_in is not None
+        args = [int(scoped), int(override), *GLOBAL_FIELDS, *digests]
+        reply = iter(self._call(self._read, keys, args))
+        found: list[Descriptor | None] = []
+        for d in digests:
+            if not next(reply):
+                found.append(None)
+                continue
+            fields = [next(reply) for _ in GLOBAL_FIELDS]
+            found.append(self._decode(d, fields, next(reply), override))
+        return found
+
+    def _decode(
+        self, digest: str, fields: list[bytes | None], override: bytes | None, scoped: bool
+    ) -> Descriptor | None:
+        stored_digest, size, mediatype, path, length = fields
+        incomplete_descriptor = self.schema.has_descriptor and (
+            stored_digest is None or size is None or (scoped and override is None)
+        )
+        incomplete_layerinfo = self.schema.has_layerinfo and (path is None or length is None)
+        if incomplete_descriptor or incomplete_layerinfo:
+            return None
+        raw_size = size if self.schema.has_descriptor else length
+        media = override or mediatype
+        try:
+            return Descriptor(
+                digest=digest,
+                size=int(raw_size or b""),
+                media_type=media.decode() if media is not None else OCTET_STREAM,
+                path=path.decode() if path is not None else None,
+            )
+        except ValueError:
+            return None  # a corrupt size is a miss: the warm writes it anew
+
+    def set_descriptor(self, descriptor: Descriptor, repository: str | None = None) -> None:
+        """Write a descriptor (and, with a repository, its membership and override): one trip."""
+        self.set_descriptors([descriptor], repository)
+
+    def set_descriptors(
+        self,
+        descriptors: Iterable[Descriptor],
+        repository: str | None = None,
+        *,
+        described: Container[str] = (),
+    ) -> None:
+        """Write many descriptors in one round trip.
+
+        Digests in ``described`` get membership and the repository hash only: the caller
+        wrote their global hash moments ago (a walk meets a shared layer once per repository).
+        """
+        if repository is not None:
+            reference.repository_name(repository)
+        batch = list(descriptors)
+        for desc in batch:
+            reference.digest(desc.digest)
+            if self.schema.has_layerinfo and desc.path is None:
+                raise ValueError(f"the layerinfo schema needs the path of {desc.digest}")
+        self._set_descriptors(batch, repository, described)
+
+    def _set_descriptors(
+        self, batch: list[Descriptor], repository: str | None, described: Container[str] = ()
+    ) -> None:
+        if not batch:
+            return
+        keys: list[str] = [repository_blobs_key(repository)] if repository is not None else []
+        override_in = repository if self.schema.has_descriptor else None
+        args: list[str | int] = [
+            int(repository is not None),
+            int(self.schema.has_descriptor),
+            int(self.schema.has_layerinfo),
+        ]
+        for desc in batch:
+            keys.append(blob_key(desc.digest))
+            if override_in is not None:
+                keys.append(repository_blob_key(override_in, desc.digest))
+            global_ = 0 if repository is not None and desc.digest in described else 1
+            args += [desc.digest, desc.size, desc.media_type, desc.path or "", global_]
+        self._call(self._write, keys, args)
+
+    def clear(self, digest: str, repository: str | None = None) -> None:
+        """Forget ``digest``: in ``repository`` (membership and override), or globally."""
+        self.clear_many([digest], repository)
+
+    def clear_many(self, digests: Sequence[str], repository: str | None = None) -> None:
+        """:meth:`clear` for many digests, in one round trip."""
+        for d in digests:
+            reference.digest(d)
+        if repository is not None:
+            reference.repository_name(repository)
+        self._clear_many(digests, repository)
+
+    def _clear_many(self, digests: Sequence[str], repository: str | None) -> None:
+        if not digests:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        if repository is not None:
+            pipe.srem(repository_blobs_key(repository), *digests)
+            pipe.delete(*(repository_blob_key(repository, d) for d in digests))
+        else:
+            # Only our schema's fields: a registry of the other generation may share the hash.
+            fields = [f for f in GLOBAL_FIELDS if self._writes_field(f)]
+            for d in digests:
+                pipe.hdel(blob_key(d), *fields)
+        self._call(pipe.execute)
+
+    def _writes_field(self, field: str) -> bool:
+        if field in ("path", "length"):
+            return self.schema.has_layerinfo
+        return self.schema.has_descriptor
+
+    # -- walks over what is cached: streamed with SCAN, a batch at a time -----------------------
+
+    def repositories(self, batch: int = 1000) -> Iterator[str]:
+        """Every repository that has a membership set, streamed (SCAN: no blocking KEYS)."""
+        for key in self._scan(self._redis.scan_iter, repository_pattern(), batch):
+            name = repository_of_blobs_key(key.decode() if isinstance(key, bytes) else key)
+            if name is not None:
+                yield name
+
+    def members(self, repository: str, batch: int = 1000) -> Iterator[list[str]]:
+        """The digests of a repository's membership set, in batches (SSCAN)."""
+        key = repository_blobs_key(reference.repository_name(repository))
+        chunk: list[str] = []
+        for member in self._scan(self._redis.sscan_iter, key, None, batch):
+            chunk.append(member.decode() if isinstance(member, bytes) else member)
+            if len(chunk) >= batch:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def described(self, batch: int = 1000) -> Iterator[list[str]]:
+        """Digests that have a global descriptor hash, in batches."""
+        chunk: list[str] = []
+        for key in self._scan(self._redis.scan_iter, described_pattern(), batch):
+            chunk.append(digest_of_blob_key(key.decode() if isinstance(key, bytes) else key))
+            if len(chunk) >= batch:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def is_empty(self) -> bool:
+        """True when the cache's DB holds no key at all (it holds only the registry's)."""
+        return int(self._call(self._redis.dbsize)) == 0
+
+    def ping(self) -> None:
+        """Raise CacheError unless the cache's Redis answers."""
+        self._call(self._redis.ping)
+
+    def _scan(self, fn: Any, *args: Any) -> Iterator[Any]:
+        # A SCAN iterator meets Redis while it is consumed: translate its errors there.
+        try:
+            yield from fn(*args)
+        except redis.RedisError as exc:
+            raise CacheError(f"cache Redis: {exc}") from exc
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except redis.RedisError as exc:
+            raise CacheError(f"cache Redis: {exc}") from exc

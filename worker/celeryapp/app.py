@@ -1,0 +1,183 @@
+"""The Celery app, built explicitly from the settings: :func:`create_app`.
+
+It knows the warmer's tasks by name only (:mod:`worker.celeryapp.names`): enough to publish them
+and schedule them. A process that runs them registers them on it (:func:`tasks.worker_app`).
+
+Delivery is at least once, never at most once: late acks, a message held by a worker that dies
+goes back to the queue (``task_reject_on_worker_lost``; on Redis, after the visibility timeout),
+one message at a time per worker process. Every write a task makes is idempotent, so a second
+delivery is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from celery import Celery
+from celery.schedules import crontab
+from celery.signals import beat_init
+
+from worker.cache import BlobDescriptorCache
+from worker.celeryapp.names import (
+    EVENTS_TASK,
+    RECONCILE_TASK,
+    REDELIVER_TASK,
+    REWARM_TASK,
+    STATS_TASK,
+)
+from worker.core.clients import build_cache, build_state, build_store
+from worker.core.service import CachedBlobService
+from worker.errors import WarmerError
+from worker.registry.events import Message
+from worker.settings import Settings, parse_schedule
+from worker.state import StateStore
+from worker.state.figures import Figures
+from worker.storage import Store
+
+__all__ = ["PUBLISH_RETRY", "WarmerCelery", "WarmerContext", "create_app"]
+
+_log = logging.getLogger(__name__)
+
+#: A publish retries briefly, then fails: the receiver answers 503 and the registry resends,
+#: rather than the registry's request timing out while we wait on a broker that is down.
+PUBLISH_RETRY: Final = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+
+
+@dataclass
+class WarmerContext:
+    """The clients a worker process uses, built on first use in that process (after fork)."""
+
+    settings: Settings
+    publisher: Callable[[list[Message]], None] | None = field(default=None, init=False)
+    _cache: BlobDescriptorCache | None = field(default=None, init=False)
+    _store: Store | None = field(default=None, init=False)
+    _state: StateStore | None = field(default=None, init=False)
+
+    @property
+    def first_wait(self) -> float:
+        """How long an accepted event may take before the ledger sends it again: twice the
+        broker's own redelivery delay, so a message the broker restores is not sent twice."""
+        return 2.0 * self.settings.visibility_timeout
+
+    def publish(self, messages: list[Message]) -> None:
+        """Send messages as one ``warmer.events`` task (set by :func:`create_app`)."""
+        assert self.publisher is not None, "create_app sets the publisher"
+        self.publisher(messages)
+
+    @property
+    def cache(self) -> BlobDescriptorCache:
+        """The registry's cache."""
+        if self._cache is None:
+            self._cache = build_cache(self.settings)
+        return self._cache
+
+    @property
+    def store(self) -> Store:
+        """The registry's storage."""
+        if self._store is None:
+            self._store = build_store(self.settings)
+        return self._store
+
+    @property
+    def state(self) -> StateStore:
+        """The warmer's own state store."""
+        if self._state is None:
+            self._state = build_state(self.settings)
+        return self._state
+
+    def service(self) -> CachedBlobService:
+        """A cached service with fresh figures: one per task, so its result counts its own."""
+        return CachedBlobService(self.cache, self.store, Figures())
+
+
+class WarmerCelery(Celery):
+    """A Celery app that carries the warmer's settings and per-process clients."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__("warmer", **kwargs)
+        self.settings = settings
+        self.context = WarmerContext(settings)
+
+
+def _schedule(value: str) -> float | crontab:
+    parsed = parse_schedule(value)
+    if isinstance(parsed, float):
+        return parsed
+    minute, hour, day_of_month, month_of_year, day_of_week = parsed
+    return crontab(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+    )
+
+
+def _rewarm_when_empty(app: WarmerCelery) -> Callable[..., None]:
+    # When beat starts on an empty cache (a new Redis, a flushed one, a Harbor GC), the
+    # daily schedule is too long to wait: re-warm now.
+    def handler(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", app) is not app:
+            return
+        try:
+            if app.context.cache.is_empty():
+                app.send_task(REWARM_TASK)
+        except WarmerError as exc:
+            _log.warning("could not check whether the cache is empty: %s", exc)
+
+    return handler
+
+
+def create_app(settings: Settings) -> WarmerCelery:
+    """The warmer's Celery app: configured, scheduled, able to publish; no task registered."""
+    app = WarmerCelery(settings, broker=settings.broker_url, backend=settings.results_url)
+    transport: dict[str, Any] = {}
+    if urlsplit(settings.broker_url).scheme.startswith(("redis", "rediss")):
+        # A message a worker took and never acknowledged (it was killed) is handed out again
+        # after this long. Warm tasks take milliseconds, so the default (60 s) is short.
+        transport["visibility_timeout"] = settings.visibility_timeout
+    else:
+        # RabbitMQ: a publish returns once the broker has taken the message.
+        transport["confirm_publish"] = True
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=7 * 24 * 3600,
+        result_extended=True,
+        # Flower shows tasks live only with events on.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+    )
+    app.conf.beat_schedule = {
+        # The ledger's clock: overdue events are looked for twice per visibility timeout.
+        "redeliver-overdue-events": {
+            "task": REDELIVER_TASK,
+            "schedule": max(1.0, settings.visibility_timeout / 2),
+        },
+        "stats": {"task": STATS_TASK, "schedule": settings.stats_interval},
+        "rewarm": {"task": REWARM_TASK, "schedule": _schedule(settings.rewarm_schedule)},
+        "reconcile": {"task": RECONCILE_TASK, "schedule": _schedule(settings.reconcile_schedule)},
+    }
+    beat_init.connect(_rewarm_when_empty(app), weak=False)
+
+    def publish(messages: list[Message]) -> None:
+        app.send_task(EVENTS_TASK, args=[messages], retry=True, retry_policy=PUBLISH_RETRY)
+
+    app.context.publisher = publish
+    return app

@@ -1,0 +1,32 @@
+"""The names of the warmer's Celery tasks: what publishers, beat and Flower know them by.
+
+Publishers (the receiver, the command line, beat) send a task by its name and never import the
+task itself; :mod:`tasks` registers each under its name.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "EVENTS_TASK",
+    "RECONCILE_TASK",
+    "REDELIVER_TASK",
+    "REWARM_REPOSITORY_TASK",
+    "REWARM_SUMMARY_TASK",
+    "REWARM_TASK",
+    "STATS_TASK",
+]
+
+#: Applies a batch of event messages to the cache.
+EVENTS_TASK: Final = "warmer.events"
+#: Sends again what the ledger says is overdue.
+REDELIVER_TASK: Final = "warmer.redeliver"
+#: Snapshots the figures.
+STATS_TASK: Final = "warmer.stats"
+#: Plans a re-warm: a task per repository (or shard), then one summary.
+REWARM_TASK: Final = "warmer.rewarm"
+REWARM_REPOSITORY_TASK: Final = "warmer.rewarm_repository"
+REWARM_SUMMARY_TASK: Final = "warmer.rewarm_summary"
+#: Evicts what the store no longer holds.
+RECONCILE_TASK: Final = "warmer.reconcile"

@@ -1,0 +1,50 @@
+"""Plumbing of the command line: results on stdout, everything else on stderr; the settings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, Final, NoReturn
+
+import typer
+from rich.console import Console
+
+from worker.settings import Settings
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_NOT_FOUND",
+    "JsonOption",
+    "err",
+    "fail",
+    "out",
+    "print_json",
+    "settings_of",
+]
+
+EXIT_NOT_FOUND: Final = 1
+EXIT_ERROR: Final = 2
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on the last line.")]
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def fail(message: str) -> NoReturn:
+    """Print one error line on stderr and exit with EXIT_ERROR."""
+    err.print(f"[bold red]warmer: error:[/] {message}", markup=True, soft_wrap=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def print_json(obj: Any) -> None:
+    """One JSON line on stdout: plain, never wrapped or styled, for machines."""
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The settings the ``warmer`` callback read into the context."""
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)  # set by the callback of the root command
+    return settings

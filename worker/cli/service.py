@@ -1,0 +1,87 @@
+"""``warmer`` commands that run the service: ``webhook``, ``worker``, ``beat``, ``up``, ``demo``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tasks import worker_app
+from worker.celeryapp import create_app
+from worker.cli.console import fail, out, settings_of
+from worker.cli.sentry import init_sentry
+from worker.cli.up import run_up
+from worker.core.clients import build_store
+from worker.demo import run_demo
+from worker.errors import WarmerError
+from worker.receiver.serve import build_webhook, serve_webhook
+from worker.receiver.webhook import DEFAULT_MAX_BODY
+
+__all__ = ["beat", "demo", "up", "webhook", "worker"]
+
+
+def webhook(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_body: Annotated[int, typer.Option(help="Largest body accepted, in bytes.")] = (
+        DEFAULT_MAX_BODY
+    ),
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth", help="Accept callers without the token.")
+    ] = False,
+) -> None:
+    """Serve POST /events, the registry's notification endpoint (and /healthz, /readyz)."""
+    settings = settings_of(ctx)
+    init_sentry(settings, "webhook")
+    try:
+        asgi = build_webhook(
+            settings, create_app(settings), insecure_no_auth=insecure_no_auth, max_body=max_body
+        )
+    except WarmerError as exc:
+        fail(str(exc))
+    serve_webhook(asgi, host, port)
+
+
+def up(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address the receiver listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the receiver listens on.")] = 8000,
+    dev: Annotated[
+        bool,
+        typer.Option("--dev", help="Throwaway defaults: own Redis, ./var/registry, a token."),
+    ] = False,
+) -> None:
+    """Receiver, worker and beat together, for one machine (make run is: warmer up --dev)."""
+    settings = settings_of(ctx)
+    init_sentry(settings, "up")
+    try:
+        run_up(settings, host, port, dev=dev, say=lambda text: out.print(text, soft_wrap=True))
+    except WarmerError as exc:
+        fail(str(exc))
+
+
+def worker(ctx: typer.Context) -> None:
+    """Run a Celery worker for the warmer's tasks; extra options go to celery worker."""
+    settings = settings_of(ctx)
+    try:
+        build_store(settings).check()  # every task needs it: say so now, not per task
+    except WarmerError as exc:
+        fail(str(exc))
+    init_sentry(settings, "worker")
+    worker_app(settings).worker_main(["worker", "--loglevel=INFO", *ctx.args])
+
+
+def beat(ctx: typer.Context) -> None:
+    """Run Celery beat for the warmer's schedules; extra options go to celery beat."""
+    settings = settings_of(ctx)
+    init_sentry(settings, "beat")
+    create_app(settings).start(["beat", "--loglevel=INFO", *ctx.args])
+
+
+def demo() -> None:
+    """A registry, a replica, the warmer: first-pull cache misses with and without it."""
+    try:
+        run_demo(say=lambda text: out.print(text, soft_wrap=True))
+    except WarmerError as exc:
+        fail(str(exc))

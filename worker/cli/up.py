@@ -1,0 +1,129 @@
+"""``warmer up``: receiver, worker and beat together on one machine; ``--dev`` for a first try.
+
+The worker (with beat embedded, ``celery worker -B``) runs as a child process; the receiver in
+this one. When either ends, the other is stopped: nothing is left running.
+
+``--dev`` fills in what a newcomer has not configured yet, and says so: a throwaway
+redis-server (on a free port, nothing kept) when no Redis answers at the configured URLs,
+``./var/registry`` as the storage root, and a generated token.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Final
+
+import redis
+from pydantic import SecretStr
+
+from worker.celeryapp import create_app
+from worker.errors import ConfigError
+from worker.processes import stop_group, throwaway_redis
+from worker.receiver.serve import build_webhook, serve_webhook
+from worker.registry.config import registry_config
+from worker.settings import Settings
+
+__all__ = ["DEV_STORAGE_ROOT", "registry_snippet", "run_up"]
+
+DEV_STORAGE_ROOT: Final = Path("var/registry")
+
+
+def registry_snippet(settings: Settings, host: str, port: int) -> str:
+    """What to paste into the registry's config.yml for this warmer."""
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
+    cache = redis.Redis.from_url(settings.redis_url).connection_pool.connection_kwargs
+    where = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return registry_config(
+        root=str(settings.storage_root),
+        redis_addr=f"{cache.get('host', 'localhost')}:{cache.get('port', 6379)}",
+        redis_db=cache.get("db", 0),
+        notify_url=f"http://{where}:{port}/events",
+        token=token,
+    )
+
+
+def run_up(
+    settings: Settings, host: str, port: int, *, dev: bool, say: Callable[[str], None] = print
+) -> None:
+    """Run everything until interrupted; with ``dev``, on throwaway defaults."""
+    with ExitStack() as stack:
+        if dev:
+            settings = stack.enter_context(_dev_defaults(settings, say))
+        if settings.storage_root is None:
+            raise ConfigError("WARMER_STORAGE_ROOT is not set (or run `warmer up --dev`)")
+        asgi = build_webhook(settings, create_app(settings))  # refuses to run without a token
+        say(
+            f"\nPaste into the registry's config.yml:\n\n{registry_snippet(settings, host, port)}\n"
+        )
+        stack.enter_context(_worker(settings))
+        serve_webhook(asgi, host, port)
+
+
+@contextmanager
+def _dev_defaults(settings: Settings, say: Callable[[str], None]) -> Iterator[Settings]:
+    changes: dict[str, object] = {}
+    with ExitStack() as stack:
+        urls = {
+            "redis_url": settings.redis_url,
+            "broker_url": settings.broker_url,
+            "state_url": settings.state_url,
+        }
+        if not all(_answers(u) for u in urls.values() if u.startswith("redis")):
+            port = stack.enter_context(throwaway_redis())
+            changes |= {
+                name: f"redis://127.0.0.1:{port}/{db}"
+                for db, name in enumerate(("redis_url", "broker_url", "state_url"))
+            }
+            say(f"dev: no Redis answered; started a throwaway redis-server on 127.0.0.1:{port}")
+        if settings.storage_root is None:
+            DEV_STORAGE_ROOT.mkdir(parents=True, exist_ok=True)
+            changes["storage_root"] = DEV_STORAGE_ROOT.resolve()
+            say(f"dev: storage root {DEV_STORAGE_ROOT.resolve()} (WARMER_STORAGE_ROOT to change)")
+        if settings.webhook_token is None:
+            token = secrets.token_urlsafe(24)
+            changes["webhook_token"] = SecretStr(token)
+            say(f"dev: generated webhook token {token} (WARMER_WEBHOOK_TOKEN to set your own)")
+        yield settings.model_copy(update=changes)
+
+
+def _answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        return bool(client.ping())
+    except (redis.RedisError, ValueError):
+        return False
+
+
+@contextmanager
+def _worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    # The child reads the same settings the way every warmer process does: the environment.
+    env = {**os.environ, **settings.environment()}
+    schedule = Path(settings.storage_root or ".").parent / ".warmer-beat-schedule"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker", "worker", "-B", "--schedule", str(schedule)],
+        env=env,
+        start_new_session=True,
+    )
+    stopping = threading.Event()
+
+    def watch() -> None:
+        # The worker gone means warming stopped: take the receiver down too, and say why.
+        proc.wait()
+        if not stopping.is_set():
+            print(f"warmer up: the worker exited ({proc.returncode}); stopping", file=sys.stderr)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        yield proc
+    finally:
+        stopping.set()
+        stop_group(proc)

@@ -1,0 +1,73 @@
+"""Building the warmer's clients from its settings, explicitly: no module-level clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from worker.cache import BlobDescriptorCache
+from worker.core.service import CachedBlobService
+from worker.errors import ConfigError
+from worker.settings import Settings
+from worker.state import StateStore
+from worker.storage import Store
+from worker.storage.filesystem import FilesystemStore
+
+__all__ = [
+    "build_cache",
+    "build_service",
+    "build_state",
+    "build_store",
+    "cache_redis",
+    "state_redis",
+]
+
+
+def _redis(url: str, timeout: float) -> redis.Redis:
+    # Short timeouts and a single immediate retry (for a pooled connection that a Redis restart
+    # closed): callers fall back (a lookup) or retry the whole task with backoff (a warm).
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
+    )
+
+
+def cache_redis(settings: Settings) -> redis.Redis:
+    """A client of the registry's cache Redis (``WARMER_REDIS_URL``)."""
+    return _redis(settings.redis_url, settings.redis_timeout)
+
+
+def state_redis(settings: Settings) -> redis.Redis:
+    """A client of the warmer's own Redis (``WARMER_STATE_URL``)."""
+    return _redis(settings.state_url, settings.redis_timeout)
+
+
+def build_state(settings: Settings) -> StateStore:
+    """The warmer's own state store."""
+    return StateStore(state_redis(settings))
+
+
+def build_cache(settings: Settings) -> BlobDescriptorCache:
+    """The registry's cache, in the configured schema."""
+    return BlobDescriptorCache(cache_redis(settings), settings.cache_schema)
+
+
+def build_store(settings: Settings) -> Store:
+    """The registry's storage; raise ConfigError when no root is configured."""
+    root: Path | None = settings.storage_root
+    if root is None:
+        raise ConfigError(
+            "WARMER_STORAGE_ROOT is not set: give the registry's storage.filesystem.rootdirectory"
+        )
+    return FilesystemStore(root)
+
+
+def build_service(settings: Settings) -> CachedBlobService:
+    """The cached blob service over the configured cache and store."""
+    return CachedBlobService(build_cache(settings), build_store(settings))

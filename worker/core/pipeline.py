@@ -1,0 +1,206 @@
+"""What a batch of registry events does to the cache: plain functions, no Celery.
+
+A task hands :func:`process` a batch; it returns figures and the events that failed, split in
+two: ``retry`` (Redis or storage trouble, or a manifest not readable yet: worth another try
+later) and ``dead`` (will never work: for the dead-letter list). Every write is idempotent, so
+a batch processed twice (a redelivery after a worker died) leaves the same cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from worker.core.service import CachedBlobService
+from worker.errors import (
+    BlobNotFoundError,
+    CacheError,
+    InvalidManifestError,
+    StateError,
+    StoreError,
+)
+from worker.registry.events import Event, Kind
+from worker.registry.manifest import Manifest
+from worker.state import StateStore
+from worker.state.figures import Figures
+
+__all__ = ["MANIFEST_WAIT_SECONDS", "BatchResult", "process"]
+
+_log = logging.getLogger(__name__)
+
+#: How long a manifest push waits for the manifest to be readable: the registry can notify
+#: before its storage shows the revision. Past this the event is retried later.
+MANIFEST_WAIT_SECONDS: Final = 2.0
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What a batch did, in all and per repository, and what failed."""
+
+    figures: Figures = field(default_factory=Figures)
+    accessed: int = 0
+    ignored: int = 0
+    repositories: dict[str, Figures] = field(default_factory=dict)
+    retry: list[tuple[Event, str]] = field(default_factory=list)
+    dead: list[tuple[Event, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, for a task's result: the figures, failures by reason."""
+        return {
+            **self.figures.lookups(),
+            "warmed": self.figures.warmed,
+            "evicted": self.figures.evicted,
+            "accessed": self.accessed,
+            "ignored": self.ignored,
+            "retry": len(self.retry),
+            "dead": len(self.dead),
+        }
+
+
+def process(
+    events: Sequence[Event],
+    service: CachedBlobService,
+    state: StateStore,
+    *,
+    manifest_wait: float = MANIFEST_WAIT_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BatchResult:
+    """Apply a batch of events to the cache; never raises for one event's trouble."""
+    # The batch's lookups count in the service's own tallies too (a caller may read them there);
+    # what it warmed and evicted is this batch's alone.
+    result = BatchResult(figures=Figures(service.figures.exists, service.figures.fetch))
+    groups: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        if event.kind is not Kind.ACCESS:
+            groups[event.repository].append(event)
+    for repository, group in groups.items():
+        # A service of its own per repository: its figures are that repository's.
+        figures = Figures()
+        scoped = CachedBlobService(service.cache, service.store, figures)
+        _process_repository(
+            scoped,
+            repository,
+            group,
+            result=result,
+            figures=figures,
+            manifest_wait=manifest_wait,
+            sleep=sleep,
+        )
+        result.repositories[repository] = figures
+        result.figures.add(figures)
+    accesses = [e for e in events if e.kind is Kind.ACCESS]
+    if accesses:
+        try:
+            state.record_access(e.repository for e in accesses)
+            result.accessed += len(accesses)
+        except StateError as exc:
+            result.retry.extend((e, str(exc)) for e in accesses)
+    return result
+
+
+def _process_repository(
+    service: CachedBlobService,
+    repository: str,
+    group: list[Event],
+    *,
+    result: BatchResult,
+    figures: Figures,
+    manifest_wait: float,
+    sleep: Callable[[float], None],
+) -> None:
+    blobs = [e for e in group if e.kind is Kind.WARM_BLOB]
+    if blobs:
+        _warm_blobs(service, repository, blobs, result, figures)
+    for event in group:
+        try:
+            if event.kind is Kind.WARM_MANIFEST:
+                _warm_manifest(service, event, figures, manifest_wait, sleep)
+            elif event.kind is Kind.EVICT:
+                assert event.digest is not None  # classify gives every evict a digest
+                service.evict(event.repository, event.digest)
+                figures.evicted += 1
+            elif event.kind is Kind.IGNORE:
+                result.ignored += 1
+        except InvalidManifestError as exc:  # no retry will make it parse
+            result.dead.append((event, str(exc)))
+        except (CacheError, StoreError) as exc:
+            result.retry.append((event, str(exc)))
+
+
+def _warm_blobs(
+    service: CachedBlobService,
+    repository: str,
+    group: list[Event],
+    result: BatchResult,
+    figures: Figures,
+) -> None:
+    digests = list(dict.fromkeys(e.digest for e in group if e.digest is not None))
+    try:
+        fetched = {r.digest: r for r in service.fetch_many(repository, digests, strict=True)}
+    except CacheError as exc:
+        result.retry.extend((e, str(exc)) for e in group)
+        return
+    # Each push is one cached fetch; a blob pushed again in the same batch is fetched once,
+    # and its repeats count as the hits they would be one after the other.
+    service.figures.fetch.hit(len(group) - len(digests))
+    for event in group:
+        assert event.digest is not None  # classify gives every push a digest
+        outcome = fetched[event.digest]
+        if outcome.error is None:
+            figures.warmed += 1
+        elif isinstance(outcome.error, BlobNotFoundError):
+            # Pushed, yet not in the store: deleted meanwhile, or a store we cannot see.
+            result.dead.append((event, str(outcome.error)))
+        else:
+            result.retry.append((event, str(outcome.error)))
+
+
+def _warm_manifest(
+    service: CachedBlobService,
+    event: Event,
+    figures: Figures,
+    wait: float,
+    sleep: Callable[[float], None],
+) -> None:
+    assert event.digest is not None  # classify gives every push a digest
+    repository = event.repository
+    manifest = _read_manifest(service, repository, event.digest, wait, sleep)
+    manifests = [event.digest]
+    images: list[Manifest] = [manifest]
+    if manifest.is_index:
+        for child in manifest.manifests:
+            manifests.append(child)
+            images.append(_read_manifest(service, repository, child, wait, sleep))
+    blobs = list(dict.fromkeys(b for image in images for b in image.blobs))
+    for outcome in service.fetch_many(repository, blobs, strict=True):
+        if outcome.error is not None:
+            raise outcome.error
+        figures.warmed += 1
+    # What a pull leaves besides the blobs: the global descriptor of every manifest served.
+    for outcome in service.stat_many(manifests, strict=True):
+        if outcome.error is not None:
+            raise outcome.error
+        figures.warmed += 1
+
+
+def _read_manifest(
+    service: CachedBlobService,
+    repository: str,
+    digest: str,
+    wait: float,
+    sleep: Callable[[float], None],
+) -> Manifest:
+    deadline = time.monotonic() + wait
+    delay = 0.02
+    while True:
+        try:
+            return service.store.manifest(repository, digest)
+        except BlobNotFoundError:
+            if time.monotonic() + delay > deadline:
+                raise
+            sleep(delay)
+            delay = min(delay * 2, 0.5)

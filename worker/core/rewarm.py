@@ -1,0 +1,180 @@
+"""Re-warm: walk the store and leave in the cache what the registry leaves after a full pull.
+
+For every repository: each linked blob gets a cached fetch (membership, global descriptor and
+repository media type), and each manifest revision its global descriptor (no membership: the
+registry keeps none for manifests). The walk streams in batches of ``batch_size``: one cache
+round trip reads a batch, one writes its misses, and memory does not grow with the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from itertools import islice
+from typing import Final, TypeVar
+
+from worker.core.service import CachedBlobService, FetchResult
+from worker.errors import RepositoryNotFoundError
+from worker.registry import reference
+from worker.storage import Store
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MEMO_LIMIT",
+    "LARGE_REPOSITORY",
+    "SHARDS",
+    "RewarmSummary",
+    "plan",
+    "rewarm",
+    "rewarm_order",
+    "summarize",
+]
+
+#: Digests per cache round trip. Large enough that the round trip is noise, small enough that a
+#: batch's script holds the cache Redis for about a millisecond.
+DEFAULT_BATCH_SIZE: Final = 1000
+
+#: Blob sizes a run remembers (about 40 MB at most): blobs are shared by many repositories, and
+#: a stat of each link's data again would double the walk's file-system work. Dropped whole when
+#: full, so memory stays flat however many blobs the store holds.
+DEFAULT_MEMO_LIMIT: Final = 200_000
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class RewarmSummary:
+    """What a re-warm did. ``hits`` and ``misses`` cover blobs and manifests alike."""
+
+    repositories: int = 0
+    blobs: int = 0
+    manifests: int = 0
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, int | float]:
+        """The summary as a JSON-ready dict."""
+        return asdict(self)
+
+    def _count(self, results: list[FetchResult], where: str) -> None:
+        for r in results:
+            if r.hit:
+                self.hits += 1
+            else:
+                self.misses += 1
+            if r.error is not None:
+                self.errors += 1
+                _log.warning("%s: %s", where, r.error)
+
+
+def rewarm(
+    service: CachedBlobService,
+    repositories: Iterable[str] | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    memo_limit: int = DEFAULT_MEMO_LIMIT,
+    shard: str = "",
+    on_progress: Callable[[RewarmSummary], None] | None = None,
+) -> RewarmSummary:
+    """Warm every repository of the store (or the ones named) and return what was done.
+
+    A cache error aborts the run (raised as CacheError): writing is its whole purpose. Store
+    errors (a link to data that garbage-collect removed) are counted and logged. ``shard`` (a
+    hex prefix) warms only the digests whose hex starts with it (see :func:`plan`).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    store = service.store
+    store.check()
+    service.cache.ping()
+    names: Iterable[str]
+    if repositories is None:
+        names = store.repositories()
+    else:
+        names = [reference.repository_name(n) for n in repositories]
+        for name in names:
+            if not store.has_repository(name):
+                raise RepositoryNotFoundError(f"repository {name} is not in the store")
+    summary = RewarmSummary()
+    sizes: dict[str, int] = {}
+    started = time.perf_counter()
+    for name in names:
+        for batch in _batched(store.layers(name, shard), batch_size):
+            if len(sizes) > memo_limit:
+                sizes.clear()
+            summary._count(service.fetch_many(name, batch, strict=True, sizes=sizes), name)
+            summary.blobs += len(batch)
+            _report(summary, started, on_progress)
+        for batch in _batched(store.revisions(name, shard), batch_size):
+            summary._count(service.stat_many(batch, strict=True), f"{name} (manifest)")
+            summary.manifests += len(batch)
+            _report(summary, started, on_progress)
+        if shard in ("", SHARDS[0]):  # a sharded repository counts once, in its first shard
+            summary.repositories += 1
+        _report(summary, started, on_progress)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def _report(
+    summary: RewarmSummary, started: float, on_progress: Callable[[RewarmSummary], None] | None
+) -> None:
+    if on_progress is not None:
+        summary.seconds = time.perf_counter() - started
+        on_progress(summary)
+
+
+def _batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+#: The hex prefixes a large repository is split by: 16 even parts.
+SHARDS: Final = tuple("0123456789abcdef")
+#: Links from which a repository is re-warmed as 16 tasks rather than one.
+LARGE_REPOSITORY: Final = 10_000
+
+
+def plan(
+    store: Store, recently_pulled: list[str], large: int = LARGE_REPOSITORY
+) -> list[tuple[str, str]]:
+    """The fan-out's tasks, ``(repository, shard)``: one a repository, 16 a large one.
+
+    A repository's links are counted only up to ``large``, so planning costs little.
+    """
+    tasks: list[tuple[str, str]] = []
+    for name in rewarm_order(store, recently_pulled):
+        if sum(1 for _ in islice(store.layers(name), large)) >= large:
+            tasks += [(name, shard) for shard in SHARDS]
+        else:
+            tasks.append((name, ""))
+    return tasks
+
+
+def rewarm_order(store: Store, recently_pulled: list[str]) -> list[str]:
+    """Every repository of the store, the recently pulled ones first (they are wanted first).
+
+    A list of names (not of blobs): one entry a repository, for the fan-out's task per
+    repository.
+    """
+    hot = [name for name in recently_pulled if store.has_repository(name)]
+    seen = set(hot)
+    return hot + [name for name in store.repositories() if name not in seen]
+
+
+def summarize(parts: list[dict[str, int | float]]) -> dict[str, int | float]:
+    """One summary from the summaries of a fan-out's tasks (seconds: the longest)."""
+    total = RewarmSummary().as_dict()
+    for part in parts:
+        for key, value in part.items():
+            if key == "seconds":
+                total[key] = max(total[key], value)
+            elif key in total:
+                total[key] += value
+    return total

@@ -1,0 +1,232 @@
+"""The cached blob service: the Python counterpart of distribution 2.0's ``cachedLayerService``.
+
+``exists`` and ``fetch`` ask the cache first and fall back to the store, with the original's
+semantics kept:
+
+- a cache error is logged and treated as a miss: a Redis outage never fails a request that the
+  store can answer;
+- only positive existence is cached;
+- a fetch miss adds membership, takes the data path from the store's answer (no second stat)
+  and sets the descriptor; these writes are side effects, so their failures are logged, never
+  raised;
+- Exists and Fetch each count Requests, Hits and Misses exactly where the original counts them.
+
+Warming a blob is one cached ``fetch``. ``fetch_many`` is the same for a batch, in one cache
+round trip to read and one to write, with the same counts as one ``fetch`` per digest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, MutableMapping, Sequence
+from typing import NamedTuple
+
+from worker.cache import BlobDescriptorCache
+from worker.errors import BlobNotFoundError, CacheError, StoreError
+from worker.registry import reference
+from worker.registry.descriptor import Descriptor
+from worker.state.figures import Figures
+from worker.storage import Store
+
+__all__ = ["CachedBlobService", "FetchResult"]
+
+_log = logging.getLogger(__name__)
+
+
+class FetchResult(NamedTuple):
+    """One digest of a batch fetch: its descriptor, or the store's error, and whether it hit."""
+
+    digest: str
+    descriptor: Descriptor | None
+    error: StoreError | None
+    hit: bool
+
+
+class CachedBlobService:
+    """Blob lookups of one store through one cache, counting hits and misses."""
+
+    def __init__(
+        self,
+        cache: BlobDescriptorCache,
+        store: Store,
+        figures: Figures | None = None,
+    ) -> None:
+        self.cache = cache
+        self.store = store
+        self.figures = figures if figures is not None else Figures()
+
+    def exists(self, repository: str, digest: str) -> bool:
+        """True when ``digest`` is a blob of ``repository``: from the cache, else the store."""
+        reference.repository_name(repository)
+        reference.digest(digest)
+        return self._exists(repository, digest)
+
+    def _exists(self, repository: str, digest: str) -> bool:
+        try:
+            if self.cache.contains(repository, digest):
+                self.figures.exists.hit()
+                return True
+        except CacheError as exc:
+            _log.error("error checking availability of %s@%s: %s", repository, digest, exc)
+        self.figures.exists.miss()
+        exists = self.store.exists(repository, digest)
+        if exists:  # only positive existence is cached
+            self._side_effect(self.cache.add, repository, digest)
+        return exists
+
+    def fetch(self, repository: str, digest: str) -> Descriptor:
+        """The descriptor of a blob of ``repository``; raise BlobNotFoundError when absent."""
+        reference.repository_name(repository)
+        reference.digest(digest)
+        result = self.fetch_many(repository, [digest])[0]
+        if result.error is not None:
+            raise result.error
+        assert result.descriptor is not None  # no error means a descriptor
+        return result.descriptor
+
+    def fetch_many(
+        self,
+        repository: str,
+        digests: Sequence[str],
+        *,
+        strict: bool = False,
+        sizes: MutableMapping[str, int] | None = None,
+    ) -> list[FetchResult]:
+        """Fetch a batch of blobs of one repository; store errors are returned, not raised.
+
+        With ``strict``, a cache error is raised instead of logged: for a warm run, whose
+        purpose is the cache write, not the answer.
+
+        ``sizes`` is a run's memory of the blobs it already described (digest to size): the
+        store does not stat them again, and their global descriptor is not written again,
+        only membership and the repository hash. The caller bounds it.
+
+        Names and digests are validated by the cache before any I/O (a walk's batches would
+        pay twice for a check here).
+        """
+        cached = self._read(digests, repository, strict=strict)
+        hits = sum(desc is not None for desc in cached)
+        self.figures.fetch.hit(hits)
+        self.figures.fetch.miss(len(digests) - hits)
+        missed = [d for d, desc in zip(digests, cached, strict=True) if desc is None]
+        # Taken before the store adds this batch: what earlier batches described and wrote.
+        described = frozenset(d for d in missed if d in sizes) if sizes else frozenset()
+        resolved = self.store.fetch_many(repository, missed, sizes) if missed else []
+        return self._merge(
+            digests,
+            cached,
+            resolved,
+            repository=repository,
+            described=described,
+            strict=strict,
+            sizes=sizes,
+        )
+
+    def stat_many(self, digests: Sequence[str], *, strict: bool = False) -> list[FetchResult]:
+        """Global descriptors (no repository scope), cache first; fills what the store knows.
+
+        This is what a registry leaves for the manifests it serves: a ``blobs::<digest>`` hash
+        and no membership. It is not one of the original's counted operations.
+        """
+        cached = self._read(digests, None, strict=strict)
+        resolved: list[Descriptor | StoreError] = []
+        for d, desc in zip(digests, cached, strict=True):
+            if desc is None:
+                try:
+                    resolved.append(self.store.stat(d))
+                except StoreError as exc:
+                    resolved.append(exc)
+        return self._merge(
+            digests,
+            cached,
+            resolved,
+            repository=None,
+            described=frozenset(),
+            strict=strict,
+            sizes=None,
+        )
+
+    def _read(
+        self, digests: Sequence[str], repository: str | None, *, strict: bool
+    ) -> list[Descriptor | None]:
+        try:
+            return self.cache.stat_many(digests, repository)
+        except CacheError as exc:
+            if strict:
+                raise
+            where = f" of {repository}" if repository else ""
+            _log.error("error fetching %d blobs%s from cache: %s", len(digests), where, exc)
+            return [None] * len(digests)
+
+    def _merge(
+        self,
+        digests: Sequence[str],
+        cached: list[Descriptor | None],
+        resolved: list[Descriptor | StoreError],
+        *,
+        repository: str | None,
+        described: frozenset[str],
+        strict: bool,
+        sizes: MutableMapping[str, int] | None,
+    ) -> list[FetchResult]:
+        # Put the cache's hits and the store's answers for the misses back in order, and
+        # fill the cache with what the store found.
+        answers = iter(resolved)
+        results: list[FetchResult] = []
+        fill: list[Descriptor] = []
+        for d, desc in zip(digests, cached, strict=True):
+            if desc is not None:
+                results.append(FetchResult(d, desc, None, hit=True))
+                continue
+            found = next(answers)
+            if isinstance(found, StoreError):
+                results.append(FetchResult(d, None, found, hit=False))
+            else:
+                fill.append(found)
+                results.append(FetchResult(d, found, None, hit=False))
+        if fill:
+            self._fill(fill, repository, described, strict=strict, sizes=sizes)
+        return results
+
+    def _fill(
+        self,
+        fill: list[Descriptor],
+        repository: str | None,
+        described: frozenset[str],
+        *,
+        strict: bool,
+        sizes: MutableMapping[str, int] | None,
+    ) -> None:
+        try:
+            self.cache.set_descriptors(fill, repository, described=described)
+        except CacheError as exc:
+            if sizes is not None:  # not written after all: the next batch must write them
+                for desc in fill:
+                    sizes.pop(desc.digest, None)
+            if strict:
+                raise
+            # A cache write after a store answer must never fail the request it serves.
+            _log.error("error writing to cache (set_descriptors): %s", exc)
+
+    def evict(self, repository: str, digest: str) -> bool:
+        """Forget ``digest`` in ``repository``; globally too once its data is gone from the store.
+
+        Return True when the global descriptor was dropped. Cache errors are raised: an
+        eviction that did not happen must be retried, not logged away.
+        """
+        reference.repository_name(repository)
+        reference.digest(digest)
+        self.cache.clear(digest, repository)
+        try:
+            self.store.stat(digest)
+        except BlobNotFoundError:
+            self.cache.clear(digest)
+            return True
+        return False
+
+    def _side_effect(self, write: Callable[..., None], *args: object) -> None:
+        # A cache write after a store answer must never fail the request it serves.
+        try:
+            write(*args)
+        except CacheError as exc:
+            _log.error("error writing to cache (%s): %s", write.__name__, exc)

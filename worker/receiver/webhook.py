@@ -1,0 +1,237 @@
+"""The registry's notification endpoint: ``POST /events``, plus ``/healthz`` and ``/readyz``.
+
+Answers, in the order they are decided:
+
+- 401 without the token (``Authorization: Bearer <token>``, or Basic with it as password);
+- 415 for a content type other than the registry's events types or ``application/json``;
+- 413 for a body over the limit, refused before it is read whole;
+- 400 when the body is not an envelope at all;
+- 503 when the state Redis or the broker cannot take the events (the registry sends them again);
+- 202 otherwise, once every valid event of the envelope is with the broker.
+
+``GET /metrics`` (Prometheus) and ``GET /debug/vars`` (expvar JSON) serve the cluster-wide figures.
+
+A registry resends a refused envelope forever, blocking all its later events: so an event that
+is wrong (bad name or digest, unknown action) never makes the envelope fail. It goes to the
+dead-letter list with its reason, and the rest of the envelope is accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Final
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from worker.errors import InvalidEnvelopeError, StateError
+from worker.receiver.batcher import DEFAULT_MAX_SIZE, DEFAULT_WINDOW, Batcher
+from worker.receiver.metrics import expvar, prometheus_text
+from worker.registry.events import Event, Kind, Message, Rejected, classify, parse_envelope
+from worker.registry.mediatypes import EVENTS_V1, EVENTS_V2
+from worker.state import StateStore
+
+__all__ = ["ACCEPTED_CONTENT_TYPES", "DEFAULT_MAX_BODY", "create_webhook"]
+
+ACCEPTED_CONTENT_TYPES: Final = frozenset(
+    {
+        EVENTS_V1,  # registry 2.x
+        EVENTS_V2,  # registry 3.x
+        "application/json",
+    }
+)
+#: Largest body read; a 2.x envelope of a few events is a few KiB.
+DEFAULT_MAX_BODY: Final = 1024 * 1024
+
+_log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_webhook(
+    *,
+    state: StateStore,
+    publish: Callable[[list[Message]], None],
+    token: str | None,
+    max_body: int = DEFAULT_MAX_BODY,
+    checks: Mapping[str, Callable[[], None]] | None = None,
+    window: float = DEFAULT_WINDOW,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> Starlette:
+    """The receiver's ASGI app. ``token=None`` accepts every caller (``--insecure-no-auth``).
+
+    ``publish`` sends one batch of event messages to the broker (raising when it cannot);
+    requests arriving within ``window`` seconds share a batch of at most ``max_size``.
+    ``checks`` are what ``/readyz`` runs (each raises when its service is away).
+    """
+
+    def publish_and_mark(messages: list[Message]) -> None:
+        publish(messages)
+        # Seen only once the broker has them: one round trip a batch, not one a request.
+        try:
+            state.mark_seen([m[0] for m in messages])
+        except StateError as exc:  # with the broker already: at worst a duplicate later
+            _log.warning("could not mark %d events seen: %s", len(messages), exc)
+
+    batcher = Batcher(publish_and_mark, window=window, max_size=max_size)
+    receiver = _Receiver(state, batcher, token, max_body, dict(checks or {}))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await batcher.drain()  # what was accepted leaves before the process does
+
+    return Starlette(
+        routes=[
+            Route("/events", receiver.events, methods=["POST"]),
+            Route("/healthz", receiver.healthz, methods=["GET"]),
+            Route("/readyz", receiver.readyz, methods=["GET"]),
+            Route("/metrics", receiver.metrics, methods=["GET"]),
+            Route("/debug/vars", receiver.debug_vars, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+class _Receiver:
+    def __init__(
+        self,
+        state: StateStore,
+        batcher: Batcher,
+        token: str | None,
+        max_body: int,
+        checks: dict[str, Callable[[], None]],
+    ) -> None:
+        self._state = state
+        self._batcher = batcher
+        self._expected = token.encode() if token else None
+        self._max_body = max_body
+        self._checks = checks
+        self.counts: Counter[str] = Counter()
+
+    async def events(self, request: Request) -> JSONResponse:
+        expected = self._expected
+        if expected is not None and not _authorized(request.headers.get("authorization"), expected):
+            self.counts["unauthorized"] += 1
+            return _error(401, "missing or wrong token")
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in ACCEPTED_CONTENT_TYPES:
+            return _error(415, f"content type {media or '(none)'} is not a registry's events type")
+        body = await _read_body(request, self._max_body)
+        if body is None:
+            return _error(413, f"body is over {self._max_body} bytes")
+        try:
+            raw = parse_envelope(body)
+        except InvalidEnvelopeError as exc:
+            return _error(400, str(exc))
+        return await self._accept(raw)
+
+    async def _accept(self, raw: list[Any]) -> JSONResponse:
+        valid: dict[str, Event] = {}
+        rejected: list[Rejected] = []
+        for item in raw:
+            classified = classify(item)
+            if isinstance(classified, Rejected):
+                rejected.append(classified)
+            else:
+                valid.setdefault(classified.id, classified)  # the same id twice: once
+        try:
+            if rejected:
+                letters = [(r.reason, r.event) for r in rejected]
+                await asyncio.to_thread(self._state.dead_letter, letters)
+                for r in rejected:
+                    _log.warning("dead-lettered an event: %s", r.reason)
+            fresh_ids = set(await asyncio.to_thread(self._state.unseen, list(valid)))
+        except StateError as exc:
+            _log.error("state Redis unavailable: %s", exc)
+            return _error(503, "state store unavailable, send again later")
+        fresh = [e for e in valid.values() if e.id in fresh_ids]
+        work = [e for e in fresh if e.kind is not Kind.IGNORE]
+        try:
+            await self._batcher.submit([e.as_message() for e in work])
+        except Exception as exc:  # whatever the broker client raises: the registry retries
+            _log.error("broker unavailable: %s", exc)
+            return _error(503, "broker unavailable, send again later")
+        ignored = [e.id for e in fresh if e.kind is Kind.IGNORE]
+        if ignored:  # not sent, so not marked by the batch: tag deletes are marked here
+            try:
+                await asyncio.to_thread(self._state.mark_seen, ignored)
+            except StateError as exc:
+                _log.warning("could not mark %d events seen: %s", len(ignored), exc)
+        figures = {
+            "accepted": len(work),
+            "duplicates": len(valid) - len(fresh),
+            "ignored": len(fresh) - len(work),
+            "rejected": len(rejected),
+        }
+        self.counts.update(figures)
+        return JSONResponse(figures, status_code=202)
+
+    async def healthz(self, _: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "counts": dict(self.counts)})
+
+    async def metrics(self, _: Request) -> Response:
+        try:
+            text = await asyncio.to_thread(prometheus_text, self._state)
+        except StateError as exc:
+            return _error(503, str(exc))
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+    async def debug_vars(self, _: Request) -> JSONResponse:
+        try:
+            return JSONResponse(await asyncio.to_thread(expvar, self._state))
+        except StateError as exc:
+            return _error(503, str(exc))
+
+    async def readyz(self, _: Request) -> JSONResponse:
+        failures: dict[str, str] = {}
+        for name, check in self._checks.items():
+            try:
+                await asyncio.to_thread(check)
+            except Exception as exc:  # any failure means not ready; say which and why
+                failures[name] = str(exc)
+        if failures:
+            return JSONResponse({"status": "unavailable", "failures": failures}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+
+def _authorized(header: str | None, expected: bytes) -> bool:
+    if not header:
+        return False
+    scheme, _, credentials = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        given = credentials.strip().encode()
+    elif scheme == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        given = decoded.partition(b":")[2]
+    else:
+        return False
+    return hmac.compare_digest(given, expected)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None  # refused before a byte is read
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:  # chunked or lying about its length
+            return None
+    return bytes(body)

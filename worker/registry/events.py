@@ -1,0 +1,136 @@
+"""Registry notifications: the envelope, and each event classified into what the warmer does.
+
+The registry retries a refused envelope forever, in order, so only an envelope that is not one at
+all is refused. An event that is wrong (a bad name or digest, an unknown action) becomes a
+:class:`Rejected` with its reason, for the dead-letter list; the rest of its envelope goes on.
+
+What each event means for the cache:
+
+==================================  ==============================================================
+push or mount of a blob             ``warm-blob``: one cached fetch of the blob in the repository
+push of a manifest                  ``warm-manifest``: its blobs, its children, their descriptors
+delete with a digest                ``evict``: the digest from the repository (globally once gone)
+delete of a tag                     ``ignore``: tags are not in the cache
+pull of a blob or a manifest        ``access``: recorded for hot-first re-warm
+==================================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Final, NamedTuple, TypeAlias
+
+from worker.errors import InvalidEnvelopeError, InvalidReferenceError
+from worker.registry import reference
+from worker.registry.mediatypes import MANIFEST_TYPES
+
+__all__ = ["Event", "Kind", "Message", "Rejected", "classify", "parse_envelope"]
+
+#: A task message: one event as ``[id, kind, repository, digest]``, plain JSON (the broker's
+#: format, kept compatible across minor versions).
+Message: TypeAlias = list[Any]
+# Event ids become part of a key in the state Redis: keep them short and plain.
+_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+class Kind(StrEnum):
+    """What the warmer does with an event."""
+
+    WARM_BLOB = "warm-blob"
+    WARM_MANIFEST = "warm-manifest"
+    EVICT = "evict"
+    ACCESS = "access"
+    IGNORE = "ignore"
+
+
+class Event(NamedTuple):
+    """One valid notification, reduced to what the warmer needs; JSON-ready as a list."""
+
+    id: str
+    kind: Kind
+    repository: str
+    digest: str | None = None
+
+    def as_message(self) -> Message:
+        """A compact form for a task's arguments."""
+        return [self.id, self.kind.value, self.repository, self.digest]
+
+    @classmethod
+    def from_message(cls, message: Message) -> Event:
+        """The inverse of :meth:`as_message`, validating again (a message is input too)."""
+        event_id, kind, repository, digest = message
+        return cls(
+            _event_id(event_id),
+            Kind(kind),
+            reference.repository_name(repository),
+            reference.digest(digest) if digest is not None else None,
+        )
+
+
+class Rejected(NamedTuple):
+    """An event the warmer cannot act on, with the reason; it goes to the dead-letter list."""
+
+    event: Any
+    reason: str
+
+
+def parse_envelope(body: bytes) -> list[Any]:
+    """The raw events of a notification body; raise InvalidEnvelopeError if it is not one."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEnvelopeError(f"body is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
+        raise InvalidEnvelopeError('body is not an envelope: expected {"events": [...]}')
+    events: list[Any] = doc["events"]
+    return events
+
+
+def classify(raw: Any) -> Event | Rejected:
+    """What to do with one raw event, or why nothing can be done."""
+    if not isinstance(raw, Mapping):
+        return Rejected(raw, "event is not a JSON object")
+    target = raw.get("target")
+    if not isinstance(target, Mapping):
+        return Rejected(raw, "event has no target")
+    try:
+        event_id = _event_id(raw.get("id"))
+        repository = reference.repository_name(target.get("repository"))
+        action = raw.get("action")
+        digest = target.get("digest") or None
+        if action == "delete" and digest is None:
+            if target.get("tag") is None:
+                return Rejected(raw, "delete event names neither a digest nor a tag")
+            return Event(event_id, Kind.IGNORE, repository)
+        if digest is None:
+            return Rejected(raw, f"{action} event has no target digest")
+        digest = reference.digest(digest)
+    except InvalidReferenceError as exc:
+        return Rejected(raw, str(exc))
+    if action in ("push", "mount"):
+        kind = Kind.WARM_MANIFEST if _is_manifest(target) else Kind.WARM_BLOB
+    elif action == "delete":
+        kind = Kind.EVICT
+    elif action == "pull":
+        kind = Kind.ACCESS
+    else:
+        return Rejected(raw, f"unknown action {action!r}")
+    return Event(event_id, kind, repository, digest)
+
+
+def _is_manifest(target: Mapping[str, Any]) -> bool:
+    # 2.x sends blobs as application/octet-stream and manifests with their own media type;
+    # the URL tells them apart too when a media type is unusual.
+    if target.get("mediaType") in MANIFEST_TYPES:
+        return True
+    url = target.get("url")
+    return isinstance(url, str) and "/manifests/" in url
+
+
+def _event_id(value: Any) -> str:
+    if not isinstance(value, str) or _ID_RE.fullmatch(value) is None:
+        raise InvalidReferenceError(f"invalid event id {value!r}")
+    return value

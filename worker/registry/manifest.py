@@ -1,0 +1,88 @@
+"""Manifests the registry serves, parsed into the digests they reference.
+
+Five media types matter: the OCI image manifest and index, Docker's schema 2 manifest and manifest
+list, and Docker's signed schema 1. An image manifest references a config blob and layers; an index
+or a manifest list references child manifests. Every digest is validated before it is returned.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from worker.errors import InvalidDigestError, InvalidManifestError
+from worker.registry import reference
+from worker.registry.mediatypes import (
+    DOCKER_SCHEMA1,
+    DOCKER_SCHEMA1_SIGNED,
+    IMAGE_TYPES,
+    INDEX_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    SCHEMA1_TYPES,
+)
+
+__all__ = ["MAX_MANIFEST_BYTES", "Manifest", "parse_manifest"]
+
+#: distribution refuses manifests over 4 MiB; so do we, before parsing.
+MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The references of one manifest: config and layers of an image, or children of an index."""
+
+    media_type: str
+    config: str | None = None
+    layers: tuple[str, ...] = ()
+    manifests: tuple[str, ...] = ()
+
+    @property
+    def blobs(self) -> tuple[str, ...]:
+        """Config then layers, without repeats: what a pull of this image fetches as blobs."""
+        seen = dict.fromkeys(((self.config,) if self.config else ()) + self.layers)
+        return tuple(seen)
+
+    @property
+    def is_index(self) -> bool:
+        """True for an OCI index or a Docker manifest list."""
+        return self.media_type in INDEX_TYPES
+
+
+def parse_manifest(payload: bytes) -> Manifest:
+    """Parse a manifest's bytes; raise InvalidManifestError when it is none of the known types."""
+    if len(payload) > MAX_MANIFEST_BYTES:
+        raise InvalidManifestError(f"manifest is {len(payload)} bytes, over {MAX_MANIFEST_BYTES}")
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidManifestError(f"manifest is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidManifestError("manifest is not a JSON object")
+    try:
+        return _parse(doc)
+    except InvalidDigestError as exc:
+        raise InvalidManifestError(f"manifest references {exc}") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InvalidManifestError(f"manifest is malformed: missing or wrong {exc}") from None
+
+
+def _parse(doc: dict[str, Any]) -> Manifest:
+    media_type = doc.get("mediaType")
+    if doc.get("schemaVersion") == 1 or media_type in SCHEMA1_TYPES:
+        # Schema 1 lists layers newest first, with repeats; keep the first place of each.
+        layers = dict.fromkeys(reference.digest(layer["blobSum"]) for layer in doc["fsLayers"])
+        kind = DOCKER_SCHEMA1_SIGNED if "signatures" in doc else DOCKER_SCHEMA1
+        return Manifest(media_type=kind, layers=tuple(layers))
+    # OCI makes mediaType optional: tell an index from an image by its fields then.
+    if media_type in INDEX_TYPES or (media_type is None and "manifests" in doc):
+        children = tuple(reference.digest(child["digest"]) for child in doc["manifests"])
+        return Manifest(media_type=media_type or OCI_INDEX, manifests=children)
+    if media_type in IMAGE_TYPES or (media_type is None and "config" in doc):
+        return Manifest(
+            media_type=media_type or OCI_MANIFEST,
+            config=reference.digest(doc["config"]["digest"]),
+            layers=tuple(reference.digest(layer["digest"]) for layer in doc.get("layers") or ()),
+        )
+    raise InvalidManifestError(f"unknown manifest media type {media_type!r}")

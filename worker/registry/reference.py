@@ -1,0 +1,77 @@
+"""Repository names and digests: distribution's grammar, checked before any path or key is built.
+
+Everything that reaches :mod:`worker.storage` or :mod:`worker.cache` from outside passes through
+:func:`repository_name` or :func:`digest` first; both return the value unchanged or raise a
+subclass of :class:`~worker.errors.InvalidReferenceError` that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from worker.errors import InvalidDigestError, InvalidReferenceError, InvalidRepositoryNameError
+
+__all__ = [
+    "DIGEST_ALGORITHMS",
+    "MAX_REPOSITORY_NAME",
+    "digest",
+    "repository_name",
+    "split_digest",
+    "tag",
+]
+
+#: Longest repository name distribution accepts.
+MAX_REPOSITORY_NAME: Final = 255
+
+#: Hex length of each accepted digest algorithm; anything else is refused.
+DIGEST_ALGORITHMS: Final = {"sha256": 64, "sha512": 128}
+
+# distribution/reference: path-component = alpha-numeric (separator alpha-numeric)*,
+# separator = [._] | __ | [-]*. No component can be "." or "..", so no name can climb a path.
+# "[-]*" admits an empty separator, which makes the grammar ambiguous: harmless in Go's linear
+# RE2, exponential backtracking in Python's re ("aaaa...a!" never finishes). "-+" spells the
+# same language (an empty separator only splits one alphanumeric run in two) unambiguously.
+_COMPONENT: Final = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_NAME_RE: Final = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST_RE: Final = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
+
+
+def repository_name(name: object) -> str:
+    """Return ``name`` if it is a valid repository name, else raise InvalidRepositoryNameError."""
+    if not isinstance(name, str) or not name:
+        raise InvalidRepositoryNameError("repository name is empty")
+    if len(name) > MAX_REPOSITORY_NAME:
+        raise InvalidRepositoryNameError(
+            f"repository name is {len(name)} characters long, over {MAX_REPOSITORY_NAME}"
+        )
+    if _NAME_RE.fullmatch(name) is None:
+        raise InvalidRepositoryNameError(
+            f"invalid repository name {name!r}: components of lowercase letters and digits, "
+            "separated by '.', '_', '__' or dashes, joined by '/'"
+        )
+    return name
+
+
+def digest(value: object) -> str:
+    """Return ``value`` if it is a valid digest, else raise InvalidDigestError."""
+    if not isinstance(value, str) or _DIGEST_RE.fullmatch(value) is None:
+        raise InvalidDigestError(
+            f"invalid digest {value!r}: expected sha256:<64 lowercase hex> or "
+            "sha512:<128 lowercase hex>"
+        )
+    return value
+
+
+def split_digest(value: str) -> tuple[str, str]:
+    """Validate ``value`` and return its ``(algorithm, hex)`` parts."""
+    algorithm, _, hex_ = digest(value).partition(":")
+    return algorithm, hex_
+
+
+def tag(value: object) -> str:
+    """Return ``value`` if it is a valid tag (``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``), else raise."""
+    if not isinstance(value, str) or _TAG_RE.fullmatch(value) is None:
+        raise InvalidReferenceError(f"invalid tag {value!r}")
+    return value

@@ -1,0 +1,239 @@
+"""The warmer's own state, in its own Redis (``WARMER_STATE_URL``): the one module that spells
+its keys. The registry's cache DB never holds any of these.
+
+    warmer:seen:<event id>   STRING  an event already handed to the broker (expires)
+    warmer:pending           ZSET    task message (JSON) -> when to send it again if not done
+    warmer:deliveries        HASH    task message (JSON) -> times it was sent or tried
+    warmer:deadletter        LIST    JSON {"at", "reason", "event"}: given up on, oldest first
+    warmer:access            ZSET    repository -> time of its last pull (hot-first re-warm)
+    warmer:counters          HASH    cluster-wide figures: exists.requests ... fetch.misses, warmed,
+                                     evicted, dead_lettered (the key keeps its 0.1 name, so an
+                                     upgrade keeps the figures)
+    warmer:counters:repository:<repo>  HASH  the same, for one repository
+    warmer:snapshots         LIST    JSON snapshots of the figures, newest first (the last 1,440)
+    warmer:last:<job>        STRING  JSON summary of the last rewarm or reconcile
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis
+
+from worker.errors import StateError
+
+__all__ = ["DeadLetter", "StateStore"]
+
+_SEEN_PREFIX: Final = "warmer:seen:"
+_DEADLETTER: Final = "warmer:deadletter"
+_ACCESS: Final = "warmer:access"
+_FIGURES: Final = "warmer:counters"
+_REPOSITORY_FIGURES: Final = "warmer:counters:repository:"
+_SNAPSHOTS: Final = "warmer:snapshots"
+_LAST: Final = "warmer:last:"
+_PENDING: Final = "warmer:pending"
+_DELIVERIES: Final = "warmer:deliveries"
+
+#: How long an event id is remembered: the registry retries for as long as it lives, but a
+#: duplicate after a day is harmless (warming is idempotent) and the set must not grow forever.
+SEEN_TTL_SECONDS: Final = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event the warmer gave up on: when, why, and the event as it arrived."""
+
+    at: float
+    reason: str
+    event: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"at": self.at, "reason": self.reason, "event": self.event}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _member(message: Any) -> str:
+    # The same message always gives the same member: compact, key order fixed.
+    return json.dumps(message, separators=(",", ":"), sort_keys=True)
+
+
+class StateStore:
+    """Dedup keys, the dead-letter list and access records in the warmer's own Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def __repr__(self) -> str:
+        return f"StateStore({self._redis!r})"
+
+    # -- dedup ----------------------------------------------------------------------------------
+
+    def unseen(self, event_ids: Sequence[str]) -> list[str]:
+        """The ids not yet marked seen, in order (one round trip)."""
+        if not event_ids:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.exists(_SEEN_PREFIX + event_id)
+        flags = self._call(pipe.execute)
+        return [e for e, seen in zip(event_ids, flags, strict=True) if not seen]
+
+    def mark_seen(self, event_ids: Iterable[str]) -> None:
+        """Remember ids as handed to the broker; call only after the broker took them."""
+        pipe = self._redis.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.set(_SEEN_PREFIX + event_id, 1, ex=SEEN_TTL_SECONDS)
+        self._call(pipe.execute)
+
+    # -- the pending ledger: every accepted event until a task is done with it ---------------
+
+    def track(self, messages: Sequence[Any], due: float) -> None:
+        """Record messages as pending, to be sent again at ``due`` unless a task settles them."""
+        if messages:
+            self._call(self._redis.zadd, _PENDING, {_member(m): due for m in messages})
+
+    def reschedule(self, messages: Sequence[Any], due: Callable[[int], float]) -> list[int]:
+        """Count one more delivery of each message and make it due again at ``due(count)``;
+        return the counts."""
+        if not messages:
+            return []
+        members = [_member(m) for m in messages]
+        pipe = self._redis.pipeline(transaction=False)
+        for member in members:
+            pipe.hincrby(_DELIVERIES, member, 1)
+        counts = [int(n) for n in self._call(pipe.execute)]
+        self._call(
+            self._redis.zadd, _PENDING, {m: due(n) for m, n in zip(members, counts, strict=True)}
+        )
+        return counts
+
+    def untrack(self, messages: Sequence[Any]) -> None:
+        """A task is done with these messages (warmed, evicted or dead-lettered)."""
+        if not messages:
+            return
+        members = [_member(m) for m in messages]
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zrem(_PENDING, *members)
+        pipe.hdel(_DELIVERIES, *members)
+        self._call(pipe.execute)
+
+    def due(self, now: float, limit: int) -> list[Any]:
+        """Pending messages whose time has come, oldest first."""
+        raw = self._call(self._redis.zrangebyscore, _PENDING, "-inf", now, 0, limit)
+        return [json.loads(m) for m in raw]
+
+    def pending_count(self) -> int:
+        """How many accepted events no task is done with yet."""
+        count: int = self._call(self._redis.zcard, _PENDING)
+        return count
+
+    # -- figures -------------------------------------------------------------------------------
+
+    def add_figures(
+        self, totals: Mapping[str, int], by_repository: Mapping[str, Mapping[str, int]]
+    ) -> None:
+        """Add a task's figures (flat) to the cluster-wide ones: one atomic round trip."""
+        pipe = self._redis.pipeline(transaction=True)
+        for key, figures in [(_FIGURES, totals)] + [
+            (_REPOSITORY_FIGURES + repo, f) for repo, f in by_repository.items()
+        ]:
+            for field, value in figures.items():
+                if value:
+                    pipe.hincrby(key, field, value)
+        if pipe.command_stack:
+            self._call(pipe.execute)
+
+    def figures(self, repository: str | None = None) -> dict[str, int]:
+        """The cluster-wide figures, flat (of one repository, when given)."""
+        key = _FIGURES if repository is None else _REPOSITORY_FIGURES + repository
+        raw = self._call(self._redis.hgetall, key)
+        return {_text(k): int(v) for k, v in raw.items()}
+
+    def push_snapshot(self, snapshot: Mapping[str, Any], keep: int) -> None:
+        """Keep a snapshot of the figures; only the newest ``keep`` stay."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.lpush(_SNAPSHOTS, json.dumps(snapshot, sort_keys=True))
+        pipe.ltrim(_SNAPSHOTS, 0, keep - 1)
+        self._call(pipe.execute)
+
+    def snapshots(self, count: int) -> list[dict[str, Any]]:
+        """The newest ``count`` snapshots, newest first."""
+        raw = self._call(self._redis.lrange, _SNAPSHOTS, 0, count - 1)
+        return [json.loads(item) for item in raw]
+
+    def record_last(self, job: str, summary: Mapping[str, Any]) -> None:
+        """Remember the summary of the last ``job`` (rewarm, reconcile)."""
+        self._call(self._redis.set, _LAST + job, json.dumps(summary, sort_keys=True))
+
+    def last(self, job: str) -> dict[str, Any] | None:
+        """The summary of the last ``job``, if any ran."""
+        raw = self._call(self._redis.get, _LAST + job)
+        return json.loads(raw) if raw else None
+
+    # -- dead letters ---------------------------------------------------------------------------
+
+    def dead_letter(self, letters: Iterable[tuple[str, Any]]) -> int:
+        """Append ``(reason, event)`` pairs to the dead-letter list; return how many."""
+        now = time.time()
+        entries = [
+            json.dumps(DeadLetter(now, reason, event).as_dict(), default=str)
+            for reason, event in letters
+        ]
+        if entries:
+            self._call(self._redis.rpush, _DEADLETTER, *entries)
+        return len(entries)
+
+    def dead_letters(self, start: int = 0, stop: int = -1) -> list[DeadLetter]:
+        """Dead letters from ``start`` to ``stop`` (inclusive, as LRANGE), oldest first."""
+        raw = self._call(self._redis.lrange, _DEADLETTER, start, stop)
+        return [DeadLetter(**json.loads(item)) for item in raw]
+
+    def dead_letter_count(self) -> int:
+        """How many dead letters wait."""
+        count: int = self._call(self._redis.llen, _DEADLETTER)
+        return count
+
+    def pop_dead_letters(self, count: int) -> list[DeadLetter]:
+        """Take up to ``count`` of the oldest dead letters off the list (for a replay)."""
+        raw = self._call(self._redis.lpop, _DEADLETTER, count) or []
+        return [DeadLetter(**json.loads(item)) for item in raw]
+
+    def purge_dead_letters(self) -> int:
+        """Drop every dead letter; return how many there were."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.llen(_DEADLETTER)
+        pipe.delete(_DEADLETTER)
+        count, _ = self._call(pipe.execute)
+        return int(count)
+
+    # -- access records -------------------------------------------------------------------------
+
+    def record_access(self, repositories: Iterable[str]) -> None:
+        """Note that these repositories were just pulled."""
+        now = time.time()
+        mapping = dict.fromkeys(repositories, now)
+        if mapping:
+            self._call(self._redis.zadd, _ACCESS, mapping)
+
+    def recently_pulled(self, limit: int = 100) -> list[str]:
+        """Repositories by most recent pull, newest first."""
+        raw = self._call(self._redis.zrevrange, _ACCESS, 0, limit - 1)
+        return [_text(r) for r in raw]
+
+    def ping(self) -> None:
+        """Raise StateError unless the state Redis answers."""
+        self._call(self._redis.ping)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except redis.RedisError as exc:
+            raise StateError(f"state Redis: {exc}") from exc

@@ -1,0 +1,6 @@
+"""The registry's storage, read-only: :class:`Store` is what the core uses, :mod:`paths` spells
+every path, and each driver has a module (:mod:`filesystem` today)."""
+
+from worker.storage.base import Store
+
+__all__ = ["Store"]

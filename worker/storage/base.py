@@ -1,0 +1,62 @@
+"""The interface every store offers: what the cached service, re-warm and reconcile use.
+
+A store reads a registry's storage, never writes it. Like distribution's ``BlobStatter`` and
+``BlobProvider``, it is small: stat a blob, resolve blobs of a repository, read a manifest,
+and walk repositories, their blob links and their manifest revisions (streamed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping, Sequence
+from typing import Protocol
+
+from worker.errors import StoreError
+from worker.registry.descriptor import Descriptor
+from worker.registry.manifest import Manifest
+
+__all__ = ["Store"]
+
+
+class Store(Protocol):
+    """Read access to one registry's storage."""
+
+    def check(self) -> None:
+        """Raise StoreUnavailableError unless the storage can be read."""
+
+    def stat(self, digest: str) -> Descriptor:
+        """A blob of the global blob store; raise BlobNotFoundError when it is absent."""
+        ...
+
+    def fetch_many(
+        self,
+        repository: str,
+        digests: Sequence[str],
+        sizes: MutableMapping[str, int] | None = None,
+    ) -> list[Descriptor | StoreError]:
+        """Resolve blobs of a repository as the registry does (link, then data); errors in
+        place. ``sizes`` (digest to size, owned and bounded by the caller) spares stats."""
+        ...
+
+    def exists(self, repository: str, digest: str) -> bool:
+        """True when ``digest`` is linked into ``repository`` and its data is there."""
+        ...
+
+    def manifest(self, repository: str, digest: str) -> Manifest:
+        """A manifest revision of ``repository``, parsed."""
+        ...
+
+    def has_repository(self, repository: str) -> bool:
+        """True when ``repository`` has blob links or manifests."""
+        ...
+
+    def repositories(self) -> Iterator[str]:
+        """Every repository, streamed."""
+        ...
+
+    def layers(self, repository: str, shard: str = "") -> Iterator[str]:
+        """Digests linked into ``repository`` (those whose hex starts with ``shard``), streamed."""
+        ...
+
+    def revisions(self, repository: str, shard: str = "") -> Iterator[str]:
+        """Manifest revisions of ``repository`` (``shard`` as above), streamed."""
+        ...
