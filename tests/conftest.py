@@ -18,7 +18,7 @@ from tests.support.layout import LayoutWriter
 from tests.support.registry import tools_missing
 from worker.cache import BlobDescriptorCache
 from worker.core.service import CachedBlobService
-from worker.settings import Schema
+from worker.settings import RegistryVersion
 from worker.state import StateStore
 from worker.storage.filesystem import FilesystemStore
 
@@ -56,16 +56,16 @@ def state(state_redis: redis.Redis) -> StateStore:
     return StateStore(state_redis)
 
 
-@pytest.fixture(params=list(Schema), ids=[s.value for s in Schema])
-def schema(request: pytest.FixtureRequest) -> Schema:
-    """Each cache schema in turn: the contract holds for every generation."""
-    value: Schema = request.param
+@pytest.fixture(params=list(RegistryVersion), ids=[f"v{s.value}" for s in RegistryVersion])
+def version(request: pytest.FixtureRequest) -> RegistryVersion:
+    """Each registry version in turn: the cache contract holds for every generation."""
+    value: RegistryVersion = request.param
     return value
 
 
 @pytest.fixture
-def cache(cache_redis: redis.Redis, schema: Schema) -> BlobDescriptorCache:
-    return BlobDescriptorCache(cache_redis, schema)
+def cache(cache_redis: redis.Redis, version: RegistryVersion) -> BlobDescriptorCache:
+    return BlobDescriptorCache(cache_redis, version)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from worker.cache import BlobDescriptorCache
 from worker.core.clients import build_cache
 from worker.errors import CacheError, CacheMissError, InvalidDigestError, InvalidRepositoryNameError
 from worker.registry.descriptor import Descriptor
-from worker.settings import Schema, load_settings
+from worker.settings import RegistryVersion, load_settings
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64
@@ -25,33 +25,33 @@ DESC_B = Descriptor(
 )
 
 
-def _global_fields(schema: Schema, desc: Descriptor) -> dict[str, str]:
+def _global_fields(version: RegistryVersion, desc: Descriptor) -> dict[str, str]:
     fields: dict[str, str] = {}
-    if schema.has_descriptor:
+    if version.has_descriptor:
         fields |= {"digest": desc.digest, "size": str(desc.size), "mediatype": desc.media_type}
-    if schema.has_layerinfo:
+    if version.has_layerinfo:
         fields |= {"path": desc.path or "", "length": str(desc.size)}
     return fields
 
 
 def test_set_descriptor_in_a_repository_writes_exactly_the_registry_keys(
-    cache: BlobDescriptorCache, cache_redis: redis.Redis, schema: Schema
+    cache: BlobDescriptorCache, cache_redis: redis.Redis, version: RegistryVersion
 ) -> None:
     cache.set_descriptor(DESC_A, "team/app")
     expected: dict[str, Any] = {
         "repository::team/app::blobs": [A],
-        f"blobs::{A}": _global_fields(schema, DESC_A),
+        f"blobs::{A}": _global_fields(version, DESC_A),
     }
-    if schema.has_descriptor:
+    if version.has_descriptor:
         expected[f"repository::team/app::blobs::{A}"] = {"mediatype": DESC_A.media_type}
     assert dump(cache_redis) == expected
 
 
 def test_set_descriptor_without_a_repository_writes_only_the_global_hash(
-    cache: BlobDescriptorCache, cache_redis: redis.Redis, schema: Schema
+    cache: BlobDescriptorCache, cache_redis: redis.Redis, version: RegistryVersion
 ) -> None:
     cache.set_descriptor(DESC_A)
-    assert dump(cache_redis) == {f"blobs::{A}": _global_fields(schema, DESC_A)}
+    assert dump(cache_redis) == {f"blobs::{A}": _global_fields(version, DESC_A)}
 
 
 def test_stat_hits_after_set_descriptor_and_misses_before(cache: BlobDescriptorCache) -> None:
@@ -72,22 +72,22 @@ def test_stat_misses_in_a_repository_the_blob_is_not_a_member_of(
 
 
 def test_a_partial_descriptor_is_a_miss(
-    cache: BlobDescriptorCache, cache_redis: redis.Redis, schema: Schema
+    cache: BlobDescriptorCache, cache_redis: redis.Redis, version: RegistryVersion
 ) -> None:
     cache.set_descriptor(DESC_A, "team/app")
     # Drop one field the schema needs: the lookup must treat the entry as absent.
-    field = "size" if schema.has_descriptor else "length"
+    field = "size" if version.has_descriptor else "length"
     cache_redis.hdel(f"blobs::{A}", field)
     with pytest.raises(CacheMissError):
         cache.stat(A, "team/app")
 
 
 def test_a_missing_repository_mediatype_is_a_miss_as_in_registry_3(
-    cache: BlobDescriptorCache, cache_redis: redis.Redis, schema: Schema
+    cache: BlobDescriptorCache, cache_redis: redis.Redis, version: RegistryVersion
 ) -> None:
     cache.set_descriptor(DESC_A, "team/app")
     cache_redis.delete(f"repository::team/app::blobs::{A}")
-    if schema.has_descriptor:
+    if version.has_descriptor:
         with pytest.raises(CacheMissError):
             cache.stat(A, "team/app")
     else:
@@ -95,9 +95,9 @@ def test_a_missing_repository_mediatype_is_a_miss_as_in_registry_3(
 
 
 def test_the_global_mediatype_is_set_only_once_and_the_repository_one_overrides(
-    cache: BlobDescriptorCache, cache_redis: redis.Redis, schema: Schema
+    cache: BlobDescriptorCache, cache_redis: redis.Redis, version: RegistryVersion
 ) -> None:
-    if not schema.has_descriptor:
+    if not version.has_descriptor:
         pytest.skip("the layerinfo schema keeps no media type")
     cache.set_descriptor(Descriptor(A, 42, "first/type", PATH_A), "one")
     cache.set_descriptor(Descriptor(A, 42, "second/type", PATH_A), "two")
@@ -116,7 +116,7 @@ def test_contains_and_add_are_membership_only(
 
 
 def test_clear_in_a_repository_keeps_the_global_descriptor(
-    cache: BlobDescriptorCache, cache_redis: redis.Redis, schema: Schema
+    cache: BlobDescriptorCache, cache_redis: redis.Redis, version: RegistryVersion
 ) -> None:
     cache.set_descriptor(DESC_A, "team/app")
     cache.set_descriptor(DESC_B, "team/app")
@@ -128,7 +128,7 @@ def test_clear_in_a_repository_keeps_the_global_descriptor(
 
 
 def test_clear_globally_removes_only_this_schemas_fields(
-    cache: BlobDescriptorCache, cache_redis: redis.Redis, schema: Schema
+    cache: BlobDescriptorCache, cache_redis: redis.Redis, version: RegistryVersion
 ) -> None:
     cache.set_descriptor(DESC_A)
     cache_redis.hset(f"blobs::{A}", "foreign", "kept")
@@ -164,7 +164,7 @@ def test_public_methods_validate_before_touching_redis(cache: BlobDescriptorCach
 
 @pytest.fixture
 def counting_cache(
-    redis_proc: Any, cache_redis: redis.Redis, schema: Schema
+    redis_proc: Any, cache_redis: redis.Redis, version: RegistryVersion
 ) -> Iterator[BlobDescriptorCache]:
     pool = redis.ConnectionPool(
         host=redis_proc.host, port=redis_proc.port, connection_class=CountingConnection
@@ -172,7 +172,7 @@ def counting_cache(
     client = redis.Redis(connection_pool=pool)
     client.ping()  # open the connection outside the count
     CountingConnection.sent = 0
-    yield BlobDescriptorCache(client, schema)
+    yield BlobDescriptorCache(client, version)
     client.close()
 
 
@@ -197,12 +197,12 @@ def test_a_batch_costs_one_round_trip_to_read_and_one_to_write(
     assert CountingConnection.sent == 2
 
 
-def test_an_unreachable_redis_raises_cache_error(schema: Schema) -> None:
+def test_an_unreachable_redis_raises_cache_error(version: RegistryVersion) -> None:
     settings = load_settings(
-        redis_url=f"redis://127.0.0.1:{free_port()}/0", cache_schema=schema.value
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", registry_version=version.value
     )
     cache = build_cache(settings)
-    assert cache.schema is schema
+    assert cache.version is version
     with pytest.raises(CacheError, match="cache Redis"):
         cache.stat(A, "team/app")
     with pytest.raises(CacheError):
@@ -210,14 +210,14 @@ def test_an_unreachable_redis_raises_cache_error(schema: Schema) -> None:
 
 
 def test_described_blobs_get_membership_and_repository_hash_only(
-    cache: BlobDescriptorCache, cache_redis: redis.Redis, schema: Schema
+    cache: BlobDescriptorCache, cache_redis: redis.Redis, version: RegistryVersion
 ) -> None:
     cache.set_descriptors([DESC_A, DESC_B], "team/app", described={A})
     keys = dump(cache_redis)
     assert keys["repository::team/app::blobs"] == [A, B]
     assert f"blobs::{A}" not in keys
-    assert keys[f"blobs::{B}"] == _global_fields(schema, DESC_B)
-    if schema.has_descriptor:
+    assert keys[f"blobs::{B}"] == _global_fields(version, DESC_B)
+    if version.has_descriptor:
         assert f"repository::team/app::blobs::{A}" in keys
 
 

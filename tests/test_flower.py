@@ -98,5 +98,5 @@ def test_flower_lists_the_warmers_tasks_with_their_counters(
         proc.terminate()
         proc.wait(20)
     assert task["name"] == EVENTS_TASK
-    assert "'fetch': {'requests': 3, 'hits': 0, 'misses': 3}" in task["result"]
+    assert "'fetch': {'requests': 4, 'hits': 0, 'misses': 4}" in task["result"]
     assert len(blobs) == 3

@@ -44,7 +44,7 @@ def test_reconcile_evicts_unlinked_and_collected_blobs_only(
     summary = reconcile(service.cache, service.store)
     after = dump(cache_redis)
     members = set(after["repository::team/app::blobs"])
-    assert members == {warmed["config"], warmed["kept"]}
+    assert members == {warmed["manifest"], warmed["config"], warmed["kept"]}
     assert f"repository::team/app::blobs::{warmed['collected']}" not in after
     assert f"blobs::{warmed['collected']}" not in after  # its data is gone everywhere
     assert f"blobs::{warmed['unlinked']}" in after  # only unlinked here: the data stays
@@ -74,7 +74,8 @@ def test_a_live_cache_is_left_alone(
     summary = reconcile(service.cache, service.store)
     assert dump(cache_redis) == before
     assert (summary.evicted_members, summary.evicted_descriptors) == (0, 0)
-    assert summary.members == 6  # team/app: config + 3 layers; other: config + layer
+    # team/app: manifest, config, 3 layers; other: manifest, config, layer (3.x: manifests too)
+    assert summary.members == 8
 
 
 def test_entries_no_registry_would_write_are_skipped_not_judged(

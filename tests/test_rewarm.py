@@ -17,7 +17,7 @@ from worker.core.clients import build_cache
 from worker.core.rewarm import SHARDS, RewarmSummary, plan, rewarm, summarize
 from worker.core.service import CachedBlobService
 from worker.errors import CacheError, RepositoryNotFoundError, StoreUnavailableError
-from worker.settings import Schema, load_settings
+from worker.settings import RegistryVersion, load_settings
 from worker.storage import paths
 from worker.storage.filesystem import FilesystemStore
 
@@ -47,14 +47,28 @@ def test_rewarm_warms_every_blob_and_manifest_then_only_hits(
     assert dump(cache_redis) == keys
 
 
-def test_manifests_get_a_global_descriptor_and_no_membership(
+def test_registry_2_manifests_get_a_global_descriptor_and_no_membership(
+    layout: LayoutWriter, cache_redis: redis.Redis
+) -> None:
+    manifest, blobs = layout.image("team/app", "v1", b"l")
+    rewarm(CachedBlobService(BlobDescriptorCache(cache_redis, RegistryVersion.V2), layout.store))
+    keys = dump(cache_redis)
+    assert set(keys["repository::team/app::blobs"]) == set(blobs)
+    assert f"repository::team/app::blobs::{manifest}" not in keys
+    assert cache_redis.hget(f"blobs::{manifest}", "size") is not None
+
+
+def test_registry_3_manifests_are_members_with_a_repository_media_type(
     service: CachedBlobService, layout: LayoutWriter, cache_redis: redis.Redis
 ) -> None:
     manifest, blobs = layout.image("team/app", "v1", b"l")
-    rewarm(service)
-    members = dump(cache_redis)["repository::team/app::blobs"]
-    assert set(members) == set(blobs)
-    assert cache_redis.hget(f"blobs::{manifest}", "size") is not None
+    rewarm(service)  # the default: registry 3.x
+    keys = dump(cache_redis)
+    assert set(keys["repository::team/app::blobs"]) == {*blobs, manifest}
+    assert keys[f"repository::team/app::blobs::{manifest}"] == {
+        "mediatype": "application/octet-stream"
+    }
+    assert keys[f"blobs::{manifest}"]["digest"] == manifest
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 1000])
@@ -64,7 +78,8 @@ def test_batch_size_changes_round_trips_not_results(
     _three_images(layout)
     summary = rewarm(service, batch_size=batch_size)
     assert (summary.blobs, summary.misses) == (9, 12)
-    assert len(dump(cache_redis)) == 11 + 3 + 9
+    # 11 global hashes, 3 membership sets, a repository hash for 9 blobs and 3 manifests (3.x)
+    assert len(dump(cache_redis)) == 11 + 3 + 9 + 3
 
 
 def test_rewarm_of_named_repositories_only(
@@ -126,7 +141,9 @@ def test_rewarm_in_layerinfo_schema_writes_the_driver_path(
     cache_redis: redis.Redis, layout: LayoutWriter
 ) -> None:
     _manifest, blobs = layout.image("team/app", "v1", b"l")
-    service = CachedBlobService(BlobDescriptorCache(cache_redis, Schema.LAYERINFO), layout.store)
+    service = CachedBlobService(
+        BlobDescriptorCache(cache_redis, RegistryVersion.V2_0), layout.store
+    )
     rewarm(service)
     path = cache_redis.hget(f"blobs::{blobs[1]}", "path")
     assert isinstance(path, bytes)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from worker.errors import ConfigError
-from worker.settings import Schema, load_settings
+from worker.settings import RegistryVersion, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -33,16 +33,16 @@ def test_defaults_match_the_documented_ones() -> None:
     assert s.broker_url == "redis://localhost:6379/1"
     assert s.state_url == "redis://localhost:6379/2"
     assert s.results_url == s.state_url
-    assert s.cache_schema is Schema.BLOBDESCRIPTOR
+    assert s.registry_version is RegistryVersion.V3
     assert s.storage_root is None
 
 
 def test_environment_and_dotenv_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("WARMER_SCHEMA=layerinfo\nWARMER_STORAGE_ROOT=/srv/reg\n")
+    (tmp_path / ".env").write_text("WARMER_REGISTRY_VERSION=2.0\nWARMER_STORAGE_ROOT=/srv/reg\n")
     monkeypatch.setenv("WARMER_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
     monkeypatch.setenv("SENTRY_DSN", "https://key@sentry.example/1")
     s = load_settings()
-    assert s.cache_schema is Schema.LAYERINFO
+    assert s.registry_version is RegistryVersion.V2_0
     assert s.storage_root == Path("/srv/reg")
     assert s.broker_url.startswith("amqp://")
     assert s.sentry_dsn is not None
@@ -81,3 +81,74 @@ def test_refusal_does_not_leak_a_password(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "version"),
+    [
+        ("3", RegistryVersion.V3),
+        ("v3.1.1", RegistryVersion.V3),
+        ("2", RegistryVersion.V2),
+        ("2.8.2", RegistryVersion.V2),
+        ("v2.8.3", RegistryVersion.V2),
+        ("2.0", RegistryVersion.V2_0),
+        ("2.0.1", RegistryVersion.V2_0),
+        ("2.0+2", RegistryVersion.V2_0_AND_V2),
+    ],
+)
+def test_the_registry_version_takes_what_registry_version_prints(
+    given: str, version: RegistryVersion
+) -> None:
+    assert load_settings(registry_version=given).registry_version is version
+
+
+def test_an_unknown_registry_version_is_refused_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"WARMER_REGISTRY_VERSION.*unknown registry version"):
+        load_settings(registry_version="4")
+
+
+def test_the_retired_schema_variable_is_refused_with_its_replacement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WARMER_SCHEMA", "layerinfo")
+    with pytest.raises(ConfigError, match=r"WARMER_SCHEMA.*WARMER_REGISTRY_VERSION=2\.0"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h1:7000,h2:7001,h3:7002",
+        "redis://s1:26379,s2:26379/3?master_name=mymaster&sentinel_password=pw",
+        "rediss://user:pw@cache:6380/0?ssl_ca_certs=/ca.pem&ssl_certfile=/c.pem&ssl_keyfile=/k.pem",
+        "unix:///run/redis.sock?db=2",
+    ],
+)
+def test_cache_urls_for_every_kind_of_redis_are_accepted(url: str) -> None:
+    assert load_settings(redis_url=url).redis_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://cache:6379", "scheme"),
+        ("redis://cache:6379?ssl_ca_certs=/ca.pem", "TLS options need a rediss"),
+        ("redis://cache:6379?timeout=3", "unknown option"),
+        ("redis://cache:port", "not a number"),
+    ],
+)
+def test_bad_cache_urls_say_what_is_wrong(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=rf"WARMER_REDIS_URL.*{problem}"):
+        load_settings(redis_url=url)
+
+
+def test_the_state_redis_cannot_be_a_cluster() -> None:
+    with pytest.raises(ConfigError, match=r"WARMER_STATE_URL.*not a Cluster"):
+        load_settings(state_url="redis://h1:7000,h2:7001")
+
+
+def test_passwords_of_sentinel_and_acl_urls_are_redacted() -> None:
+    s = load_settings(
+        redis_url="redis://app:secret1@s1:26379,s2:26379/0?master_name=m&sentinel_password=secret2"
+    )
+    assert "secret" not in repr(s)

@@ -7,6 +7,7 @@ reads the environment anywhere else.
 
 from __future__ import annotations
 
+import re
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, Final
@@ -15,11 +16,12 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.connections import parse_redis_url
 from worker.errors import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
-    "Schema",
+    "RegistryVersion",
     "Settings",
     "load_settings",
     "parse_schedule",
@@ -28,26 +30,61 @@ __all__ = [
 ]
 
 ENV_PREFIX: Final = "WARMER_"
-_REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 _BROKER_SCHEMES: Final = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
 
 
-class Schema(StrEnum):
-    """Which generation of the registry's cache schema to read and write (``WARMER_SCHEMA``)."""
+class RegistryVersion(StrEnum):
+    """Which registry generation's cache the warmer fills (``WARMER_REGISTRY_VERSION``).
 
-    BLOBDESCRIPTOR = "blobdescriptor"
-    LAYERINFO = "layerinfo"
-    BOTH = "both"
+    Each generation writes its own set of keys and fields: the warmer writes exactly what the
+    registry it serves writes by itself when every image is pulled.
+    """
+
+    #: Registry 3.x (``registry:3``): blobdescriptor, and manifests are members of their
+    #: repository with a repository media type, as blobs are.
+    V3 = "3"
+    #: Registry 2.1 to 2.8 (``registry:2``): blobdescriptor; manifests get the global hash only.
+    V2 = "2"
+    #: Registry 2.0: the original ``layerinfo`` cache (path and length).
+    V2_0 = "2.0"
+    #: 2.0 and 2.x registries on one Redis: both field sets in the same hashes.
+    V2_0_AND_V2 = "2.0+2"
 
     @property
     def has_descriptor(self) -> bool:
-        """True when the 2.1+ fields (digest, size, mediatype) are part of this schema."""
-        return self is not Schema.LAYERINFO
+        """True when the 2.1+ fields (digest, size, mediatype) are written."""
+        return self is not RegistryVersion.V2_0
 
     @property
     def has_layerinfo(self) -> bool:
-        """True when the 2.0 fields (path, length) are part of this schema."""
-        return self is not Schema.BLOBDESCRIPTOR
+        """True when the 2.0 fields (path, length) are written."""
+        return self in (RegistryVersion.V2_0, RegistryVersion.V2_0_AND_V2)
+
+    @property
+    def manifests_are_members(self) -> bool:
+        """True when a repository's manifests are members of it, as its blobs are (3.x)."""
+        return self is RegistryVersion.V3
+
+    @classmethod
+    def parse(cls, value: object) -> RegistryVersion:
+        """What ``registry --version`` prints (``v3.1.1``, ``2.8.2``) or a member's value."""
+        if isinstance(value, cls):
+            return value
+        text = str(value).strip().lower().removeprefix("v")
+        if text in {m.value for m in cls}:
+            return cls(text)
+        major, _, rest = text.partition(".")
+        minor = rest.partition(".")[0]
+        if major == "3":
+            return cls.V3
+        if major == "2" and minor == "0":
+            return cls.V2_0
+        if major == "2" and minor.isdigit():
+            return cls.V2
+        raise ValueError(
+            f"unknown registry version {value!r}: give 3, 2, 2.0, 2.0+2, or what "
+            "`registry --version` prints"
+        )
 
 
 class Settings(BaseSettings):
@@ -66,7 +103,8 @@ class Settings(BaseSettings):
 
     redis_url: str = Field(
         default="redis://localhost:6379/0",
-        description="The registry's blob-descriptor cache: its `redis.addr` and `redis.db`.",
+        description="The registry's cache Redis (its `redis:` section): one server, several "
+        "hosts for a Cluster, `?master_name=` for Sentinel, `rediss://` for TLS.",
     )
     broker_url: str = Field(
         default="redis://localhost:6379/1",
@@ -83,10 +121,16 @@ class Settings(BaseSettings):
         default=None,
         description="The registry's `storage.filesystem.rootdirectory`, mounted read-only.",
     )
-    cache_schema: Schema = Field(
-        default=Schema.BLOBDESCRIPTOR,
-        validation_alias=AliasChoices(f"{ENV_PREFIX}SCHEMA", "cache_schema"),
-        description="Cache schema: `blobdescriptor` (registry 2.1+), `layerinfo` (2.0), `both`.",
+    registry_version: RegistryVersion = Field(
+        default=RegistryVersion.V3,
+        description="The registry whose cache is filled: `3` (3.x), `2` (2.1 to 2.8), `2.0`, "
+        "`2.0+2` (both on one Redis); `registry --version` output works too.",
+    )
+    retired_schema: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(f"{ENV_PREFIX}SCHEMA", "retired_schema"),
+        exclude=True,
+        description="Replaced by `WARMER_REGISTRY_VERSION`; refused when set.",
     )
     webhook_token: SecretStr | None = Field(
         default=None,
@@ -129,10 +173,42 @@ class Settings(BaseSettings):
         parse_schedule(value)
         return value
 
-    @field_validator("redis_url", "state_url")
+    @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        return _check_scheme(value, _REDIS_SCHEMES)
+    def _redis_url(cls, value: str) -> str:
+        parse_redis_url(value)
+        return value
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_url(cls, value: str) -> str:
+        # Its ledger and figures move in multi-key transactions, which a Cluster cannot run.
+        if parse_redis_url(value).kind == "cluster":
+            raise ValueError(
+                "the warmer's own Redis is one server or a Sentinel master, not a Cluster "
+                "(several hosts need ?master_name=)"
+            )
+        return value
+
+    @field_validator("registry_version", mode="before")
+    @classmethod
+    def _registry_version(cls, value: object) -> RegistryVersion:
+        return RegistryVersion.parse(value)
+
+    @field_validator("retired_schema")
+    @classmethod
+    def _retired_schema(cls, value: str | None) -> None:
+        if value is not None:
+            new = {
+                "blobdescriptor": "3 (or 2 for registry 2.x)",
+                "layerinfo": "2.0",
+                "both": "2.0+2",
+            }
+            raise ValueError(
+                "WARMER_SCHEMA was replaced by WARMER_REGISTRY_VERSION: set "
+                f"WARMER_REGISTRY_VERSION={new.get(value, '3')} instead"
+            )
+        return value
 
     @field_validator("broker_url")
     @classmethod
@@ -147,8 +223,10 @@ class Settings(BaseSettings):
     def environment(self) -> dict[str, str]:
         """The variables that give a child process exactly these settings (the set ones)."""
         env: dict[str, str] = {}
-        for name in type(self).model_fields:
+        for name, field in type(self).model_fields.items():
             value = getattr(self, name)
+            if field.exclude:
+                continue
             if value is None:
                 continue
             if isinstance(value, SecretStr):
@@ -194,14 +272,14 @@ def _check_scheme(value: str, schemes: tuple[str, ...]) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for logs and reprs."""
+    """``url`` with every password (its own, a Sentinel's) replaced by ``***``, for logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hosts}")
+    if "password" in parts.query:
+        parts = parts._replace(query=re.sub(r"(password=)[^&]*", r"\1***", parts.query))
+    return urlunsplit(parts)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -223,7 +301,7 @@ def _env_name(field: str) -> str:
     # Aliased fields report the alias they were read from; the others their field name.
     if field.upper().startswith(ENV_PREFIX) or field.upper() == "SENTRY_DSN":
         return field.upper()
-    if field == "cache_schema":
+    if field == "retired_schema":
         return f"{ENV_PREFIX}SCHEMA"
     return f"{ENV_PREFIX}{field.upper()}"
 
@@ -232,6 +310,8 @@ def settings_table() -> str:
     """The configuration table of the README, in Markdown, made from the fields above."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
+        if field.exclude:
+            continue
         default = field.default
         shown = "(unset)" if default is None else f"`{getattr(default, 'value', default)}`"
         rows.append(f"| `{_env_name(name)}` | {shown} | {field.description or ''} |")

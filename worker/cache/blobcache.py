@@ -1,9 +1,11 @@
 """The registry's Redis blob-descriptor cache: distribution's ``BlobDescriptorService`` over
 Redis, reading and writing exactly the keys of :mod:`worker.cache.keys`.
 
-``Schema.BLOBDESCRIPTOR`` writes what registry 2.1 to 3.x read; ``Schema.LAYERINFO`` what the
-original 2.0 ``cachedLayerService`` read; ``Schema.BOTH`` both field sets in the same hashes (each
-registry ignores the other's fields). Nothing else is ever written to the registry's DB.
+The registry version (:class:`~worker.settings.RegistryVersion`) decides the fields: 2.1 to 3.x
+read the blobdescriptor fields, 2.0's original ``cachedLayerService`` the layerinfo ones, and
+``2.0+2`` writes both in the same hashes (each registry ignores the other's fields). Nothing
+else is ever written to the registry's DB. On a Redis Cluster a batch is a pipeline instead of
+a script (:mod:`worker.cache.batches`).
 
 Reads follow the registry's lookup, but a repository-scoped stat asks membership, the global
 hash and the repository hash in one command: one round trip per hit (or per batch of hits)
@@ -18,10 +20,11 @@ fatal (a warm run) or a reason to fall back to the store (a lookup).
 from __future__ import annotations
 
 from collections.abc import Container, Iterable, Iterator, Sequence
-from typing import Any, Final
+from typing import Any
 
 import redis
 
+from worker.cache.batches import Batches, PipelineBatches, ScriptBatches
 from worker.cache.keys import (
     GLOBAL_FIELDS,
     blob_key,
@@ -32,87 +35,33 @@ from worker.cache.keys import (
     repository_of_blobs_key,
     repository_pattern,
 )
+from worker.connections import is_cluster
 from worker.errors import CacheError, CacheMissError
 from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.mediatypes import OCTET_STREAM
-from worker.settings import Schema
+from worker.settings import RegistryVersion
 
 __all__ = ["BlobDescriptorCache"]
 
-# Batches run as two scripts, one command each way: Python's per-command cost in a pipeline
-# (about 5 us) would otherwise dominate a walk of millions of links. The scripts do per blob
-# exactly the commands the registry issues; keys are spelled above and passed in as KEYS. They
-# touch keys in many hash slots, so a Redis Cluster cannot run them (not supported yet).
-#
-# Read. KEYS: [membership if scoped], then per digest blobs::<d> [, repository hash if override].
-# ARGV: scoped, override, the five global fields, then the digests.
-# Returns per digest: 0 when it is not a member (a miss, whatever the hashes hold), else 1, the
-# five global fields and the repository media type.
-_READ_LUA: Final = """
-local scoped, override = ARGV[1] == '1', ARGV[2] == '1'
-local out, k = {}, scoped and 2 or 1
-for i = 8, #ARGV do
-  if scoped and redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then
-    out[#out + 1] = 0
-  else
-    out[#out + 1] = 1
-    local values = redis.call('HMGET', KEYS[k], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
-    for j = 1, 5 do out[#out + 1] = values[j] end
-    out[#out + 1] = override and redis.call('HGET', KEYS[k + 1], 'mediatype') or false
-  end
-  k = k + (override and 2 or 1)
-end
-return out
-"""
-
-# Write. KEYS as for the read. ARGV: scoped, descriptor fields?, layerinfo fields?, then per
-# blob: digest, size, media type, driver path, write the global hash? ("0" when the caller
-# wrote it already). HSETNX: the first global media type stays. Membership goes in SADDs of up
-# to 1000 members (Lua's unpack has a stack limit).
-_WRITE_LUA: Final = """
-local scoped, desc, layerinfo = ARGV[1] == '1', ARGV[2] == '1', ARGV[3] == '1'
-local k, members = scoped and 2 or 1, {}
-for i = 4, #ARGV, 5 do
-  local d, size, mediatype, path = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local global = ARGV[i + 4] == '1'
-  if desc and global then
-    redis.call('HSET', KEYS[k], 'digest', d, 'size', size)
-    redis.call('HSETNX', KEYS[k], 'mediatype', mediatype)
-  end
-  if layerinfo and global then redis.call('HSET', KEYS[k], 'path', path, 'length', size) end
-  if scoped then
-    if desc then redis.call('HSET', KEYS[k + 1], 'mediatype', mediatype) end
-    members[#members + 1] = d
-    if #members == 1000 then
-      redis.call('SADD', KEYS[1], unpack(members))
-      members = {}
-    end
-  end
-  k = k + ((scoped and desc) and 2 or 1)
-end
-if #members > 0 then redis.call('SADD', KEYS[1], unpack(members)) end
-return 1
-"""
-
 
 class BlobDescriptorCache:
-    """The registry's blob-descriptor cache in one Redis DB, in one schema.
+    """The registry's blob-descriptor cache in one Redis DB (or Cluster), for one version.
 
     The interface is distribution's: :meth:`stat`, :meth:`set_descriptor`, :meth:`clear` (with
     an optional repository scope) and :meth:`contains`, :meth:`add`; plus :meth:`stat_many` and
     :meth:`set_descriptors` that do a whole batch in one round trip.
     """
 
-    def __init__(self, client: redis.Redis, schema: Schema = Schema.BLOBDESCRIPTOR) -> None:
+    def __init__(self, client: redis.Redis, version: RegistryVersion = RegistryVersion.V3) -> None:
         self._redis = client
-        self.schema = schema
-        # redis-py's Script sends EVALSHA and loads the script once when the server lacks it.
-        self._read = client.register_script(_READ_LUA)
-        self._write = client.register_script(_WRITE_LUA)
+        self.version = version
+        self._batches: Batches = (
+            PipelineBatches(client) if is_cluster(client) else ScriptBatches(client)
+        )
 
     def __repr__(self) -> str:
-        return f"BlobDescriptorCache({self._redis!r}, schema={self.schema.value!r})"
+        return f"BlobDescriptorCache({self._redis!r}, version={self.version.value!r})"
 
     # -- membership -----------------------------------------------------------------------------
 
@@ -156,14 +105,14 @@ class BlobDescriptorCache:
         scoped = repository is not None
         keys: list[str] = [repository_blobs_key(repository)] if repository is not None else []
         # The per-repository media type exists only in the blobdescriptor schema.
-        override_in = repository if self.schema.has_descriptor else None
+        override_in = repository if self.version.has_descriptor else None
         for d in digests:
             keys.append(blob_key(d))
             if override_in is not None:
                 keys.append(repository_blob_key(override_in, d))
         override = override_in is not None
         args = [int(scoped), int(override), *GLOBAL_FIELDS, *digests]
-        reply = iter(self._call(self._read, keys, args))
+        reply = iter(self._call(self._batches.read, keys, args))
         found: list[Descriptor | None] = []
         for d in digests:
             if not next(reply):
@@ -177,13 +126,13 @@ class BlobDescriptorCache:
         self, digest: str, fields: list[bytes | None], override: bytes | None, scoped: bool
     ) -> Descriptor | None:
         stored_digest, size, mediatype, path, length = fields
-        incomplete_descriptor = self.schema.has_descriptor and (
+        incomplete_descriptor = self.version.has_descriptor and (
             stored_digest is None or size is None or (scoped and override is None)
         )
-        incomplete_layerinfo = self.schema.has_layerinfo and (path is None or length is None)
+        incomplete_layerinfo = self.version.has_layerinfo and (path is None or length is None)
         if incomplete_descriptor or incomplete_layerinfo:
             return None
-        raw_size = size if self.schema.has_descriptor else length
+        raw_size = size if self.version.has_descriptor else length
         media = override or mediatype
         try:
             return Descriptor(
@@ -216,7 +165,7 @@ class BlobDescriptorCache:
         batch = list(descriptors)
         for desc in batch:
             reference.digest(desc.digest)
-            if self.schema.has_layerinfo and desc.path is None:
+            if self.version.has_layerinfo and desc.path is None:
                 raise ValueError(f"the layerinfo schema needs the path of {desc.digest}")
         self._set_descriptors(batch, repository, described)
 
@@ -226,11 +175,11 @@ class BlobDescriptorCache:
         if not batch:
             return
         keys: list[str] = [repository_blobs_key(repository)] if repository is not None else []
-        override_in = repository if self.schema.has_descriptor else None
+        override_in = repository if self.version.has_descriptor else None
         args: list[str | int] = [
             int(repository is not None),
-            int(self.schema.has_descriptor),
-            int(self.schema.has_layerinfo),
+            int(self.version.has_descriptor),
+            int(self.version.has_layerinfo),
         ]
         for desc in batch:
             keys.append(blob_key(desc.digest))
@@ -238,7 +187,7 @@ class BlobDescriptorCache:
                 keys.append(repository_blob_key(override_in, desc.digest))
             global_ = 0 if repository is not None and desc.digest in described else 1
             args += [desc.digest, desc.size, desc.media_type, desc.path or "", global_]
-        self._call(self._write, keys, args)
+        self._call(self._batches.write, keys, args)
 
     def clear(self, digest: str, repository: str | None = None) -> None:
         """Forget ``digest``: in ``repository`` (membership and override), or globally."""
@@ -258,7 +207,8 @@ class BlobDescriptorCache:
         pipe = self._redis.pipeline(transaction=False)
         if repository is not None:
             pipe.srem(repository_blobs_key(repository), *digests)
-            pipe.delete(*(repository_blob_key(repository, d) for d in digests))
+            for d in digests:  # one key a command: a Cluster keeps them in different slots
+                pipe.delete(repository_blob_key(repository, d))
         else:
             # Only our schema's fields: a registry of the other generation may share the hash.
             fields = [f for f in GLOBAL_FIELDS if self._writes_field(f)]
@@ -268,8 +218,8 @@ class BlobDescriptorCache:
 
     def _writes_field(self, field: str) -> bool:
         if field in ("path", "length"):
-            return self.schema.has_layerinfo
-        return self.schema.has_descriptor
+            return self.version.has_layerinfo
+        return self.version.has_descriptor
 
     # -- walks over what is cached: streamed with SCAN, a batch at a time -----------------------
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from worker.cache import BlobDescriptorCache
+from worker.connections import connect
 from worker.core.service import CachedBlobService
 from worker.errors import ConfigError
 from worker.settings import Settings
@@ -26,26 +25,14 @@ __all__ = [
 ]
 
 
-def _redis(url: str, timeout: float) -> redis.Redis:
-    # Short timeouts and a single immediate retry (for a pooled connection that a Redis restart
-    # closed): callers fall back (a lookup) or retry the whole task with backoff (a warm).
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=30,
-    )
-
-
 def cache_redis(settings: Settings) -> redis.Redis:
     """A client of the registry's cache Redis (``WARMER_REDIS_URL``)."""
-    return _redis(settings.redis_url, settings.redis_timeout)
+    return connect(settings.redis_url, settings.redis_timeout)
 
 
 def state_redis(settings: Settings) -> redis.Redis:
     """A client of the warmer's own Redis (``WARMER_STATE_URL``)."""
-    return _redis(settings.state_url, settings.redis_timeout)
+    return connect(settings.state_url, settings.redis_timeout)
 
 
 def build_state(settings: Settings) -> StateStore:
@@ -54,8 +41,8 @@ def build_state(settings: Settings) -> StateStore:
 
 
 def build_cache(settings: Settings) -> BlobDescriptorCache:
-    """The registry's cache, in the configured schema."""
-    return BlobDescriptorCache(cache_redis(settings), settings.cache_schema)
+    """The registry's cache, as the configured registry version fills it."""
+    return BlobDescriptorCache(cache_redis(settings), settings.registry_version)
 
 
 def build_store(settings: Settings) -> Store:

@@ -180,8 +180,8 @@ def _warm_manifest(
         if outcome.error is not None:
             raise outcome.error
         figures.warmed += 1
-    # What a pull leaves besides the blobs: the global descriptor of every manifest served.
-    for outcome in service.stat_many(manifests, strict=True):
+    # What a pull leaves besides the blobs, for every manifest served.
+    for outcome in service.fetch_manifests(repository, manifests, strict=True):
         if outcome.error is not None:
             raise outcome.error
         figures.warmed += 1

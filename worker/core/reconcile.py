@@ -66,7 +66,10 @@ def reconcile(
         summary.repositories += 1
         for digests in cache.members(repository, batch):
             valid = _valid(digests, summary)
-            found = store.fetch_many(repository, valid)
+            # Registry 3.x keeps manifests as members too: a member is live through either link.
+            found = store.fetch_many(
+                repository, valid, manifests=cache.version.manifests_are_members
+            )
             gone = [d for d, f in zip(valid, found, strict=True) if _gone(f)]
             summary.members += len(digests)
             summary.evicted_members += len(gone)

@@ -1,9 +1,10 @@
 """Re-warm: walk the store and leave in the cache what the registry leaves after a full pull.
 
 For every repository: each linked blob gets a cached fetch (membership, global descriptor and
-repository media type), and each manifest revision its global descriptor (no membership: the
-registry keeps none for manifests). The walk streams in batches of ``batch_size``: one cache
-round trip reads a batch, one writes its misses, and memory does not grow with the store.
+repository media type), and each manifest revision what a pull leaves for it (3.x: the same as
+a blob; 2.x: the global descriptor only, no membership). The walk streams in batches of
+``batch_size``: one cache round trip reads a batch, one writes its misses, and memory does not
+grow with the store.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def rewarm(
             summary.blobs += len(batch)
             _report(summary, started, on_progress)
         for batch in _batched(store.revisions(name, shard), batch_size):
-            summary._count(service.stat_many(batch, strict=True), f"{name} (manifest)")
+            results = service.fetch_manifests(name, batch, strict=True)
+            summary._count(results, f"{name} (manifest)")
             summary.manifests += len(batch)
             _report(summary, started, on_progress)
         if shard in ("", SHARDS[0]):  # a sharded repository counts once, in its first shard

@@ -91,8 +91,12 @@ class CachedBlobService:
         *,
         strict: bool = False,
         sizes: MutableMapping[str, int] | None = None,
+        manifests: bool = False,
     ) -> list[FetchResult]:
         """Fetch a batch of blobs of one repository; store errors are returned, not raised.
+
+        ``manifests``: the digests are manifests, resolved through revision links as the
+        registry's manifest store does (3.x caches them in the repository, as blobs).
 
         With ``strict``, a cache error is raised instead of logged: for a warm run, whose
         purpose is the cache write, not the answer.
@@ -111,7 +115,9 @@ class CachedBlobService:
         missed = [d for d, desc in zip(digests, cached, strict=True) if desc is None]
         # Taken before the store adds this batch: what earlier batches described and wrote.
         described = frozenset(d for d in missed if d in sizes) if sizes else frozenset()
-        resolved = self.store.fetch_many(repository, missed, sizes) if missed else []
+        resolved = (
+            self.store.fetch_many(repository, missed, sizes, manifests=manifests) if missed else []
+        )
         return self._merge(
             digests,
             cached,
@@ -121,6 +127,18 @@ class CachedBlobService:
             strict=strict,
             sizes=sizes,
         )
+
+    def fetch_manifests(
+        self, repository: str, digests: Sequence[str], *, strict: bool = False
+    ) -> list[FetchResult]:
+        """What a pull of these manifests of ``repository`` leaves in the registry's cache.
+
+        Registry 3.x caches a manifest in its repository as it caches a blob (membership, the
+        global descriptor, the repository media type); 2.x keeps only the global descriptor.
+        """
+        if self.cache.version.manifests_are_members:
+            return self.fetch_many(repository, digests, strict=strict, manifests=True)
+        return self.stat_many(digests, strict=strict)
 
     def stat_many(self, digests: Sequence[str], *, strict: bool = False) -> list[FetchResult]:
         """Global descriptors (no repository scope), cache first; fills what the store knows.

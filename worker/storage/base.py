@@ -32,9 +32,12 @@ class Store(Protocol):
         repository: str,
         digests: Sequence[str],
         sizes: MutableMapping[str, int] | None = None,
+        *,
+        manifests: bool = False,
     ) -> list[Descriptor | StoreError]:
         """Resolve blobs of a repository as the registry does (link, then data); errors in
-        place. ``sizes`` (digest to size, owned and bounded by the caller) spares stats."""
+        place. ``sizes`` (digest to size, owned and bounded by the caller) spares stats.
+        ``manifests``: as the manifest store resolves, through revision links too."""
         ...
 
     def exists(self, repository: str, digest: str) -> bool:

@@ -103,29 +103,35 @@ class FilesystemStore:
         repository: str,
         digests: Sequence[str],
         sizes: MutableMapping[str, int] | None = None,
+        *,
+        manifests: bool = False,
     ) -> list[Descriptor | StoreError]:
         """:meth:`fetch` for a batch of one repository; errors are returned in place.
 
         ``sizes`` (digest to size) spares a stat for blobs already seen by the caller, which
-        owns it and bounds it: a walk's blobs are shared by many repositories.
+        owns it and bounds it: a walk's blobs are shared by many repositories. ``manifests``
+        resolves as the registry's manifest store does: the revision link, else the blob link.
         """
-        layers = self._inside(paths.layers(repository))
+        folders = [self._inside(paths.layers(repository))]
+        if manifests:
+            folders.insert(0, self._inside(paths.revisions(repository)))
         for d in digests:
             reference.digest(d)
-        return [self._fetch(repository, layers, d, sizes) for d in digests]
+        return [self._fetch(repository, folders, d, sizes) for d in digests]
 
     def _fetch(
         self,
         repository: str,
-        layers: str,
+        folders: list[str],
         digest: str,
         sizes: MutableMapping[str, int] | None,
     ) -> Descriptor | StoreError:
         algorithm, _, hex_ = digest.partition(":")
         try:
-            if self._read_link(f"{layers}/{algorithm}/{hex_}/link") != digest:
-                return BlobNotFoundError(f"blob {digest} is not linked into {repository}")
-            return self._stat(digest, sizes)
+            for folder in folders:
+                if self._read_link(f"{folder}/{algorithm}/{hex_}/link") == digest:
+                    return self._stat(digest, sizes)
+            return BlobNotFoundError(f"blob {digest} is not linked into {repository}")
         except StoreError as exc:
             return exc
 

@@ -1,0 +1,154 @@
+"""How a batch reaches Redis: two Lua scripts on one server, or pipelines on a Cluster.
+
+Both run the same protocol, so the cache does not know which it has. Per blob they send exactly
+the commands the registry sends; :mod:`worker.cache.keys` spells the keys, passed in as KEYS.
+
+Read. KEYS: [membership if scoped], then per digest ``blobs::<d>`` [, repository hash if
+override]. ARGV: scoped, override, the five global fields, then the digests. Returns per digest:
+0 when it is not a member (a miss, whatever the hashes hold), else 1, the five global fields
+and the repository media type.
+
+Write. KEYS as for the read. ARGV: scoped, descriptor fields?, layerinfo fields?, then per blob:
+digest, size, media type, driver path, write the global hash? ("0" when the caller wrote it
+already). HSETNX: the first global media type stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
+
+import redis
+
+from worker.cache.keys import MEDIATYPE
+
+__all__ = ["Batches", "PipelineBatches", "ScriptBatches"]
+
+# On one server a batch is one script each way: Python's per-command cost in a pipeline (about
+# 5 us) would otherwise dominate a walk of millions of links. Membership goes in SADDs of up to
+# 1000 members (Lua's unpack has a stack limit).
+_READ_LUA: Final = """
+local scoped, override = ARGV[1] == '1', ARGV[2] == '1'
+local out, k = {}, scoped and 2 or 1
+for i = 8, #ARGV do
+  if scoped and redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then
+    out[#out + 1] = 0
+  else
+    out[#out + 1] = 1
+    local values = redis.call('HMGET', KEYS[k], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+    for j = 1, 5 do out[#out + 1] = values[j] end
+    out[#out + 1] = override and redis.call('HGET', KEYS[k + 1], 'mediatype') or false
+  end
+  k = k + (override and 2 or 1)
+end
+return out
+"""
+
+_WRITE_LUA: Final = """
+local scoped, desc, layerinfo = ARGV[1] == '1', ARGV[2] == '1', ARGV[3] == '1'
+local k, members = scoped and 2 or 1, {}
+for i = 4, #ARGV, 5 do
+  local d, size, mediatype, path = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local global = ARGV[i + 4] == '1'
+  if desc and global then
+    redis.call('HSET', KEYS[k], 'digest', d, 'size', size)
+    redis.call('HSETNX', KEYS[k], 'mediatype', mediatype)
+  end
+  if layerinfo and global then redis.call('HSET', KEYS[k], 'path', path, 'length', size) end
+  if scoped then
+    if desc then redis.call('HSET', KEYS[k + 1], 'mediatype', mediatype) end
+    members[#members + 1] = d
+    if #members == 1000 then
+      redis.call('SADD', KEYS[1], unpack(members))
+      members = {}
+    end
+  end
+  k = k + ((scoped and desc) and 2 or 1)
+end
+if #members > 0 then redis.call('SADD', KEYS[1], unpack(members)) end
+return 1
+"""
+
+
+class Batches(Protocol):
+    """Runs the read and the write protocol above; raises redis.RedisError."""
+
+    def read(self, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
+        """One read of a batch."""
+        ...
+
+    def write(self, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """One write of a batch."""
+        ...
+
+
+class ScriptBatches:
+    """One server: each batch is one EVALSHA (redis-py loads the script when it is missing)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._read = client.register_script(_READ_LUA)
+        self._write = client.register_script(_WRITE_LUA)
+
+    def read(self, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
+        reply: list[Any] = self._read(keys, args)
+        return reply
+
+    def write(self, keys: Sequence[str], args: Sequence[Any]) -> None:
+        self._write(keys, args)
+
+
+class PipelineBatches:
+    """A Redis Cluster: a batch's keys live in many hash slots, so no script can hold them.
+
+    Each batch is one pipeline, which the Cluster client splits by node and sends to all nodes
+    at once: one round trip per node, in parallel. The reply is the read script's, so the cache
+    cannot tell the difference.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def read(self, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
+        scoped, override = args[0] == 1, args[1] == 1
+        fields, digests = list(args[2:7]), args[7:]
+        pipe = self._redis.pipeline(transaction=False)
+        k = 1 if scoped else 0
+        for d in digests:
+            if scoped:
+                pipe.sismember(keys[0], d)
+            pipe.hmget(keys[k], fields)
+            if override:
+                pipe.hget(keys[k + 1], MEDIATYPE)
+            k += 2 if override else 1
+        replies = iter(pipe.execute())
+        out: list[Any] = []
+        for _ in digests:
+            member = next(replies) if scoped else 1
+            values = next(replies)
+            repository_type = next(replies) if override else None
+            if not member:
+                out.append(0)
+                continue
+            out += [1, *values, repository_type]
+        return out
+
+    def write(self, keys: Sequence[str], args: Sequence[Any]) -> None:
+        scoped, desc, layerinfo = args[0] == 1, args[1] == 1, args[2] == 1
+        pipe = self._redis.pipeline(transaction=False)
+        k = 1 if scoped else 0
+        members: list[str] = []
+        for i in range(3, len(args), 5):
+            d, size, mediatype, path, global_ = args[i : i + 5]
+            if desc and global_ == 1:
+                pipe.hset(keys[k], mapping={"digest": d, "size": size})
+                pipe.hsetnx(keys[k], MEDIATYPE, mediatype)
+            if layerinfo and global_ == 1:
+                pipe.hset(keys[k], mapping={"path": path, "length": size})
+            if scoped:
+                if desc:
+                    pipe.hset(keys[k + 1], MEDIATYPE, mediatype)
+                members.append(d)
+            k += 2 if scoped and desc else 1
+        if members:
+            pipe.sadd(keys[0], *members)
+        pipe.execute()
