@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.registry import free_port, wait_for
+from tests.support.registry import REGISTRY_BINARIES, free_port, registry_binary, wait_for
 from worker.cli.up import registry_snippet
 from worker.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
-REGISTRY_CONFIG = ROOT / "deploy/registry/config.yml"
+REGISTRY_CONFIGS = {v: ROOT / f"deploy/registry/config-{v}.yml" for v in ("2", "3")}
 ENV = {"WARMER_WEBHOOK_TOKEN": "t0ken", "FLOWER_USER": "admin", "FLOWER_PASSWORD": "pw"}
 
 
@@ -93,43 +93,63 @@ def test_the_cache_evicts_and_the_broker_never_does() -> None:
     assert services["broker"]["volumes"]
 
 
-def test_registry_config_is_what_the_warmer_is_told_and_what_the_docs_say() -> None:
-    config = yaml.safe_load(REGISTRY_CONFIG.read_text())
+def test_compose_runs_registry_3_unless_told_2() -> None:
+    services = _compose()["services"]
+    assert services["registry"]["image"] == "registry:${WARMER_REGISTRY_VERSION:-3}"
+    (config,) = [v for v in services["registry"]["volumes"] if "deploy/registry" in v]
+    assert config.startswith("./deploy/registry/config-${WARMER_REGISTRY_VERSION:-3}.yml:")
+    env = services["webhook"]["environment"]
+    assert env["WARMER_REGISTRY_VERSION"] == "${WARMER_REGISTRY_VERSION:-3}"
+
+
+@pytest.mark.parametrize("version", ["2", "3"])
+def test_registry_config_is_what_the_warmer_is_told_and_what_the_docs_say(version: str) -> None:
+    config = yaml.safe_load(REGISTRY_CONFIGS[version].read_text())
     env = _compose()["services"]["webhook"]["environment"]
     cache_url = env["WARMER_REDIS_URL"]
     assert config["storage"]["cache"]["blobdescriptor"] == "redis"
-    assert cache_url == f"redis://{config['redis']['addr']}/{config['redis']['db']}"
     assert config["storage"]["filesystem"]["rootdirectory"] == env["WARMER_STORAGE_ROOT"]
     (endpoint,) = config["notifications"]["endpoints"]
     assert endpoint["url"] == "http://webhook:8000/events"
     assert endpoint["headers"]["Authorization"] == ["Bearer __WARMER_WEBHOOK_TOKEN__"]
-    # The snippet `warmer up` prints (and the README shows) has the same shape.
+    # The snippet `warmer up` prints (and the README shows) for that version has the same shape.
     settings = load_settings(
         redis_url=cache_url,
         storage_root=env["WARMER_STORAGE_ROOT"],
         webhook_token="__WARMER_WEBHOOK_TOKEN__",
+        registry_version=version,
     )
     snippet = yaml.safe_load(registry_snippet(settings, "webhook", 8000))
     (printed,) = snippet["notifications"]["endpoints"]
     assert printed == endpoint
     assert snippet["redis"] == config["redis"]
+    assert ("addrs" in config["redis"]) is (version == "3")  # 3.x ignores a 2.x addr:
     assert snippet["storage"]["cache"] == config["storage"]["cache"]
 
 
 @pytest.mark.e2e
-def test_a_real_registry_starts_with_the_mounted_config(redis_proc: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", REGISTRY_BINARIES)
+def test_a_real_registry_starts_with_the_mounted_config(
+    redis_proc: Any, tmp_path: Path, name: str
+) -> None:
+    binary = registry_binary(name)
     # The same file, with only addresses changed for this machine: the registry accepts it.
-    text = REGISTRY_CONFIG.read_text().replace("__WARMER_WEBHOOK_TOKEN__", "t0ken")
+    version = binary.version.value
+    text = REGISTRY_CONFIGS[version].read_text().replace("__WARMER_WEBHOOK_TOKEN__", "t0ken")
     config = yaml.safe_load(text)
     port, debug = free_port(), free_port()
     config["http"]["addr"] = f"127.0.0.1:{port}"
     config["http"]["debug"]["addr"] = f"127.0.0.1:{debug}"
-    config["redis"]["addr"] = f"127.0.0.1:{redis_proc.port}"
+    local = f"127.0.0.1:{redis_proc.port}"
+    if "addrs" in config["redis"]:
+        config["redis"]["addrs"] = [local]
+    else:
+        config["redis"]["addr"] = local
     config["storage"]["filesystem"]["rootdirectory"] = str(tmp_path / "storage")
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(config))
     proc = subprocess.Popen(
-        ["docker-registry", "serve", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [binary.path, "serve", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
 

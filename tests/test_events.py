@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from tests.support.notifications import envelope, event
 from worker.errors import InvalidEnvelopeError
 from worker.registry.events import Event, Kind, Rejected, classify, parse_envelope
-from worker.registry.mediatypes import DOCKER_SCHEMA2, OCI_INDEX
+from worker.registry.mediatypes import DOCKER_SCHEMA2, EVENTS_V2, OCI_INDEX
 
 D = "sha256:" + "d" * 64
 
@@ -77,3 +79,37 @@ def test_messages_round_trip_and_are_validated_again() -> None:
     assert Event.from_message(e.as_message()) == e
     with pytest.raises(ValueError, match="invalid repository name"):
         Event.from_message(["id-1", "warm-blob", "../x", D])
+
+
+# What a registry v3.1.1 really sent (one event per POST, the events v2 media type), captured
+# from the binary with every action: push, mount, pull, and deletes of a blob, a manifest and
+# a tag (3.x sends "mediaType": "" and "size": 0 on deletes, and "digest": "" on tag deletes).
+_V3_CAPTURED = json.loads(
+    (Path(__file__).parent / "data" / "events-registry-3.1.1.json").read_text()
+)
+_V3_KINDS = {
+    "blob push": Kind.WARM_BLOB,
+    "blob mount": Kind.WARM_BLOB,
+    "manifest push (tag)": Kind.WARM_MANIFEST,
+    "manifest push (index child, no tag)": Kind.WARM_MANIFEST,
+    "index push (tag)": Kind.WARM_MANIFEST,
+    "blob pull HEAD": Kind.ACCESS,
+    "blob pull GET": Kind.ACCESS,
+    "manifest pull GET by tag": Kind.ACCESS,
+    "manifest pull GET by digest / index child": Kind.ACCESS,
+    "manifest pull HEAD": Kind.ACCESS,
+    "blob delete (DELETE /v2/org/other/blobs/<L4>)": Kind.EVICT,
+    "manifest delete (DELETE /v2/org/other/manifests/<digest>)": Kind.EVICT,
+    "tag delete (DELETE /v2/team/app/manifests/tmp)": Kind.IGNORE,
+    "tag delete emitted by the manifest delete": Kind.IGNORE,
+}
+
+
+@pytest.mark.parametrize("name", sorted(_V3_CAPTURED))
+def test_registry_3_events_are_classified_as_2x_ones(name: str) -> None:
+    captured = _V3_CAPTURED[name]
+    assert captured["content_type"] == EVENTS_V2
+    (raw,) = parse_envelope(json.dumps(captured["body"]).encode())
+    classified = classify(raw)
+    assert isinstance(classified, Event), classified
+    assert classified.kind is _V3_KINDS[name]

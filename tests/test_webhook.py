@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +16,8 @@ from tests.support.redisdump import dump
 from tests.support.registry import free_port
 from worker.core.clients import build_state
 from worker.receiver.webhook import create_webhook
-from worker.settings import load_settings
+from worker.registry.mediatypes import EVENTS_V1, EVENTS_V2
+from worker.settings import RegistryVersion, load_settings
 from worker.state import StateStore
 
 TOKEN = "s3cret-token"
@@ -223,3 +225,33 @@ def test_health_and_readiness(state: StateStore, published: Published) -> None:
         assert ready.json()["failures"] == {"broker": "broker down"}
     with _client(state, published, checks={"state": state.ping}) as client:
         assert client.get("/readyz").json() == {"status": "ready"}
+
+
+@pytest.mark.parametrize(
+    ("configured", "content_type", "warned"),
+    [
+        (RegistryVersion.V2, EVENTS_V2, True),
+        (RegistryVersion.V3, EVENTS_V1, True),
+        (RegistryVersion.V3, EVENTS_V2, False),
+        (RegistryVersion.V2_0_AND_V2, EVENTS_V1, False),
+    ],
+)
+def test_events_of_another_registry_version_are_logged_once(
+    state: StateStore,
+    published: Published,
+    caplog: pytest.LogCaptureFixture,
+    configured: RegistryVersion,
+    content_type: str,
+    warned: bool,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="worker.receiver.webhook")
+    client = _client(state, published, registry_version=configured)
+    for n in range(2):
+        response = client.post(
+            "/events",
+            content=envelope(event("push", "team/app", D, event_id=f"v{n}")),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": content_type},
+        )
+        assert response.status_code == 202  # the events are handled all the same
+    lines = [r.getMessage() for r in caplog.records if "WARMER_REGISTRY_VERSION" in r.getMessage()]
+    assert len(lines) == (1 if warned else 0), lines

@@ -13,6 +13,7 @@ import redis
 from tests.support.oci import Image, layer, write_layout
 from tests.support.registry import delete, garbage_collect, head_blob, running_registry
 from tests.support.services import run_warmer_json
+from worker.demo.registry import RegistryBinary
 
 pytestmark = pytest.mark.e2e
 
@@ -20,8 +21,9 @@ DB = 12
 
 
 def test_reconcile_ends_stale_answers_after_garbage_collect(
-    redis_proc: Any, tmp_path: Path
+    redis_proc: Any, tmp_path: Path, binary: RegistryBinary
 ) -> None:
+    url = f"redis://{redis_proc.host}:{redis_proc.port}/{DB}"
     cache = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=DB)
     cache.flushdb()
     root = tmp_path / "storage"
@@ -29,9 +31,7 @@ def test_reconcile_ends_stale_answers_after_garbage_collect(
     doomed_layer = layer("doomed.txt", b"only in the deleted image")
     doomed = Image([shared, doomed_layer], label="doomed")
     kept = Image([shared, layer("kept.txt", b"kept")], label="kept")
-    with running_registry(
-        tmp_path / "r1", root=root, redis_port=redis_proc.port, redis_db=DB
-    ) as reg:
+    with running_registry(tmp_path / "r1", root=root, redis_url=url, binary=binary) as reg:
         reg.push(write_layout(tmp_path / "l1", doomed), "team/app:v1")
         reg.push(write_layout(tmp_path / "l2", kept), "keep/app:v1")
         reg.pull("team/app:v1", tmp_path / "p1")
@@ -48,15 +48,14 @@ def test_reconcile_ends_stale_answers_after_garbage_collect(
         / "data"
     ).exists()
 
-    with running_registry(
-        tmp_path / "r2", root=root, redis_port=redis_proc.port, redis_db=DB
-    ) as reg:
+    with running_registry(tmp_path / "r2", root=root, redis_url=url, binary=binary) as reg:
         # The problem: the deleted layer's data is gone, the registry says it is there.
         assert head_blob(reg, "team/app", doomed_layer.digest) == 200
         env = {
             **os.environ,
-            "WARMER_REDIS_URL": f"redis://{redis_proc.host}:{redis_proc.port}/{DB}",
+            "WARMER_REDIS_URL": url,
             "WARMER_STORAGE_ROOT": str(root),
+            "WARMER_REGISTRY_VERSION": binary.version.value,
         }
         summary = run_warmer_json(["reconcile"], env)
         assert summary["evicted_members"] >= 1

@@ -21,6 +21,8 @@ from tests.support.oci import Image, Index, layer, write_layout
 from tests.support.redisdump import dump
 from tests.support.registry import running_registry
 from tests.support.services import run_warmer_json
+from worker.demo.registry import RegistryBinary
+from worker.settings import RegistryVersion
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +36,10 @@ class Pushed:
     workdir: Path
     reference: dict[str, Any]
     redis_proc: Any
+    binary: RegistryBinary
+
+    def url(self, db: int) -> str:
+        return f"redis://{self.redis_proc.host}:{self.redis_proc.port}/{db}"
 
 
 def _dirname(name: str) -> str:
@@ -47,8 +53,11 @@ def _pull_all(registry: Any, into: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def pushed(redis_proc: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushed]:
+def pushed(
+    redis_proc: Any, tmp_path_factory: pytest.TempPathFactory, binary: RegistryBinary
+) -> Iterator[Pushed]:
     work = tmp_path_factory.mktemp("e2e")
+    base = f"redis://{redis_proc.host}:{redis_proc.port}"
     root = work / "storage"
     clients = {
         db: redis.Redis(host=redis_proc.host, port=redis_proc.port, db=db)
@@ -67,30 +76,30 @@ def pushed(redis_proc: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             ]
         ),
     }
-    with running_registry(work, root=root, redis_port=redis_proc.port, redis_db=PUSH_DB) as reg:
+    with running_registry(work, root=root, redis_url=f"{base}/{PUSH_DB}", binary=binary) as reg:
         for name, image in images.items():
             layout = write_layout(work / "layouts" / _dirname(name), image)
             reg.push(layout, name, all_platforms=isinstance(image, Index))
     with running_registry(
-        work, root=root, redis_port=redis_proc.port, redis_db=REFERENCE_DB
+        work, root=root, redis_url=f"{base}/{REFERENCE_DB}", binary=binary
     ) as reg:
         _pull_all(reg, work / "reference-pull")
         cold = reg.cache_counts()
         assert cold["Miss"] > 0  # the reference was filled by the registry itself
         print(f"cold full pull through an empty cache: {cold}")
     reference = dump(clients[REFERENCE_DB])
-    yield Pushed(root, work, reference, redis_proc)
+    yield Pushed(root, work, reference, redis_proc, binary)
     for c in clients.values():
         c.flushdb()
         c.close()
 
 
-def _warmer(pushed: Pushed, *args: str, schema: str = "blobdescriptor") -> dict[str, Any]:
+def _warmer(pushed: Pushed, *args: str, version: str | None = None) -> dict[str, Any]:
     env = {
         **os.environ,
-        "WARMER_REDIS_URL": f"redis://{pushed.redis_proc.host}:{pushed.redis_proc.port}/{WARM_DB}",
+        "WARMER_REDIS_URL": pushed.url(WARM_DB),
         "WARMER_STORAGE_ROOT": str(pushed.root),
-        "WARMER_SCHEMA": schema,
+        "WARMER_REGISTRY_VERSION": version or pushed.binary.version.value,
     }
     return run_warmer_json(list(args), env)
 
@@ -116,19 +125,24 @@ def test_rewarm_leaves_exactly_what_the_registry_fills_on_a_full_pull(
     assert (again["hits"], again["misses"]) == (17, 0)
 
 
-@pytest.mark.parametrize("schema", ["blobdescriptor", "both"])
 def test_a_first_pull_through_the_warmed_cache_misses_nothing(
-    pushed: Pushed, warm_db: redis.Redis, schema: str
+    pushed: Pushed, warm_db: redis.Redis
 ) -> None:
-    _warmer(pushed, "rewarm", schema=schema)
-    with running_registry(
-        pushed.workdir, root=pushed.root, redis_port=pushed.redis_proc.port, redis_db=WARM_DB
-    ) as reg:
-        _pull_all(reg, pushed.workdir / f"warm-pull-{schema}")
-        counts = reg.cache_counts()
-    print(f"first full pull through the warmed cache ({schema}): {counts}")
-    assert counts["Miss"] == 0, counts
-    assert counts["Hit"] == counts["Request"] > 0
+    # A 2.x registry is also served by the 2.0+2 fill (both field sets in one hash).
+    versions = [pushed.binary.version.value]
+    if pushed.binary.version is RegistryVersion.V2:
+        versions.append(RegistryVersion.V2_0_AND_V2.value)
+    for version in versions:
+        warm_db.flushdb()
+        _warmer(pushed, "rewarm", version=version)
+        with running_registry(
+            pushed.workdir, root=pushed.root, redis_url=pushed.url(WARM_DB), binary=pushed.binary
+        ) as reg:
+            _pull_all(reg, pushed.workdir / f"warm-pull-{version}")
+            counts = reg.cache_counts()
+        print(f"first full pull through the cache warmed for {version}: {counts}")
+        assert counts["Miss"] == 0, (version, counts)
+        assert counts["Hit"] == counts["Request"] > 0
 
 
 def test_fetch_and_exists_agree_with_the_registry(pushed: Pushed, warm_db: redis.Redis) -> None:

@@ -1,14 +1,25 @@
 """A real registry for the end-to-end tests: the demo's (``worker.demo.registry``), plus what
-only the tests do with it: copy within it, delete, HEAD a blob, garbage-collect."""
+only the tests do with it: which registries there are, copy within one, delete, HEAD a blob,
+garbage-collect.
+
+Debian's ``docker-registry`` (2.8.2) is on PATH. The 3.x registry is a static binary that the
+project does not ship: its path comes from ``WARMER_TEST_REGISTRY_V3`` (``.ci/run`` sets it to
+``../shared/registry-v3/registry`` when that file exists). Without it the 3.x scenarios skip,
+and under ``WARMER_REQUIRE_E2E=1`` they fail.
+"""
 
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.request
 
+import pytest
+
 from worker.demo.registry import (
-    REGISTRY_BIN,
+    DEBIAN_REGISTRY,
     Registry,
+    RegistryBinary,
     free_port,
     run,
     running_registry,
@@ -16,23 +27,49 @@ from worker.demo.registry import (
     tools_missing,
     wait_for,
 )
+from worker.settings import RegistryVersion
 
 __all__ = [
+    "REGISTRY_BINARIES",
+    "V3_VARIABLE",
     "Registry",
     "copy",
     "delete",
     "free_port",
     "garbage_collect",
     "head_blob",
+    "registry_binary",
     "running_registry",
     "tools_missing",
     "wait_for",
 ]
 
 
+#: Where the 3.x registry binary's path comes from.
+V3_VARIABLE = "WARMER_TEST_REGISTRY_V3"
+#: The registries every scenario runs against, by name (test ids).
+REGISTRY_BINARIES = ("registry-2.8", "registry-3")
+
+
+def registry_binary(name: str) -> RegistryBinary:
+    """The registry of that name; skip (or fail under WARMER_REQUIRE_E2E=1) when it is absent."""
+    if name == "registry-2.8":
+        return DEBIAN_REGISTRY
+    path = os.environ.get(V3_VARIABLE, "")
+    if path and os.access(path, os.X_OK):
+        return RegistryBinary(path, RegistryVersion.V3)
+    reason = (
+        f"registry 3.x scenarios need {V3_VARIABLE}=/path/to/registry (a v3.1 binary); "
+        f"got {path or 'nothing'}"
+    )
+    if os.environ.get("WARMER_REQUIRE_E2E") == "1":
+        pytest.fail(f"WARMER_REQUIRE_E2E=1 but {reason}")
+    pytest.skip(reason)
+
+
 def garbage_collect(registry: Registry) -> None:
-    """``docker-registry garbage-collect`` on the registry's config (storage)."""
-    run([REGISTRY_BIN, "garbage-collect", str(registry.config)])
+    """``REGISTRY garbage-collect`` on the registry's config (storage)."""
+    run([registry.binary.path, "garbage-collect", str(registry.config)])
 
 
 def copy(registry: Registry, source: str, destination: str) -> None:

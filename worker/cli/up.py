@@ -39,12 +39,11 @@ DEV_STORAGE_ROOT: Final = Path("var/registry")
 def registry_snippet(settings: Settings, host: str, port: int) -> str:
     """What to paste into the registry's config.yml for this warmer."""
     token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
-    cache = redis.Redis.from_url(settings.redis_url).connection_pool.connection_kwargs
     where = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return registry_config(
+        version=settings.registry_version,
         root=str(settings.storage_root),
-        redis_addr=f"{cache.get('host', 'localhost')}:{cache.get('port', 6379)}",
-        redis_db=cache.get("db", 0),
+        redis_url=settings.redis_url,
         notify_url=f"http://{where}:{port}/events",
         token=token,
     )

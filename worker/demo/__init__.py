@@ -20,7 +20,14 @@ import redis
 
 from worker.cache import BlobDescriptorCache
 from worker.demo.oci import Image, layer, write_layout
-from worker.demo.registry import Registry, free_port, running_registry, tools_missing, wait_for
+from worker.demo.registry import (
+    DEBIAN_REGISTRY,
+    Registry,
+    free_port,
+    running_registry,
+    tools_missing,
+    wait_for,
+)
 from worker.demo.services import warmer_process, webhook_ready
 from worker.errors import CacheMissError, ConfigError
 from worker.processes import throwaway_redis
@@ -54,6 +61,8 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
             "WARMER_STATE_URL": f"{base}/{_STATE_DB}",
             "WARMER_STORAGE_ROOT": str(root),
             "WARMER_WEBHOOK_TOKEN": _TOKEN,
+            # The demo's registries are Debian's docker-registry: 2.8.
+            "WARMER_REGISTRY_VERSION": DEBIAN_REGISTRY.version.value,
         }
         hook = free_port()
         url = f"http://127.0.0.1:{hook}"
@@ -73,17 +82,16 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
             running_registry(
                 work / "origin",
                 root=root,
-                redis_port=port,
-                redis_db=_ORIGIN_DB,
+                redis_url=f"{base}/{_ORIGIN_DB}",
                 notify_url=f"{url}/events",
                 token=_TOKEN,
             )
         )
         plain = stack.enter_context(
-            running_registry(work / "plain", root=root, redis_port=port, redis_db=_PLAIN_DB)
+            running_registry(work / "plain", root=root, redis_url=f"{base}/{_PLAIN_DB}")
         )
         warmed = stack.enter_context(
-            running_registry(work / "warmed", root=root, redis_port=port, redis_db=_WARMED_DB)
+            running_registry(work / "warmed", root=root, redis_url=f"{base}/{_WARMED_DB}")
         )
         image = Image(
             [
@@ -95,7 +103,7 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
         say(f"pushing {_IMAGE} (config, 2 layers) to the origin registry ...")
         origin.push(write_layout(work / "image", image), _IMAGE)
         state = StateStore(redis.Redis(port=port, db=_STATE_DB))
-        cache = BlobDescriptorCache(redis.Redis(port=port, db=_WARMED_DB))
+        cache = BlobDescriptorCache(redis.Redis(port=port, db=_WARMED_DB), DEBIAN_REGISTRY.version)
         repository = _IMAGE.partition(":")[0]
 
         def warm() -> bool:

@@ -1,5 +1,6 @@
-"""A real registry (Debian's ``docker-registry``) on free ports, driven by ``skopeo``: for the
-demo (the end-to-end tests add what only they need, in ``tests/support/registry.py``)."""
+"""A real registry on free ports, driven by ``skopeo``: for the demo (Debian's
+``docker-registry``, 2.8) and the end-to-end tests (that one, and a 3.x binary), which add what
+only they need in ``tests/support/registry.py``."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from pathlib import Path
 
 from worker.processes import free_port
 from worker.registry.config import registry_config
+from worker.settings import RegistryVersion
 
 __all__ = [
+    "DEBIAN_REGISTRY",
     "Registry",
+    "RegistryBinary",
     "free_port",
     "run",
     "running_registry",
@@ -29,6 +33,18 @@ __all__ = [
 
 REGISTRY_BIN = "docker-registry"
 SKOPEO_BIN = "skopeo"
+
+
+@dataclass(frozen=True)
+class RegistryBinary:
+    """A registry program and the generation it is (its config and metrics differ)."""
+
+    path: str
+    version: RegistryVersion
+
+
+#: Debian's package: distribution 2.8.2.
+DEBIAN_REGISTRY = RegistryBinary(REGISTRY_BIN, RegistryVersion.V2)
 
 
 def wait_for(condition: object, timeout: float = 20.0, what: str = "condition") -> None:
@@ -51,6 +67,7 @@ class Registry:
     process: subprocess.Popen[bytes]
     log: Path
     config: Path
+    binary: RegistryBinary = DEBIAN_REGISTRY
 
     def push(self, layout: Path, name: str, *, all_platforms: bool = False) -> None:
         """``skopeo copy`` an OCI layout (``DIR:TAG``) to ``name`` (``repo:tag``)."""
@@ -62,12 +79,22 @@ class Registry:
         skopeo_copy(f"docker://{self.addr}/{name}", f"oci:{into}:x", all_platforms=True)
 
     def cache_counts(self) -> dict[str, int]:
-        """``registry_storage_cache_total`` by type (Request, Hit, Miss) from the debug port."""
+        """The registry's own cache figures (Request, Hit, Miss) from its debug port.
+
+        2.x counts ``registry_storage_cache_total{type=...}``; 3.x counts requests and hits
+        (``registry_storage_cache_requests_total``, ``..._hits_total``): misses are the rest.
+        """
         text = urllib.request.urlopen(f"http://{self.debug_addr}/metrics", timeout=5).read()
+        text = text.decode()
         counts = {"Request": 0, "Hit": 0, "Miss": 0}
         pattern = r'^registry_storage_cache_total\{type="(\w+)"\} (\S+)$'
-        for kind, value in re.findall(pattern, text.decode(), re.MULTILINE):
+        for kind, value in re.findall(pattern, text, re.MULTILINE):
             counts[kind] = int(float(value))
+        for kind, name in (("Request", "requests"), ("Hit", "hits")):
+            found = re.search(rf"^registry_storage_cache_{name}_total (\S+)$", text, re.MULTILINE)
+            if found:
+                counts[kind] = int(float(found[1]))
+                counts["Miss"] = counts["Request"] - counts["Hit"]
         return counts
 
 
@@ -88,7 +115,7 @@ def run(args: list[str]) -> None:
 
 
 def tools_missing() -> list[str]:
-    """The end-to-end tools not on PATH."""
+    """The end-to-end tools (Debian's registry, skopeo) not on PATH."""
     return [b for b in (REGISTRY_BIN, SKOPEO_BIN) if shutil.which(b) is None]
 
 
@@ -97,12 +124,13 @@ def running_registry(
     workdir: Path,
     *,
     root: Path,
-    redis_port: int,
-    redis_db: int,
+    redis_url: str,
     notify_url: str | None = None,
     token: str = "test-token",
+    binary: RegistryBinary = DEBIAN_REGISTRY,
+    environment: dict[str, str] | None = None,
 ) -> Iterator[Registry]:
-    """Start ``docker-registry serve`` on free ports with a Redis blob-descriptor cache."""
+    """Start ``BINARY serve`` on free ports with a Redis blob-descriptor cache at ``redis_url``."""
     port, debug_port = free_port(), free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
@@ -115,9 +143,9 @@ http:
   debug: {{addr: "127.0.0.1:{debug_port}", prometheus: {{enabled: true, path: /metrics}}}}
 """
         + registry_config(
+            version=binary.version,
             root=root,
-            redis_addr=f"127.0.0.1:{redis_port}",
-            redis_db=redis_db,
+            redis_url=redis_url,
             notify_url=notify_url,
             token=token,
             delete=True,
@@ -126,8 +154,10 @@ http:
     )
     log = workdir / f"registry-{port}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=out, stderr=out)
-    reg = Registry(f"127.0.0.1:{port}", f"127.0.0.1:{debug_port}", root, proc, log, config)
+        proc = subprocess.Popen(
+            [binary.path, "serve", str(config)], stdout=out, stderr=out, env=environment
+        )
+    reg = Registry(f"127.0.0.1:{port}", f"127.0.0.1:{debug_port}", root, proc, log, config, binary)
     try:
         wait_for(
             lambda: _answers(f"http://{reg.addr}/v2/") or proc.poll() is not None,

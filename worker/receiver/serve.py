@@ -54,6 +54,7 @@ def build_webhook(
         publish=tracked_publisher(app),
         token=token,
         max_body=max_body,
+        registry_version=settings.registry_version,
         checks={
             "cache": build_cache(settings).ping,
             "state": state.ping,

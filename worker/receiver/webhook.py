@@ -39,6 +39,7 @@ from worker.receiver.batcher import DEFAULT_MAX_SIZE, DEFAULT_WINDOW, Batcher
 from worker.receiver.metrics import expvar, prometheus_text
 from worker.registry.events import Event, Kind, Message, Rejected, classify, parse_envelope
 from worker.registry.mediatypes import EVENTS_V1, EVENTS_V2
+from worker.settings import RegistryVersion
 from worker.state import StateStore
 
 __all__ = ["ACCEPTED_CONTENT_TYPES", "DEFAULT_MAX_BODY", "create_webhook"]
@@ -69,8 +70,12 @@ def create_webhook(
     checks: Mapping[str, Callable[[], None]] | None = None,
     window: float = DEFAULT_WINDOW,
     max_size: int = DEFAULT_MAX_SIZE,
+    registry_version: RegistryVersion | None = None,
 ) -> Starlette:
     """The receiver's ASGI app. ``token=None`` accepts every caller (``--insecure-no-auth``).
+
+    ``registry_version`` (the configured one) is checked against the events' media type: a
+    3.x registry sends ``events.v2``, a 2.x one ``events.v1``; a mismatch is logged once.
 
     ``publish`` sends one batch of event messages to the broker (raising when it cannot);
     requests arriving within ``window`` seconds share a batch of at most ``max_size``.
@@ -87,6 +92,7 @@ def create_webhook(
 
     batcher = Batcher(publish_and_mark, window=window, max_size=max_size)
     receiver = _Receiver(state, batcher, token, max_body, dict(checks or {}))
+    receiver.registry_version = registry_version
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -120,6 +126,7 @@ class _Receiver:
         self._max_body = max_body
         self._checks = checks
         self.counts: Counter[str] = Counter()
+        self.registry_version: RegistryVersion | None = None
 
     async def events(self, request: Request) -> JSONResponse:
         expected = self._expected
@@ -129,6 +136,7 @@ class _Receiver:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in ACCEPTED_CONTENT_TYPES:
             return _error(415, f"content type {media or '(none)'} is not a registry's events type")
+        self._check_version(media)
         body = await _read_body(request, self._max_body)
         if body is None:
             return _error(413, f"body is over {self._max_body} bytes")
@@ -178,6 +186,23 @@ class _Receiver:
         }
         self.counts.update(figures)
         return JSONResponse(figures, status_code=202)
+
+    def _check_version(self, media: str) -> None:
+        # The cache a 3.x registry reads differs from a 2.x one's: a wrong
+        # WARMER_REGISTRY_VERSION leaves first pulls missing. The events tell which it is.
+        version = self.registry_version
+        sent = {EVENTS_V1: "2", EVENTS_V2: "3"}.get(media)
+        if version is None or sent is None or version.value.endswith(sent):
+            return
+        _log.warning(
+            "the registry sends %s events (registry %s.x) but WARMER_REGISTRY_VERSION=%s: "
+            "set WARMER_REGISTRY_VERSION=%s, or the warmed cache will not be the one it reads",
+            media,
+            sent,
+            version.value,
+            sent,
+        )
+        self.registry_version = None  # once is enough
 
     async def healthz(self, _: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "counts": dict(self.counts)})
