@@ -25,9 +25,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
-__all__ = ["RedisTarget", "connect", "is_cluster", "parse_redis_url"]
+__all__ = ["RedisTarget", "connect", "is_cluster", "is_sentinel", "parse_redis_url"]
 
 _SCHEMES: Final = ("redis", "rediss", "unix")
 _TLS_OPTIONS: Final = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
@@ -158,6 +158,11 @@ def connect(url: str, timeout: float, *, decode: bool = False) -> redis.Redis:
         return cast("redis.Redis", master)
     ((host, port),) = target.hosts
     return redis.Redis(host=host, port=port, db=target.db, **credentials, **tls, **common)
+
+
+def is_sentinel(client: redis.Redis) -> bool:
+    """True for a client of a master found through Sentinels (replicated, may fail over)."""
+    return isinstance(client.connection_pool, SentinelConnectionPool)
 
 
 def is_cluster(client: redis.Redis) -> bool:

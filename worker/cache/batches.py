@@ -22,7 +22,10 @@ import redis
 
 from worker.cache.keys import MEDIATYPE
 
-__all__ = ["Batches", "PipelineBatches", "ScriptBatches"]
+__all__ = ["Batches", "PipelineBatches", "ScriptBatches", "execute_replicated"]
+
+#: How long a write waits for a replica to confirm it (milliseconds).
+REPLICA_WAIT_MS: Final = 1000
 
 # On one server a batch is one script each way: Python's per-command cost in a pipeline (about
 # 5 us) would otherwise dominate a walk of millions of links. Membership goes in SADDs of up to
@@ -82,10 +85,32 @@ class Batches(Protocol):
         ...
 
 
-class ScriptBatches:
-    """One server: each batch is one EVALSHA (redis-py loads the script when it is missing)."""
+def execute_replicated(pipe: Any, replicas: int) -> list[Any]:
+    """Run a pipeline of writes; with ``replicas``, only once that many replicas have them.
 
-    def __init__(self, client: redis.Redis) -> None:
+    Behind a Sentinel a master that was just replaced still takes writes until the Sentinel
+    turns it into a replica, which drops them. ``WAIT`` on the same connection tells: the old
+    master has no replica left, so the write is refused here and tried again on the new one.
+    """
+    if replicas:
+        pipe.execute_command("WAIT", replicas, REPLICA_WAIT_MS)
+    replies: list[Any] = pipe.execute()
+    if replicas and int(replies[-1]) < replicas:
+        raise redis.RedisError(
+            f"no replica confirmed the write within {REPLICA_WAIT_MS} ms (a failover?)"
+        )
+    return replies
+
+
+class ScriptBatches:
+    """One server: each batch is one EVALSHA (redis-py loads the script when it is missing).
+
+    ``replicas``: how many replicas must confirm a write (behind a Sentinel: one).
+    """
+
+    def __init__(self, client: redis.Redis, replicas: int = 0) -> None:
+        self._redis = client
+        self._replicas = replicas
         self._read = client.register_script(_READ_LUA)
         self._write = client.register_script(_WRITE_LUA)
 
@@ -94,7 +119,12 @@ class ScriptBatches:
         return reply
 
     def write(self, keys: Sequence[str], args: Sequence[Any]) -> None:
-        self._write(keys, args)
+        if not self._replicas:
+            self._write(keys, args)
+            return
+        pipe = self._redis.pipeline(transaction=False)  # the WAIT must share its connection
+        self._write(keys, args, client=pipe)
+        execute_replicated(pipe, self._replicas)
 
 
 class PipelineBatches:

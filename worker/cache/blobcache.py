@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from worker.cache.batches import Batches, PipelineBatches, ScriptBatches
+from worker.cache.batches import Batches, PipelineBatches, ScriptBatches, execute_replicated
 from worker.cache.keys import (
     GLOBAL_FIELDS,
     blob_key,
@@ -35,7 +35,7 @@ from worker.cache.keys import (
     repository_of_blobs_key,
     repository_pattern,
 )
-from worker.connections import is_cluster
+from worker.connections import is_cluster, is_sentinel
 from worker.errors import CacheError, CacheMissError
 from worker.registry import reference
 from worker.registry.descriptor import Descriptor
@@ -56,8 +56,10 @@ class BlobDescriptorCache:
     def __init__(self, client: redis.Redis, version: RegistryVersion = RegistryVersion.V3) -> None:
         self._redis = client
         self.version = version
+        # Behind a Sentinel a write counts once a replica has it: a failover cannot drop it.
+        self._replicas = 1 if is_sentinel(client) else 0
         self._batches: Batches = (
-            PipelineBatches(client) if is_cluster(client) else ScriptBatches(client)
+            PipelineBatches(client) if is_cluster(client) else ScriptBatches(client, self._replicas)
         )
 
     def __repr__(self) -> str:
@@ -214,7 +216,7 @@ class BlobDescriptorCache:
             fields = [f for f in GLOBAL_FIELDS if self._writes_field(f)]
             for d in digests:
                 pipe.hdel(blob_key(d), *fields)
-        self._call(pipe.execute)
+        self._call(execute_replicated, pipe, self._replicas)
 
     def _writes_field(self, field: str) -> bool:
         if field in ("path", "length"):
