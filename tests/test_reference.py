@@ -31,12 +31,11 @@ SHA256 = "sha256:" + "a" * 64
         "a---b",
         "x" * 255,
         "0/1",
-        # 2.8's grammar: an optional first HOST[:PORT]/ component, the host in either case.
+        # 2.8's grammar: an optional first HOST[:PORT]/ component.
         "localhost:5000/app",
         "localhost/app",
-        "Registry.Example-1.com:443/team/app",
+        "registry.example-1.com:443/team/app",
         "10.0.0.1:5000/a/b",
-        "A/app",
         "[::1]:5000/app",  # distribution 3.x: a bracketed IPv6 host
         "team/manifests",
         "manifests/app",
@@ -67,6 +66,8 @@ def test_repository_name_accepts_distribution_grammar(name: str) -> None:
         "a\x00b",
         "a/b\n",
         "localhost:5000",
+        "A/app",  # the grammar allows a capital in a host, the registry does not
+        "Registry.Example:443/app",
         "localhost:/app",
         "localhost:5000:1/app",
         "-host/app",

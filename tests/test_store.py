@@ -122,13 +122,13 @@ def test_repositories_walks_names_with_a_host_component(
 ) -> None:
     # 2.8 accepts a first HOST[:PORT]/ component; the host alone is no repository.
     caplog.set_level(logging.WARNING, logger="worker.storage.filesystem")
-    for name in ("localhost:5000/app", "Reg.Example:443/team/app", "team/manifests"):
+    for name in ("localhost:5000/app", "reg.example:443/team/app", "team/manifests"):
         layout.link(name, layout.blob(name.encode()))
     host_only = layout.store.root / "docker/registry/v2/repositories/localhost:5000/_layers"
     host_only.mkdir(parents=True)
     assert sorted(layout.store.repositories()) == [
-        "Reg.Example:443/team/app",
         "localhost:5000/app",
+        "reg.example:443/team/app",
         "team/manifests",
     ]
     assert "'localhost:5000'" in caplog.text

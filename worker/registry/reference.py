@@ -35,12 +35,13 @@ DIGEST_ALGORITHMS: Final = {"sha256": 64, "sha512": 128}
 # same language (an empty separator only splits one alphanumeric run in two) unambiguously.
 _COMPONENT: Final = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REMOTE_RE: Final = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-# The optional first component, a registry host: dot-separated labels of letters (either case),
-# digits and inner dashes, or a bracketed IPv6 address (distribution 3.x), then an optional
-# ":port". 2.8's grammar is the same without the IPv6 form. No label is "." or "..", no "/"
-# inside; each label ends at a "." or ":", so the regex stays linear.
-_LABEL: Final = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_DOMAIN_RE: Final = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?")
+# The optional first component, a registry host: dot-separated labels of letters, digits and
+# inner dashes, or a bracketed IPv6 address (distribution 3.x), then an optional ":port". The
+# grammar allows capitals in a host; the registry refuses them ("repository name must be
+# lowercase"), and so does the warmer. No label is "." or "..", no "/" inside; each label ends
+# at a "." or ":", so the regex stays linear.
+_LABEL: Final = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_DOMAIN_RE: Final = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[a-f0-9:]+\])(?::[0-9]+)?")
 _TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST_RE: Final = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
 
