@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -214,6 +215,7 @@ def test_without_a_token_everyone_is_accepted(state: StateStore, published: Publ
 def test_health_and_readiness(
     state: StateStore, published: Published, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="worker.receiver.webhook")
     secret = "amqp://warmer:s3cret-pw@rabbit.internal:5672//"
 
     def broken() -> None:
