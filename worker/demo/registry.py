@@ -101,8 +101,10 @@ def running_registry(
     redis_db: int,
     notify_url: str | None = None,
     token: str = "test-token",
+    extra_config: str = "",
 ) -> Iterator[Registry]:
-    """Start ``docker-registry serve`` on free ports with a Redis blob-descriptor cache."""
+    """Start ``docker-registry serve`` on free ports with a Redis blob-descriptor cache;
+    ``extra_config`` is more top-level YAML (``validation:`` for manifests with urls)."""
     port, debug_port = free_port(), free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
@@ -123,6 +125,7 @@ http:
             delete=True,
         )
         + "\n"
+        + extra_config
     )
     log = workdir / f"registry-{port}.log"
     with log.open("wb") as out:
