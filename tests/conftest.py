@@ -30,6 +30,8 @@ outage_redis_proc = factories.redis_proc()
 
 #: The caller's variables that would reach the warmer (in this process or any it starts).
 CALLER_PREFIXES = ("WARMER_", "SENTRY_")
+#: ... but for the suite's own switch (CI's "skips are failures"), which no warmer reads.
+KEPT = ("WARMER_REQUIRE_E2E",)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -41,7 +43,7 @@ def _hermetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("cwd")
     with pytest.MonkeyPatch.context() as patch:
         for name in list(os.environ):
-            if name.startswith(CALLER_PREFIXES):
+            if name.startswith(CALLER_PREFIXES) and name not in KEPT:
                 patch.delenv(name)
         patch.chdir(home)
         yield home
