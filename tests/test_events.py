@@ -71,10 +71,14 @@ def test_the_url_decides_over_the_media_type_and_may_be_escaped_or_prefixed() ->
     classified = classify(raw)
     assert isinstance(classified, Event)
     assert classified.kind is Kind.WARM_BLOB
-    # Without a URL the media type decides.
+    # Without a URL, or with one that is none, the media type decides.
     raw = event("push", "app", D)
     del raw["target"]["url"]
     assert classify(raw) == Event(raw["id"], Kind.WARM_BLOB, "app", D)
+    for url in ["http://[::1/v2/app/blobs/x", 42, None, "", "/manifests/"]:
+        raw = event("push", "app", D, media_type=DOCKER_SCHEMA2)
+        raw["target"]["url"] = url
+        assert classify(raw) == Event(raw["id"], Kind.WARM_MANIFEST, "app", D)
 
 
 @pytest.mark.parametrize(

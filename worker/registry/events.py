@@ -129,8 +129,11 @@ def _is_manifest(target: Mapping[str, Any], repository: str, digest: str) -> boo
     # sends blobs as application/octet-stream and manifests with their own media type: that
     # decides when the URL is missing or says neither.
     url = target.get("url")
-    if isinstance(url, str):
-        path = unquote(urlsplit(url).path)
+    try:
+        path = unquote(urlsplit(url).path) if isinstance(url, str) else ""
+    except ValueError:  # not a URL at all ("http://[x"): the media type decides
+        path = ""
+    if path:
         if path.endswith(f"/{repository}/blobs/{digest}"):
             return False
         references = {digest, target.get("tag")} - {None, ""}
