@@ -148,3 +148,13 @@ def test_the_message_shows_no_password(lru_port: int) -> None:
     with pytest.raises(EvictingRedisError) as caught:
         check_never_evicts(settings)
     assert "s3cret-pw" not in str(caught.value)
+
+
+def test_a_url_that_is_no_url_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    env = _env(
+        "redis://127.0.0.1:notaport/0", "redis://127.0.0.1:1/1", "redis://:pw@x:2/2", tmp_path
+    )
+    result = CliRunner().invoke(app, ["worker"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "invalid Redis URL" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

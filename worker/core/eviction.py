@@ -18,7 +18,7 @@ from typing import Final, NamedTuple
 
 import redis
 
-from worker.errors import EvictingRedisError
+from worker.errors import ConfigError, EvictingRedisError
 from worker.settings import Settings, redact_url
 
 __all__ = ["OVERRIDE", "check_never_evicts", "eviction_problem"]
@@ -80,9 +80,16 @@ def eviction_problem(settings: Settings) -> str | None:
     return None
 
 
+def _client(url: str, **options: float) -> redis.Redis:
+    try:
+        return redis.Redis.from_url(url, **options)
+    except ValueError as exc:  # a port that is no number, a DB that is none...
+        raise ConfigError(f"invalid Redis URL {redact_url(url)}: {exc}") from None
+
+
 def _address(url: str) -> tuple[str, ...]:
     # Only when the cache does not answer: the same host and port (or socket) is one server.
-    kwargs = redis.Redis.from_url(url).connection_pool.connection_kwargs
+    kwargs = _client(url).connection_pool.connection_kwargs
     if "path" in kwargs:
         return ("unix", str(kwargs["path"]))
     host = str(kwargs.get("host", "localhost")).lower()
@@ -91,7 +98,7 @@ def _address(url: str) -> tuple[str, ...]:
 
 
 def _server(url: str, role: str) -> _Server | None:
-    client = redis.Redis.from_url(url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT)
+    client = _client(url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT)
     try:
         server = client.info("server")
         memory = client.info("memory")
