@@ -15,6 +15,7 @@ import redis
 from pytest_redis import factories
 
 from tests.support.layout import LayoutWriter
+from tests.support.redisdbs import DB, DB_COUNT
 from tests.support.registry import tools_missing
 from worker.cache import BlobDescriptorCache
 from worker.core.service import CachedBlobService
@@ -22,13 +23,31 @@ from worker.settings import RegistryVersion
 from worker.state import StateStore
 from worker.storage.filesystem import FilesystemStore
 
-# Two servers on free ports: one the tests share, and one that tests stop to see the
-# warmer survive an outage.
-redis_proc = factories.redis_proc(db_count=16)
+# Two servers on free ports: one the tests share (its DBs named in tests/support/redisdbs.py),
+# and one that tests stop to see the warmer survive an outage.
+redis_proc = factories.redis_proc(db_count=DB_COUNT)
 outage_redis_proc = factories.redis_proc()
 
-CACHE_DB = 0
-STATE_DB = 2
+#: The caller's variables that would reach the warmer (in this process or any it starts).
+CALLER_PREFIXES = ("WARMER_", "SENTRY_")
+#: ... but for the suite's own switches, which no warmer reads: CI's "skips are failures", and
+#: where the registry 3.x binary is (tests/support/registry.py).
+KEPT = ("WARMER_REQUIRE_E2E", "WARMER_TEST_REGISTRY_V3")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _hermetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The suite ignores the caller's environment and ``.env``: settings are read from the
+    environment and a ``.env`` in the working directory, by this process and every warmer,
+    celery or registry process a test starts. So the session drops the caller's ``WARMER_*``
+    and ``SENTRY_*`` variables and works in an empty directory; tests give what they need."""
+    home = tmp_path_factory.mktemp("cwd")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(CALLER_PREFIXES) and name not in KEPT:
+                patch.delenv(name)
+        patch.chdir(home)
+        yield home
 
 
 def _flushed(proc: Any, db: int) -> Iterator[redis.Redis]:
@@ -42,13 +61,13 @@ def _flushed(proc: Any, db: int) -> Iterator[redis.Redis]:
 @pytest.fixture
 def cache_redis(redis_proc: Any) -> Iterator[redis.Redis]:
     """A client of the registry cache DB, empty before and after each test."""
-    yield from _flushed(redis_proc, CACHE_DB)
+    yield from _flushed(redis_proc, DB.CACHE)
 
 
 @pytest.fixture
 def state_redis(redis_proc: Any) -> Iterator[redis.Redis]:
     """A client of the warmer's own state DB, empty before and after each test."""
-    yield from _flushed(redis_proc, STATE_DB)
+    yield from _flushed(redis_proc, DB.STATE)
 
 
 @pytest.fixture

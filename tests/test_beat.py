@@ -9,6 +9,7 @@ from typing import Any
 import redis
 
 from tests.support.layout import LayoutWriter
+from tests.support.redisdbs import DB, shared_env
 from tests.support.registry import wait_for
 from tests.support.results import task_metas
 from tests.support.services import warmer_process
@@ -30,13 +31,10 @@ def test_beat_runs_the_scheduled_jobs_and_their_results_are_kept(
     tmp_path: Path,
 ) -> None:
     layout.image("team/app", "v1", b"a", b"b")
-    base = f"redis://{redis_proc.host}:{redis_proc.port}"
-    broker = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=6)
+    broker = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=DB.BEAT_BROKER)
     broker.flushdb()
     env = {
-        "WARMER_REDIS_URL": f"{base}/0",
-        "WARMER_STATE_URL": f"{base}/2",
-        "WARMER_BROKER_URL": f"{base}/6",
+        **shared_env(redis_proc, broker=DB.BEAT_BROKER),
         "WARMER_STORAGE_ROOT": str(layout.store.root),
         "WARMER_STATS_INTERVAL": "1",
         "WARMER_REWARM_SCHEDULE": "3600",  # not within the test: the start-up one must do

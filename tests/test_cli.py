@@ -14,6 +14,7 @@ import redis
 from typer.testing import CliRunner
 
 from tests.support.layout import LayoutWriter
+from tests.support.redisdbs import shared_env
 from tests.support.registry import free_port
 from worker.cli import app
 
@@ -24,7 +25,7 @@ ABSENT = "sha256:" + "0" * 64
 def env(redis_proc: Any, cache_redis: redis.Redis, layout: LayoutWriter) -> dict[str, str]:
     layout.store.root.mkdir(parents=True, exist_ok=True)
     return {
-        "WARMER_REDIS_URL": f"redis://{redis_proc.host}:{redis_proc.port}/0",
+        "WARMER_REDIS_URL": shared_env(redis_proc)["WARMER_REDIS_URL"],
         "WARMER_STORAGE_ROOT": str(layout.store.root),
     }
 

@@ -13,6 +13,7 @@ import redis
 from typer.testing import CliRunner
 
 from tests.support.notifications import event
+from tests.support.redisdbs import DB, shared_env
 from worker.cli import app
 from worker.state import StateStore
 
@@ -20,20 +21,14 @@ D = "sha256:" + "d" * 64
 
 
 def _env(redis_proc: Any, tmp_path: Path) -> dict[str, str]:
-    base = f"redis://{redis_proc.host}:{redis_proc.port}"
-    return {
-        "WARMER_REDIS_URL": f"{base}/0",
-        "WARMER_STATE_URL": f"{base}/2",
-        "WARMER_BROKER_URL": f"{base}/1",
-        "WARMER_STORAGE_ROOT": str(tmp_path),
-    }
+    return {**shared_env(redis_proc), "WARMER_STORAGE_ROOT": str(tmp_path)}
 
 
 def test_deadletter_list_replay_purge(
     redis_proc: Any, state: StateStore, state_redis: redis.Redis, tmp_path: Path
 ) -> None:
     env = _env(redis_proc, tmp_path)
-    broker = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=1)
+    broker = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=DB.BROKER)
     broker.flushdb()
     state.dead_letter(
         [
@@ -71,7 +66,7 @@ def test_celery_command_line_finds_the_app_and_its_tasks(redis_proc: Any, tmp_pa
         text=True,
         timeout=60,
         check=False,
-        cwd=Path(__file__).parent.parent,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert "warmer" in proc.stdout

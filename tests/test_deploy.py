@@ -6,15 +6,18 @@ No Docker engine runs here: the compose file is checked against the compose-spec
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import tomllib
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -46,21 +49,79 @@ def test_compose_file_follows_the_compose_spec() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_docker_compose_accepts_the_file() -> None:
+def _docker_compose(
+    env_file: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     if shutil.which("docker-compose") is None:
         if os.environ.get("WARMER_REQUIRE_E2E") == "1":
             pytest.fail("docker-compose is not installed (WARMER_REQUIRE_E2E=1)")
         pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
-    proc = subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE), "config", "-q"],
-        env={**os.environ, **ENV},
+    # Only what the test gives: no variable of the caller's, no .env of the checkout.
+    base = {k: v for k, v in os.environ.items() if k not in (*ENV, "PUBLISH_ADDRESS")}
+    return subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "--env-file", str(env_file), *args],
+        env={**base, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
         cwd=ROOT,
     )
+
+
+def _resolved(tmp_path: Path, **values: str) -> dict[str, Any]:
+    env_file = tmp_path / "resolved.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in {**ENV, **values}.items()))
+    proc = _docker_compose(env_file, "config")
     assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = yaml.safe_load(proc.stdout)
+    return data
+
+
+def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    proc = _docker_compose(empty, "config", "-q", env=ENV)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_compose_refuses_the_example_env_until_each_secret_is_set(tmp_path: Path) -> None:
+    # `cp .env.example .env` and nothing more: refused, naming the variable to set.
+    env_file = tmp_path / ".env"
+    example = (ROOT / ".env.example").read_text()
+    env_file.write_text(example)
+    proc = _docker_compose(env_file, "config", "-q")
+    assert proc.returncode != 0
+    assert "set WARMER_WEBHOOK_TOKEN in .env" in proc.stderr
+    env_file.write_text(example.replace("WARMER_WEBHOOK_TOKEN=\n", "WARMER_WEBHOOK_TOKEN=x1\n"))
+    proc = _docker_compose(env_file, "config", "-q")
+    assert proc.returncode != 0
+    assert "set FLOWER_PASSWORD in .env" in proc.stderr
+    # The old example's placeholders are gone: no value in it is one anybody could start with.
+    assert "change-me" not in example.lower()
+
+
+def test_compose_publishes_on_localhost_only_and_never_the_webhook(tmp_path: Path) -> None:
+    services = _resolved(tmp_path)["services"]
+    published = {
+        name: [p if isinstance(p, str) else p.get("host_ip") for p in s.get("ports", [])]
+        for name, s in services.items()
+    }
+    assert published["registry"] == ["127.0.0.1:5000:5000/tcp"]
+    assert published["flower"] == ["127.0.0.1:5555:5555/tcp"]
+    assert all(not ports for name, ports in published.items() if name not in ("registry", "flower"))
+    # Published to every network only when the operator says so.
+    services = _resolved(tmp_path, PUBLISH_ADDRESS="0.0.0.0")["services"]
+    assert services["registry"]["ports"] == ["0.0.0.0:5000:5000/tcp"]
+
+
+def test_the_token_reaches_the_registry_as_is(tmp_path: Path) -> None:
+    # Every character a token may hold, in the resolved compose file: no shell, no sed.
+    token = "Ab0-._~+/x=="
+    registry = _resolved(tmp_path, WARMER_WEBHOOK_TOKEN=token)["services"]["registry"]
+    assert "entrypoint" not in registry
+    (endpoint,) = yaml.safe_load(registry["environment"]["REGISTRY_NOTIFICATIONS_ENDPOINTS"])
+    assert endpoint["headers"]["Authorization"] == [f"Bearer {token}"]
 
 
 def test_compose_holds_every_service_in_a_healthy_order() -> None:
@@ -93,6 +154,13 @@ def test_the_cache_evicts_and_the_broker_never_does() -> None:
     assert services["broker"]["volumes"]
 
 
+def _endpoints(token: str, url: str | None = None) -> str:
+    """The compose file's REGISTRY_NOTIFICATIONS_ENDPOINTS, interpolated as compose does."""
+    raw: str = _compose()["services"]["registry"]["environment"]["REGISTRY_NOTIFICATIONS_ENDPOINTS"]
+    value = re.sub(r"\$\{WARMER_WEBHOOK_TOKEN:\?[^}]*\}", lambda _: token, raw)
+    return value.replace("http://webhook:8000/events", url) if url else value
+
+
 def test_compose_runs_registry_3_unless_told_2() -> None:
     services = _compose()["services"]
     assert services["registry"]["image"] == "registry:${WARMER_REGISTRY_VERSION:-3}"
@@ -108,35 +176,51 @@ def test_registry_config_is_what_the_warmer_is_told_and_what_the_docs_say(versio
     env = _compose()["services"]["webhook"]["environment"]
     cache_url = env["WARMER_REDIS_URL"]
     assert config["storage"]["cache"]["blobdescriptor"] == "redis"
+    assert ("addrs" in config["redis"]) is (version == "3")  # 3.x ignores a 2.x addr:
     assert config["storage"]["filesystem"]["rootdirectory"] == env["WARMER_STORAGE_ROOT"]
-    (endpoint,) = config["notifications"]["endpoints"]
+    (endpoint,) = yaml.safe_load(_endpoints("t0ken"))
     assert endpoint["url"] == "http://webhook:8000/events"
-    assert endpoint["headers"]["Authorization"] == ["Bearer __WARMER_WEBHOOK_TOKEN__"]
-    # The snippet `warmer up` prints (and the README shows) for that version has the same shape.
+    assert endpoint["headers"]["Authorization"] == ["Bearer t0ken"]
+    # The snippet `warmer up --dev` prints (and the README shows) for that version has the
+    # same shape.
     settings = load_settings(
         redis_url=cache_url,
         storage_root=env["WARMER_STORAGE_ROOT"],
-        webhook_token="__WARMER_WEBHOOK_TOKEN__",
+        webhook_token="t0ken",
         registry_version=version,
     )
-    snippet = yaml.safe_load(registry_snippet(settings, "webhook", 8000))
+    snippet = yaml.safe_load(registry_snippet(settings, "webhook", 8000, show_token=True))
     (printed,) = snippet["notifications"]["endpoints"]
     assert printed == endpoint
     assert snippet["redis"] == config["redis"]
-    assert ("addrs" in config["redis"]) is (version == "3")  # 3.x ignores a 2.x addr:
     assert snippet["storage"]["cache"] == config["storage"]["cache"]
+
+
+class _Capture(http.server.BaseHTTPRequestHandler):
+    headers_seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        type(self).headers_seen.append(self.headers.get("authorization") or "")
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", REGISTRY_BINARIES)
-def test_a_real_registry_starts_with_the_mounted_config(
+def test_a_real_registry_starts_with_the_mounted_config_and_sends_the_token(
     redis_proc: Any, tmp_path: Path, name: str
 ) -> None:
     binary = registry_binary(name)
-    # The same file, with only addresses changed for this machine: the registry accepts it.
-    version = binary.version.value
-    text = REGISTRY_CONFIGS[version].read_text().replace("__WARMER_WEBHOOK_TOKEN__", "t0ken")
-    config = yaml.safe_load(text)
+    # The same file and endpoint, with only addresses changed for this machine: the registry
+    # accepts them, and its notifications carry the token exactly, whatever RFC 6750
+    # characters it holds (with sed, "&" turned into another token, "|" crashed the registry).
+    token = "Ab0-._~+/x=="
+    _Capture.headers_seen.clear()
+    config = yaml.safe_load(REGISTRY_CONFIGS[binary.version.value].read_text())
     port, debug = free_port(), free_port()
     config["http"]["addr"] = f"127.0.0.1:{port}"
     config["http"]["debug"]["addr"] = f"127.0.0.1:{debug}"
@@ -148,8 +232,15 @@ def test_a_real_registry_starts_with_the_mounted_config(
     config["storage"]["filesystem"]["rootdirectory"] = str(tmp_path / "storage")
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(config))
+    capture = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    threading.Thread(target=capture.serve_forever, daemon=True).start()
+    sink = f"http://127.0.0.1:{capture.server_address[1]}/events"
+    env = {"REGISTRY_NOTIFICATIONS_ENDPOINTS": _endpoints(token, sink)}
     proc = subprocess.Popen(
-        [binary.path, "serve", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [binary.path, "serve", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
     )
     try:
 
@@ -162,7 +253,25 @@ def test_a_real_registry_starts_with_the_mounted_config(
 
         wait_for(answers, what="the registry with the compose config")
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        upload = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v2/team/app/blobs/uploads/", method="POST"
+        )
+        with urllib.request.urlopen(upload, timeout=5) as resp:
+            location = resp.headers["Location"]
+        data = b"a blob"
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        sep = "&" if "?" in location else "?"
+        put = urllib.request.Request(
+            f"{location}{sep}digest={digest}",
+            data=data,
+            method="PUT",
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        urllib.request.urlopen(put, timeout=5).close()
+        wait_for(lambda: bool(_Capture.headers_seen), what="the registry's notification")
+        assert _Capture.headers_seen[-1] == f"Bearer {token}"
     finally:
+        capture.shutdown()
         proc.terminate()
         proc.wait(10)
 

@@ -19,6 +19,7 @@ import redis
 
 from tests.support.layout import LayoutWriter
 from tests.support.notifications import envelope, event
+from tests.support.redisdbs import shared_env
 from tests.support.registry import free_port, wait_for
 from tests.support.results import task_metas
 from tests.support.sender import RegistryLikeSender
@@ -87,10 +88,8 @@ WORKER_ARGS = ["worker", "--pool", "solo", "--without-mingle", "--without-gossip
 def _env(
     redis_proc: Any, broker: BrokerRedis, layout: LayoutWriter, *, visibility_timeout: int
 ) -> dict[str, str]:
-    base = f"redis://{redis_proc.host}:{redis_proc.port}"
     return {
-        "WARMER_REDIS_URL": f"{base}/0",
-        "WARMER_STATE_URL": f"{base}/2",
+        **shared_env(redis_proc),
         "WARMER_BROKER_URL": f"redis://127.0.0.1:{broker.port}/0",
         "WARMER_STORAGE_ROOT": str(layout.store.root),
         "WARMER_WEBHOOK_TOKEN": TOKEN,

@@ -54,6 +54,36 @@ def test_a_manifest_with_an_unusual_media_type_is_known_by_its_url() -> None:
 
 
 @pytest.mark.parametrize(
+    "repository",
+    ["team/manifests", "manifests/app", "manifests", "a/manifests/b", "localhost:5000/manifests"],
+)
+def test_a_blob_of_a_repository_named_manifests_is_a_blob(repository: str) -> None:
+    classified = classify(event("push", repository, D))
+    assert isinstance(classified, Event)
+    assert (classified.kind, classified.repository) == (Kind.WARM_BLOB, repository)
+    manifest = classify(event("push", repository, D, media_type=DOCKER_SCHEMA2, tag="v1"))
+    assert isinstance(manifest, Event)
+    assert manifest.kind is Kind.WARM_MANIFEST
+
+
+def test_the_url_decides_over_the_media_type_and_may_be_escaped_or_prefixed() -> None:
+    # A blob with a manifest's media type is still a blob push (its route was /blobs/).
+    raw = event("push", "localhost:5000/app", D, media_type=DOCKER_SCHEMA2)
+    raw["target"]["url"] = f"https://proxy/prefix/v2/localhost%3A5000/app/blobs/{D}"
+    classified = classify(raw)
+    assert isinstance(classified, Event)
+    assert classified.kind is Kind.WARM_BLOB
+    # Without a URL, or with one that is none, the media type decides.
+    raw = event("push", "app", D)
+    del raw["target"]["url"]
+    assert classify(raw) == Event(raw["id"], Kind.WARM_BLOB, "app", D)
+    for url in ["http://[::1/v2/app/blobs/x", 42, None, "", "/manifests/"]:
+        raw = event("push", "app", D, media_type=DOCKER_SCHEMA2)
+        raw["target"]["url"] = url
+        assert classify(raw) == Event(raw["id"], Kind.WARM_MANIFEST, "app", D)
+
+
+@pytest.mark.parametrize(
     ("raw", "reason"),
     [
         (event("push", "Bad/Name", D), "invalid repository name"),

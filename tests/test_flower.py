@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from tests.support.layout import LayoutWriter
+from tests.support.redisdbs import DB, shared_env
 from tests.support.registry import free_port, wait_for
 from tests.support.services import warmer_process
 from worker.celeryapp import create_app
@@ -45,14 +46,11 @@ def test_flower_lists_the_warmers_tasks_with_their_counters(
     tmp_path: Path,
 ) -> None:
     manifest, blobs = layout.image("team/app", "v1", b"a", b"b")
-    base = f"redis://{redis_proc.host}:{redis_proc.port}"
     env = {
-        "WARMER_REDIS_URL": f"{base}/0",
-        "WARMER_STATE_URL": f"{base}/2",
-        "WARMER_BROKER_URL": f"{base}/4",
+        **shared_env(redis_proc, broker=DB.FLOWER_BROKER),
         "WARMER_STORAGE_ROOT": str(layout.store.root),
     }
-    redis.Redis(host=redis_proc.host, port=redis_proc.port, db=4).flushdb()
+    redis.Redis(host=redis_proc.host, port=redis_proc.port, db=DB.FLOWER_BROKER).flushdb()
     port = free_port()
     celery = str(Path(sys.executable).with_name("celery"))
     flower = [
@@ -71,7 +69,7 @@ def test_flower_lists_the_warmers_tasks_with_their_counters(
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
-            cwd=Path(__file__).parent.parent,
+            cwd=tmp_path,
         )
     try:
         worker = ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"]

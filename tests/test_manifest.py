@@ -9,6 +9,7 @@ import pytest
 from worker.errors import InvalidManifestError
 from worker.registry.manifest import parse_manifest
 from worker.registry.mediatypes import (
+    DOCKER_FOREIGN_LAYER,
     DOCKER_MANIFEST_LIST,
     DOCKER_SCHEMA1,
     DOCKER_SCHEMA1_SIGNED,
@@ -34,6 +35,30 @@ def test_image_manifest_gives_config_then_layers(media_type: str | None) -> None
     assert (m.config, m.layers, m.manifests) == (A, (B, C), ())
     assert m.blobs == (A, B, C)
     assert not m.is_index
+
+
+@pytest.mark.parametrize(
+    ("media_type", "layer"),
+    [
+        (DOCKER_SCHEMA2, {"mediaType": DOCKER_FOREIGN_LAYER, "urls": ["https://x/l"]}),
+        (DOCKER_SCHEMA2, {"mediaType": DOCKER_FOREIGN_LAYER}),
+        (OCI_MANIFEST, {"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar"}),
+        (OCI_MANIFEST, {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "urls": ["u"]}),
+    ],
+)
+def test_foreign_non_distributable_and_url_layers_are_external(
+    media_type: str, layer: dict[str, object]
+) -> None:
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": {"digest": A, "mediaType": "application/vnd.oci.image.config.v1+json"},
+        "layers": [{**layer, "digest": B}, {"digest": C, "mediaType": "x", "urls": []}],
+    }
+    m = parse_manifest(_dump(doc))
+    assert m.blobs == (A, B, C)
+    assert m.external == {B}
+    assert m.required == (A, C)
 
 
 @pytest.mark.parametrize("media_type", [OCI_INDEX, DOCKER_MANIFEST_LIST, None])

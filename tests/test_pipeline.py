@@ -80,6 +80,74 @@ def test_an_index_push_warms_every_child_and_its_blobs(
     assert warmed == dump(cache_redis)
 
 
+def test_a_windows_style_manifest_warms_all_but_the_layers_the_registry_does_not_hold(
+    service: CachedBlobService, layout: LayoutWriter, state: StateStore, cache_redis: redis.Redis
+) -> None:
+    # Foreign base layers (only urls), one of them pushed after all, and one ordinary layer;
+    # then an index naming it and a second image: every manifest and child is warmed.
+    config, layer, pushed = layout.blob(b"{}"), layout.blob(b"ours"), layout.blob(b"pushed")
+    absent = "sha256:" + "f" * 64
+    for d in (config, layer, pushed):
+        layout.link("win/app", d)
+    foreign = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+    image = layout.blob(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"digest": config, "size": 2, "mediaType": "x"},
+                "layers": [
+                    {"digest": absent, "size": 9, "mediaType": foreign, "urls": ["https://x/a"]},
+                    {"digest": pushed, "size": 6, "mediaType": foreign, "urls": ["https://x/p"]},
+                    {"digest": layer, "size": 4, "mediaType": "x"},
+                ],
+            }
+        ).encode()
+    )
+    other, _ = layout.image("win/app", "other", b"other")
+    index = layout.blob(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+                "manifests": [{"digest": image}, {"digest": other}],
+            }
+        ).encode()
+    )
+    layout.revision("win/app", image)
+    layout.revision("win/app", index)
+    result = process([_e(Kind.WARM_MANIFEST, "win/app", index)], service, state)
+    assert (result.retry, result.dead) == ([], [])
+    warmed = dump(cache_redis)
+    assert set(warmed["repository::win/app::blobs"]) >= {config, layer, pushed}
+    assert absent not in warmed["repository::win/app::blobs"]
+    assert {f"blobs::{d}" for d in (index, image, other)} <= set(warmed)
+    cache_redis.flushdb()
+    rewarm(service)
+    assert warmed == dump(cache_redis)
+
+
+def test_a_missing_ordinary_layer_is_still_retried(
+    service: CachedBlobService, layout: LayoutWriter, state: StateStore
+) -> None:
+    config = layout.blob(b"{}")
+    layout.link("app", config)
+    absent = "sha256:" + "e" * 64
+    image = layout.blob(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"digest": config, "size": 2, "mediaType": "x"},
+                "layers": [{"digest": absent, "size": 1, "mediaType": "x"}],
+            }
+        ).encode()
+    )
+    layout.revision("app", image)
+    result = process([_e(Kind.WARM_MANIFEST, "app", image)], service, state)
+    assert [reason for _, reason in result.retry] == [f"blob {absent} is not linked into app"]
+
+
 def test_a_manifest_not_readable_yet_is_waited_for_then_retried(
     service: CachedBlobService, state: StateStore
 ) -> None:

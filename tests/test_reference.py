@@ -20,7 +20,26 @@ SHA256 = "sha256:" + "a" * 64
 
 @pytest.mark.parametrize(
     "name",
-    ["app", "team/app", "org/team/app", "a.b", "a_b", "a__b", "a-b", "a---b", "x" * 255, "0/1"],
+    [
+        "app",
+        "team/app",
+        "org/team/app",
+        "a.b",
+        "a_b",
+        "a__b",
+        "a-b",
+        "a---b",
+        "x" * 255,
+        "0/1",
+        # 2.8's grammar: an optional first HOST[:PORT]/ component.
+        "localhost:5000/app",
+        "localhost/app",
+        "registry.example-1.com:443/team/app",
+        "10.0.0.1:5000/a/b",
+        "[::1]:5000/app",  # distribution 3.x: a bracketed IPv6 host
+        "team/manifests",
+        "manifests/app",
+    ],
 )
 def test_repository_name_accepts_distribution_grammar(name: str) -> None:
     assert reference.repository_name(name) == name
@@ -46,6 +65,23 @@ def test_repository_name_accepts_distribution_grammar(name: str) -> None:
         "x" * 256,
         "a\x00b",
         "a/b\n",
+        "localhost:5000",
+        "A/app",  # the grammar allows a capital in a host, the registry does not
+        "Registry.Example:443/app",
+        "localhost:/app",
+        "localhost:5000:1/app",
+        "-host/app",
+        "host-/app",
+        "a..b/app",
+        "../app",
+        "./app",
+        "[..]/app",
+        "[::1]/App",
+        "host:5000/App",
+        "host:5000/a/../b",
+        "host:5000/_layers",
+        "x:1/a/b:2",
+        "h/" + "x" * 254,
     ],
 )
 def test_repository_name_refuses_anything_else(name: str) -> None:
@@ -76,14 +112,15 @@ def test_digest_refuses_anything_else(value: str) -> None:
         reference.digest(value)
 
 
-@pytest.mark.parametrize("tail", ["!", "-", "_", ".", "/"])
+@pytest.mark.parametrize("tail", ["!", "-", "_", ".", "/", ":", ":x", "/A"])
 def test_repository_name_refuses_adversarial_names_without_backtracking(tail: str) -> None:
     # With an ambiguous grammar these never return (exponential backtracking): the suite's
     # timeout turns that into a failure.
-    with pytest.raises(InvalidRepositoryNameError):
-        reference.repository_name("a" * 200 + tail)
-    with pytest.raises(InvalidRepositoryNameError):
-        reference.repository_name("a-" * 100 + tail)
+    for stem in ("a" * 200, "a-" * 100, "a." * 100, "A-" * 100, "a" * 100 + ":1/" + "b-" * 70):
+        with pytest.raises(InvalidRepositoryNameError):
+            reference.repository_name(stem[: 254 - len(tail)] + "!" + tail)
+        with pytest.raises(InvalidRepositoryNameError):
+            reference.repository_name(stem + tail)
 
 
 def test_errors_say_what_was_wrong() -> None:
@@ -94,7 +131,7 @@ def test_errors_say_what_was_wrong() -> None:
 
 
 # Text that leans on path tricks: separators, dots, NUL, and the alphabet of valid names.
-_TOKENS = [*"ab09._-/\\:\x00%", "..", "../", "sha256:", "a" * 64, "_layers"]
+_TOKENS = [*"ab09._-/\\:\x00%A[]", "..", "../", "sha256:", "a" * 64, "_layers", "localhost:5000/"]
 _tricky = st.lists(st.sampled_from(_TOKENS), max_size=30).map("".join)
 
 

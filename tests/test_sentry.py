@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from tests.support.notifications import envelope, event
+from tests.support.redisdbs import shared_env
 from tests.support.registry import free_port, wait_for
 from tests.support.sentry_sink import sentry_sink
 from tests.support.services import warmer_process, webhook_ready
@@ -39,14 +40,12 @@ def _post(url: str, body: bytes) -> int:
 def test_a_broker_outage_reaches_sentry_without_the_token(
     redis_proc: Any, state_redis: redis.Redis, tmp_path: Path
 ) -> None:
-    base = f"redis://{redis_proc.host}:{redis_proc.port}"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "webhook.log"
     with sentry_sink() as sink:
         env = {
-            "WARMER_REDIS_URL": f"{base}/0",
-            "WARMER_STATE_URL": f"{base}/2",
+            **shared_env(redis_proc),
             "WARMER_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",  # nobody there
             "WARMER_STORAGE_ROOT": str(tmp_path),
             "WARMER_WEBHOOK_TOKEN": TOKEN,

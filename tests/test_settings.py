@@ -152,3 +152,44 @@ def test_passwords_of_sentinel_and_acl_urls_are_redacted() -> None:
         redis_url="redis://app:secret1@s1:26379,s2:26379/0?master_name=m&sentinel_password=secret2"
     )
     assert "secret" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("token", "named"),
+    [
+        ("a&b", "'&'"),  # sed's "the match" in the old compose: another token, 401 forever
+        ("a|b", "'|'"),  # sed's delimiter in the old compose: the registry crash-looped
+        ("a b", "' '"),
+        ("a,b]c", "',', ']'"),  # YAML's flow indicators in [Bearer <token>]
+        ('a"b', "'\"'"),
+        ("a$b", "'$'"),  # compose interpolates it
+        ("a#b:c", "'#', ':'"),
+        ("tok\u00e9n", "'\u00e9'"),
+    ],
+)
+def test_a_token_the_registry_cannot_send_is_refused_naming_the_characters(
+    token: str, named: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(webhook_token=token)
+    message = str(caught.value)
+    assert "WARMER_WEBHOOK_TOKEN" in message
+    assert named in message
+    assert token not in message  # a refused secret is not echoed
+
+
+@pytest.mark.parametrize(
+    "token", ["change-me-to-a-long-random-string", "CHANGE-ME", "__WARMER_WEBHOOK_TOKEN__"]
+)
+def test_a_placeholder_token_is_refused(token: str) -> None:
+    with pytest.raises(ConfigError, match=r"WARMER_WEBHOOK_TOKEN: .*placeholder"):
+        load_settings(webhook_token=token)
+
+
+@pytest.mark.parametrize(
+    "token", ["0123abcdef", "A-Za-z0-9._~+/", "YWJjZGVmZ2g=", "base64ish==", "t0ken"]
+)
+def test_tokens_of_rfc6750_characters_are_taken(token: str) -> None:
+    settings = load_settings(webhook_token=token)
+    assert settings.webhook_token is not None
+    assert settings.webhook_token.get_secret_value() == token

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from tasks import worker_app
 from tests.support.layout import LayoutWriter
 from tests.support.notifications import envelope, event
+from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
 from tests.support.registry import wait_for
 from worker.celeryapp import WarmerCelery
@@ -75,13 +76,10 @@ def pipeline_app(
     redis_proc: Any, layout: LayoutWriter, cache_redis: redis.Redis, state_redis: redis.Redis
 ) -> Iterator[tuple[WarmerCelery, dict[str, str]]]:
     layout.store.root.mkdir(parents=True, exist_ok=True)
-    base = f"redis://{redis_proc.host}:{redis_proc.port}"
-    broker = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=5)
+    broker = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=DB.STATS_BROKER)
     broker.flushdb()
     env = {
-        "WARMER_REDIS_URL": f"{base}/0",
-        "WARMER_STATE_URL": f"{base}/2",
-        "WARMER_BROKER_URL": f"{base}/5",
+        **shared_env(redis_proc, broker=DB.STATS_BROKER),
         "WARMER_STORAGE_ROOT": str(layout.store.root),
         "WARMER_WEBHOOK_TOKEN": TOKEN,
     }

@@ -117,6 +117,23 @@ def test_repositories_walks_nested_names_and_skips_invalid_directories(
     assert "Bad_Name" in caplog.text
 
 
+def test_repositories_walks_names_with_a_host_component(
+    layout: LayoutWriter, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 2.8 accepts a first HOST[:PORT]/ component; the host alone is no repository.
+    caplog.set_level(logging.WARNING, logger="worker.storage.filesystem")
+    for name in ("localhost:5000/app", "reg.example:443/team/app", "team/manifests"):
+        layout.link(name, layout.blob(name.encode()))
+    host_only = layout.store.root / "docker/registry/v2/repositories/localhost:5000/_layers"
+    host_only.mkdir(parents=True)
+    assert sorted(layout.store.repositories()) == [
+        "localhost:5000/app",
+        "reg.example:443/team/app",
+        "team/manifests",
+    ]
+    assert "'localhost:5000'" in caplog.text
+
+
 def test_repositories_of_an_empty_root_is_empty(store: FilesystemStore) -> None:
     assert list(store.repositories()) == []
 

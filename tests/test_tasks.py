@@ -16,6 +16,7 @@ from celery.contrib.testing.worker import start_worker
 
 from tasks import worker_app
 from tests.support.layout import LayoutWriter
+from tests.support.redisdbs import shared_env
 from tests.support.redisdump import dump
 from worker.celeryapp import WarmerCelery
 from worker.celeryapp.names import EVENTS_TASK
@@ -37,7 +38,7 @@ def _rabbitmq_up() -> bool:
 @pytest.fixture(params=["redis", "rabbitmq"])
 def broker_url(request: pytest.FixtureRequest, redis_proc: Any) -> str:
     if request.param == "redis":
-        return f"redis://{redis_proc.host}:{redis_proc.port}/1"
+        return shared_env(redis_proc)["WARMER_BROKER_URL"]
     if not _rabbitmq_up():
         if os.environ.get("WARMER_REQUIRE_E2E") == "1":
             pytest.fail("RabbitMQ is not answering on 127.0.0.1:5672 (WARMER_REQUIRE_E2E=1)")
@@ -54,10 +55,10 @@ def app(
     state_redis: redis.Redis,
 ) -> Iterator[WarmerCelery]:
     layout.store.root.mkdir(parents=True, exist_ok=True)
-    base = f"redis://{redis_proc.host}:{redis_proc.port}"
+    shared = shared_env(redis_proc)
     settings = load_settings(
-        redis_url=f"{base}/0",
-        state_url=f"{base}/2",
+        redis_url=shared["WARMER_REDIS_URL"],
+        state_url=shared["WARMER_STATE_URL"],
         broker_url=broker_url,
         storage_root=str(layout.store.root),
     )
@@ -121,11 +122,13 @@ def test_each_app_runs_its_tasks_with_its_own_settings(
     digest = holder.blob(b"only in two")
     holder.link("team/app", digest)
     (tmp_path / "one").mkdir()
-    base = f"redis://{redis_proc.host}:{redis_proc.port}"
+    urls = shared_env(redis_proc)
     apps = [
         worker_app(
             load_settings(
-                redis_url=f"{base}/0", state_url=f"{base}/2", storage_root=str(tmp_path / root)
+                redis_url=urls["WARMER_REDIS_URL"],
+                state_url=urls["WARMER_STATE_URL"],
+                storage_root=str(tmp_path / root),
             )
         )
         for root in ("one", "two")

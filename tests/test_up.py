@@ -10,12 +10,16 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from tests.support.layout import LayoutWriter
 from tests.support.notifications import envelope, event
+from tests.support.redisdbs import shared_env
 from tests.support.registry import free_port, wait_for
+from worker.cli.up import TOKEN_PLACEHOLDER
+from worker.processes import throwaway_redis
 
 
 def _children(pid: int) -> list[int]:
@@ -59,6 +63,7 @@ def test_up_dev_starts_everything_warms_and_leaves_nothing_running(tmp_path: Pat
         assert token is not None, text
         assert redis_port is not None, text
         assert f"url: http://127.0.0.1:{port}/events" in text
+        # A throwaway token on a throwaway machine: printed, ready to paste.
         assert f"Authorization: [Bearer {token[1]}]" in text
         assert (tmp_path / "var/registry").is_dir()
 
@@ -97,3 +102,37 @@ def _healthz(port: int) -> bool:
             return bool(json.load(resp)["status"] == "ok")
     except OSError:
         return False
+
+
+def test_up_never_prints_a_token_it_was_given(tmp_path: Path, redis_proc: Any) -> None:
+    # `up` is the container's default command: what it prints lands in container logs.
+    token = "a-real-secret-0123456789"
+    with throwaway_redis() as queues:
+        env = {
+            **os.environ,
+            "WARMER_REDIS_URL": shared_env(redis_proc)["WARMER_REDIS_URL"],
+            "WARMER_BROKER_URL": f"redis://127.0.0.1:{queues}/0",
+            "WARMER_STATE_URL": f"redis://127.0.0.1:{queues}/1",
+            "WARMER_STORAGE_ROOT": str(tmp_path),
+            "WARMER_WEBHOOK_TOKEN": token,
+        }
+        port = free_port()
+        log = tmp_path / "up.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).with_name("warmer")), "up", "--port", str(port)],
+                cwd=tmp_path,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_for(lambda: _healthz(port), timeout=60, what="/healthz of warmer up")
+            text = log.read_text()
+            assert f"Authorization: [Bearer {TOKEN_PLACEHOLDER}]" in text, text
+            assert token not in text
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+        assert token not in log.read_text()

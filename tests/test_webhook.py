@@ -213,16 +213,26 @@ def test_without_a_token_everyone_is_accepted(state: StateStore, published: Publ
         assert _post(client, envelope(event("push", "a", D)), auth=None).status_code == 202
 
 
-def test_health_and_readiness(state: StateStore, published: Published) -> None:
+def test_health_and_readiness(
+    state: StateStore, published: Published, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="worker.receiver.webhook")
+    secret = "amqp://warmer:s3cret-pw@rabbit.internal:5672//"
+
     def broken() -> None:
-        raise ConnectionError("broker down")
+        raise ConnectionError(f"cannot reach {secret}: connection refused")
 
     checks: dict[str, Callable[[], None]] = {"state": state.ping, "broker": broken}
     with _client(state, published, checks=checks) as client:
         assert client.get("/healthz").status_code == 200
         ready = client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json()["failures"] == {"broker": "broker down"}
+        assert ready.json()["down"] == ["broker"]
+        assert ready.json()["failures"] == {"broker": "not answering"}
+        for leak in ("s3cret-pw", "rabbit.internal", "amqp://", "5672"):
+            assert leak not in ready.text
+    assert "amqp://***@rabbit.internal" in caplog.text
+    assert "s3cret-pw" not in caplog.text
     with _client(state, published, checks={"state": state.ping}) as client:
         assert client.get("/readyz").json() == {"status": "ready"}
 

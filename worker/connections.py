@@ -162,7 +162,7 @@ def connect(url: str, timeout: float, *, decode: bool = False) -> redis.Redis:
 
 def is_sentinel(client: redis.Redis) -> bool:
     """True for a client of a master found through Sentinels (replicated, may fail over)."""
-    return isinstance(client.connection_pool, SentinelConnectionPool)
+    return isinstance(getattr(client, "connection_pool", None), SentinelConnectionPool)
 
 
 def is_cluster(client: redis.Redis) -> bool:

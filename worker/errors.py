@@ -11,6 +11,7 @@ __all__ = [
     "CacheError",
     "CacheMissError",
     "ConfigError",
+    "EvictingRedisError",
     "InvalidDigestError",
     "InvalidEnvelopeError",
     "InvalidManifestError",
@@ -30,6 +31,11 @@ class WarmerError(Exception):
 
 class ConfigError(WarmerError):
     """Raised when a setting is missing or malformed; the message names the variable."""
+
+
+class EvictingRedisError(ConfigError):
+    """Raised at start when the broker's or the state's Redis can evict keys: it is the cache's
+    server, or its ``maxmemory-policy`` is not ``noeviction``. No retry helps: fix the setup."""
 
 
 class InvalidReferenceError(WarmerError, ValueError):

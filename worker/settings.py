@@ -23,6 +23,7 @@ __all__ = [
     "ENV_PREFIX",
     "RegistryVersion",
     "Settings",
+    "check_token",
     "load_settings",
     "parse_schedule",
     "redact_url",
@@ -30,6 +31,15 @@ __all__ = [
 ]
 
 ENV_PREFIX: Final = "WARMER_"
+_TOKEN_CHARACTERS: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
+)
+# Fields whose value no message shows (as the aliases an error may name them by).
+_SECRETS: Final = frozenset(
+    {"webhook_token", "sentry_dsn", "SENTRY_DSN", f"{ENV_PREFIX}SENTRY_DSN"}
+)
+# What examples and older versions put where a secret belongs.
+_PLACEHOLDERS: Final = ("change-me", "changeme", "__warmer_webhook_token__")
 _BROKER_SCHEMES: Final = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
 
 
@@ -141,6 +151,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SENTRY_DSN", f"{ENV_PREFIX}SENTRY_DSN", "sentry_dsn"),
         description="Sentry DSN; errors go to Sentry when set.",
     )
+    skip_eviction_check: bool = Field(
+        default=False,
+        description="Start even when the broker's or state's Redis may evict keys (see Brokers).",
+    )
     redis_timeout: float = Field(
         default=2.0,
         gt=0,
@@ -171,6 +185,13 @@ class Settings(BaseSettings):
     @classmethod
     def _schedule(cls, value: str) -> str:
         parse_schedule(value)
+        return value
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_token(value.get_secret_value())
         return value
 
     @field_validator("redis_url")
@@ -262,6 +283,28 @@ def parse_schedule(value: str) -> float | tuple[str, str, str, str, str]:
     return seconds
 
 
+def check_token(token: str) -> str:
+    """``token`` if the registry can send it as is, else ValueError naming what cannot work.
+
+    It travels as ``Authorization: [Bearer <token>]`` in the registry's YAML config (compose
+    puts it there through an environment variable, unquoted): RFC 6750's token characters
+    (letters, digits, ``-._~+/``, trailing ``=``) are all that YAML, the header and compose
+    leave as they are. The placeholders of the examples are refused too.
+    """
+    bad = sorted({c for c in token if c not in _TOKEN_CHARACTERS})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise ValueError(
+            f"the token holds characters a registry cannot send as a Bearer token: {shown}; "
+            "use letters, digits and - . _ ~ + / (e.g. from: openssl rand -hex 32)"
+        )
+    if "=" in token.rstrip("="):
+        raise ValueError("the token may end with '=' but hold none before its end")
+    if any(p in token.lower() for p in _PLACEHOLDERS):
+        raise ValueError("the token is the example's placeholder: set a secret of your own")
+    return token
+
+
 def _check_scheme(value: str, schemes: tuple[str, ...]) -> str:
     scheme = urlsplit(value).scheme
     if scheme not in schemes:
@@ -291,6 +334,9 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             got = error.get("input")
+            if field in _SECRETS:  # a refused secret is still a secret: never echoed
+                problems.append(f"{_env_name(field)}: {error['msg']}")
+                continue
             if isinstance(got, str) and "://" in got:
                 got = redact_url(got)
             problems.append(f"{_env_name(field)}: {error['msg']} (got {got!r})")

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from tests.support.oci import Image, Index, layer, write_layout
+from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
 from tests.support.registry import Registry, copy, delete, free_port, running_registry, wait_for
 from tests.support.services import warmer_process, webhook_ready
@@ -21,7 +22,8 @@ from worker.state import StateStore
 
 pytestmark = pytest.mark.e2e
 
-DB_A, DB_B, DB_REF, DB_STATE, DB_BROKER = 7, 8, 9, 10, 11
+DB_A, DB_B, DB_REF = DB.EVENTS_ORIGIN, DB.EVENTS_REPLICA, DB.EVENTS_REFERENCE
+DB_STATE, DB_BROKER = DB.EVENTS_STATE, DB.EVENTS_BROKER
 TOKEN = "e2e-token"
 IMAGES = ("team/app:v1", "other/app:v1", "multi/platform:v1", "mounted/app:v1")
 
@@ -37,7 +39,7 @@ def _pull_all(registry: Registry, into: Path) -> None:
 
 @pytest.fixture
 def dbs(redis_proc: Any) -> Iterator[dict[int, redis.Redis]]:
-    clients = {
+    clients: dict[int, redis.Redis] = {
         db: redis.Redis(host=redis_proc.host, port=redis_proc.port, db=db)
         for db in (DB_A, DB_B, DB_REF, DB_STATE, DB_BROKER)
     }
@@ -54,12 +56,9 @@ def warmer(
     redis_proc: Any, tmp_path: Path, dbs: dict[int, redis.Redis], binary: RegistryBinary
 ) -> Iterator[str]:
     """``warmer webhook`` and ``warmer worker`` as processes; yields the receiver's URL."""
-    base = f"redis://{redis_proc.host}:{redis_proc.port}"
     port = free_port()
     env = {
-        "WARMER_REDIS_URL": f"{base}/{DB_B}",
-        "WARMER_STATE_URL": f"{base}/{DB_STATE}",
-        "WARMER_BROKER_URL": f"{base}/{DB_BROKER}",
+        **shared_env(redis_proc, cache=DB_B, state=DB_STATE, broker=DB_BROKER),
         "WARMER_STORAGE_ROOT": str(tmp_path / "storage"),
         "WARMER_WEBHOOK_TOKEN": TOKEN,
         "WARMER_REGISTRY_VERSION": binary.version.value,

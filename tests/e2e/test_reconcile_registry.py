@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support import redisdbs
 from tests.support.oci import Image, layer, write_layout
 from tests.support.registry import delete, garbage_collect, head_blob, running_registry
 from tests.support.services import run_warmer_json
@@ -17,7 +18,7 @@ from worker.demo.registry import RegistryBinary
 
 pytestmark = pytest.mark.e2e
 
-DB = 12
+DB = redisdbs.DB.RECONCILE_CACHE
 
 
 def test_reconcile_ends_stale_answers_after_garbage_collect(

@@ -17,6 +17,7 @@ import redis
 
 from tests.support.oci import Image, Index, layer, write_layout
 from tests.support.redis_servers import redis_cluster, redis_sentinel, redis_tls
+from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
 from tests.support.registry import free_port, registry_binary, running_registry, wait_for
 from tests.support.services import run_warmer_json, warmer_process, webhook_ready
@@ -26,7 +27,7 @@ from worker.state import StateStore
 
 pytestmark = pytest.mark.e2e
 
-PUSH_DB, STATE_DB, BROKER_DB = 13, 14, 15
+PUSH_DB = DB.KINDS_PUSH
 TOKEN = "kinds-token"
 SHARED = layer("shared.txt", b"shared by two repositories")
 IMAGES: dict[str, Image | Index] = {
@@ -132,14 +133,15 @@ def test_registry_3_through_a_sentinel(storage: Path, v3: RegistryBinary, tmp_pa
 
 @pytest.fixture
 def state_and_broker(redis_proc: Any) -> Iterator[dict[str, str]]:
-    base = f"redis://{redis_proc.host}:{redis_proc.port}"
     clients = [
         redis.Redis(host=redis_proc.host, port=redis_proc.port, db=db)
-        for db in (STATE_DB, BROKER_DB)
+        for db in (DB.KINDS_STATE, DB.KINDS_BROKER)
     ]
     for c in clients:
         c.flushdb()
-    yield {"WARMER_STATE_URL": f"{base}/{STATE_DB}", "WARMER_BROKER_URL": f"{base}/{BROKER_DB}"}
+    env = shared_env(redis_proc, state=DB.KINDS_STATE, broker=DB.KINDS_BROKER)
+    del env["WARMER_REDIS_URL"]  # the cache is the Sentinel's master
+    yield env
     for c in clients:
         c.flushdb()
         c.close()

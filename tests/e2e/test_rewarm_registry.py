@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from tests.support.oci import Image, Index, layer, write_layout
+from tests.support.redisdbs import DB
 from tests.support.redisdump import dump
 from tests.support.registry import running_registry
 from tests.support.services import run_warmer_json
@@ -26,7 +27,7 @@ from worker.settings import RegistryVersion
 
 pytestmark = pytest.mark.e2e
 
-PUSH_DB, REFERENCE_DB, WARM_DB = 3, 4, 5
+PUSH_DB, REFERENCE_DB, WARM_DB = DB.REWARM_PUSH, DB.REWARM_REFERENCE, DB.REWARM_WARM
 IMAGES = ("team/app:v1", "other/app:v1", "multi/platform:v1")
 
 

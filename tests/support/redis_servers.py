@@ -48,7 +48,16 @@ def redis_cluster(workdir: Path, masters: int = 3) -> Iterator[list[int]]:
                 stack.enter_context(
                     throwaway_redis(
                         directory=folder,
-                        extra=["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"],
+                        # The bus port is the port + 10000 unless set: past 65535 for a high
+                        # free port, so it gets a free port of its own.
+                        extra=[
+                            "--cluster-enabled",
+                            "yes",
+                            "--cluster-node-timeout",
+                            "5000",
+                            "--cluster-port",
+                            str(free_port()),
+                        ],
                     )
                 )
             )

@@ -12,6 +12,7 @@ from worker.cli.console import fail, out, settings_of
 from worker.cli.sentry import init_sentry
 from worker.cli.up import run_up
 from worker.core.clients import build_store
+from worker.core.eviction import check_never_evicts
 from worker.demo import run_demo
 from worker.errors import WarmerError
 from worker.receiver.serve import build_webhook, serve_webhook
@@ -38,6 +39,7 @@ def webhook(
         asgi = build_webhook(
             settings, create_app(settings), insecure_no_auth=insecure_no_auth, max_body=max_body
         )
+        check_never_evicts(settings)
     except WarmerError as exc:
         fail(str(exc))
     serve_webhook(asgi, host, port)
@@ -66,6 +68,7 @@ def worker(ctx: typer.Context) -> None:
     settings = settings_of(ctx)
     try:
         build_store(settings).check()  # every task needs it: say so now, not per task
+        check_never_evicts(settings)
     except WarmerError as exc:
         fail(str(exc))
     init_sentry(settings, "worker")

@@ -25,19 +25,25 @@ import redis
 from pydantic import SecretStr
 
 from worker.celeryapp import create_app
+from worker.core.eviction import check_never_evicts, eviction_problem
 from worker.errors import ConfigError
 from worker.processes import stop_group, throwaway_redis
 from worker.receiver.serve import build_webhook, serve_webhook
 from worker.registry.config import registry_config
 from worker.settings import Settings
 
-__all__ = ["DEV_STORAGE_ROOT", "registry_snippet", "run_up"]
+__all__ = ["DEV_STORAGE_ROOT", "TOKEN_PLACEHOLDER", "registry_snippet", "run_up"]
 
 DEV_STORAGE_ROOT: Final = Path("var/registry")
 
 
-def registry_snippet(settings: Settings, host: str, port: int) -> str:
-    """What to paste into the registry's config.yml for this warmer."""
+#: What the printed snippet shows instead of the token outside ``--dev``: ``up`` is the
+#: container's default command, and its output ends up in logs.
+TOKEN_PLACEHOLDER: Final = "<your WARMER_WEBHOOK_TOKEN>"
+
+
+def registry_snippet(settings: Settings, host: str, port: int, *, show_token: bool = False) -> str:
+    """What to paste into the registry's config.yml for this warmer; the token only if shown."""
     token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
     where = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return registry_config(
@@ -45,7 +51,7 @@ def registry_snippet(settings: Settings, host: str, port: int) -> str:
         root=str(settings.storage_root),
         redis_url=settings.redis_url,
         notify_url=f"http://{where}:{port}/events",
-        token=token,
+        token=token if show_token else TOKEN_PLACEHOLDER,
     )
 
 
@@ -54,14 +60,16 @@ def run_up(
 ) -> None:
     """Run everything until interrupted; with ``dev``, on throwaway defaults."""
     with ExitStack() as stack:
+        # A token --dev generated is throwaway: it may be printed. One the user set never is.
+        generated = dev and settings.webhook_token is None
         if dev:
             settings = stack.enter_context(_dev_defaults(settings, say))
         if settings.storage_root is None:
             raise ConfigError("WARMER_STORAGE_ROOT is not set (or run `warmer up --dev`)")
         asgi = build_webhook(settings, create_app(settings))  # refuses to run without a token
-        say(
-            f"\nPaste into the registry's config.yml:\n\n{registry_snippet(settings, host, port)}\n"
-        )
+        check_never_evicts(settings)
+        snippet = registry_snippet(settings, host, port, show_token=generated)
+        say(f"\nPaste into the registry's config.yml:\n\n{snippet}\n")
         stack.enter_context(_worker(settings))
         serve_webhook(asgi, host, port)
 
@@ -70,18 +78,30 @@ def run_up(
 def _dev_defaults(settings: Settings, say: Callable[[str], None]) -> Iterator[Settings]:
     changes: dict[str, object] = {}
     with ExitStack() as stack:
-        urls = {
-            "redis_url": settings.redis_url,
-            "broker_url": settings.broker_url,
-            "state_url": settings.state_url,
-        }
-        if not all(_answers(u) for u in urls.values() if u.startswith("redis")):
+        if not _answers(settings.redis_url):
             port = stack.enter_context(throwaway_redis())
-            changes |= {
-                name: f"redis://127.0.0.1:{port}/{db}"
-                for db, name in enumerate(("redis_url", "broker_url", "state_url"))
-            }
+            changes["redis_url"] = f"redis://127.0.0.1:{port}/0"
             say(f"dev: no Redis answered; started a throwaway redis-server on 127.0.0.1:{port}")
+        # The broker and the state on a server of their own that never evicts (redis-server's
+        # default policy), unless the configured ones answer and pass the start-up check.
+        queues = {
+            name: url
+            for name, url in (
+                ("broker_url", settings.broker_url),
+                ("state_url", settings.state_url),
+            )
+            if url.startswith("redis")
+        }
+        if queues and (
+            not all(_answers(u) for u in queues.values())
+            or eviction_problem(settings.model_copy(update=changes)) is not None
+        ):
+            port = stack.enter_context(throwaway_redis())
+            changes |= {name: f"redis://127.0.0.1:{port}/{db}" for db, name in enumerate(queues)}
+            say(
+                f"dev: started a throwaway redis-server on 127.0.0.1:{port} (noeviction) for "
+                "the broker and the state"
+            )
         if settings.storage_root is None:
             DEV_STORAGE_ROOT.mkdir(parents=True, exist_ok=True)
             changes["storage_root"] = DEV_STORAGE_ROOT.resolve()

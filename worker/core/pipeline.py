@@ -176,8 +176,16 @@ def _warm_manifest(
             manifests.append(child)
             images.append(_read_manifest(service, repository, child, wait, sleep))
     blobs = list(dict.fromkeys(b for image in images for b in image.blobs))
+    # Layers the registry took without holding them (foreign, non-distributable, with urls) are
+    # warmed when the repository holds them after all, and skipped when not: a pull fetches
+    # them from their urls. Every other blob is in the repository, or the event is retried.
+    external = frozenset(b for image in images for b in image.external).difference(
+        b for image in images for b in image.required
+    )
     for outcome in service.fetch_many(repository, blobs, strict=True):
         if outcome.error is not None:
+            if outcome.digest in external and isinstance(outcome.error, BlobNotFoundError):
+                continue
             raise outcome.error
         figures.warmed += 1
     # What a pull leaves besides the blobs, for every manifest served.

@@ -38,8 +38,10 @@ __all__ = ["run_demo"]
 
 _TOKEN = "demo-token"
 _IMAGE = "demo/app:v1"
-# Redis DBs of the demo's one redis-server.
-_ORIGIN_DB, _PLAIN_DB, _WARMED_DB, _BROKER_DB, _STATE_DB = 0, 1, 2, 3, 4
+# Redis DBs of the registries' cache server, and of the warmer's own server (broker and state
+# never share the caches' server, which a registry wants evicting: the warmer refuses that).
+_ORIGIN_DB, _PLAIN_DB, _WARMED_DB = 0, 1, 2
+_BROKER_DB, _STATE_DB = 0, 1
 
 
 def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -52,13 +54,14 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="warmer-demo-")))
         port = stack.enter_context(throwaway_redis(directory=work))
-        base = f"redis://127.0.0.1:{port}"
+        queues = stack.enter_context(throwaway_redis(directory=work))  # noeviction
         root = work / "storage"
         root.mkdir()
+        base = f"redis://127.0.0.1:{port}"
         env = {
             "WARMER_REDIS_URL": f"{base}/{_WARMED_DB}",
-            "WARMER_BROKER_URL": f"{base}/{_BROKER_DB}",
-            "WARMER_STATE_URL": f"{base}/{_STATE_DB}",
+            "WARMER_BROKER_URL": f"redis://127.0.0.1:{queues}/{_BROKER_DB}",
+            "WARMER_STATE_URL": f"redis://127.0.0.1:{queues}/{_STATE_DB}",
             "WARMER_STORAGE_ROOT": str(root),
             "WARMER_WEBHOOK_TOKEN": _TOKEN,
             # The demo's registries are Debian's docker-registry: 2.8.
@@ -102,7 +105,7 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
         )
         say(f"pushing {_IMAGE} (config, 2 layers) to the origin registry ...")
         origin.push(write_layout(work / "image", image), _IMAGE)
-        state = StateStore(redis.Redis(port=port, db=_STATE_DB))
+        state = StateStore(redis.Redis(port=queues, db=_STATE_DB))
         cache = BlobDescriptorCache(redis.Redis(port=port, db=_WARMED_DB), DEBIAN_REGISTRY.version)
         repository = _IMAGE.partition(":")[0]
 

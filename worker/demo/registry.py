@@ -129,8 +129,10 @@ def running_registry(
     token: str = "test-token",
     binary: RegistryBinary = DEBIAN_REGISTRY,
     environment: dict[str, str] | None = None,
+    extra_config: str = "",
 ) -> Iterator[Registry]:
-    """Start ``BINARY serve`` on free ports with a Redis blob-descriptor cache at ``redis_url``."""
+    """Start ``BINARY serve`` on free ports with a Redis blob-descriptor cache at ``redis_url``;
+    ``extra_config`` is more top-level YAML (``validation:`` for manifests with urls)."""
     port, debug_port = free_port(), free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
@@ -151,6 +153,7 @@ http:
             delete=True,
         )
         + "\n"
+        + extra_config
     )
     log = workdir / f"registry-{port}.log"
     with log.open("wb") as out:

@@ -24,6 +24,7 @@ import binascii
 import contextlib
 import hmac
 import logging
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
@@ -55,6 +56,8 @@ ACCEPTED_CONTENT_TYPES: Final = frozenset(
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 
 _log = logging.getLogger(__name__)
+# "scheme://user:password@" in an error's text, wherever it is.
+_CREDENTIALS_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -221,15 +224,25 @@ class _Receiver:
             return _error(503, str(exc))
 
     async def readyz(self, _: Request) -> JSONResponse:
-        failures: dict[str, str] = {}
+        # Unauthenticated: it names what is down, never the error, whose text can hold a URL,
+        # a host or a password (a broker URL's). The log has the error, credentials removed.
+        down: list[str] = []
         for name, check in self._checks.items():
             try:
                 await asyncio.to_thread(check)
-            except Exception as exc:  # any failure means not ready; say which and why
-                failures[name] = str(exc)
-        if failures:
-            return JSONResponse({"status": "unavailable", "failures": failures}, status_code=503)
+            except Exception as exc:  # any failure means not ready
+                down.append(name)
+                _log.warning("readyz: %s is down: %s", name, _without_credentials(str(exc)))
+        if down:
+            failures = dict.fromkeys(down, "not answering")
+            return JSONResponse(
+                {"status": "unavailable", "down": down, "failures": failures}, status_code=503
+            )
         return JSONResponse({"status": "ready"})
+
+
+def _without_credentials(text: str) -> str:
+    return _CREDENTIALS_RE.sub(r"\1***@", text)
 
 
 def _authorized(header: str | None, expected: bytes) -> bool:

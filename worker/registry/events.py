@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Final, NamedTuple, TypeAlias
+from urllib.parse import unquote, urlsplit
 
 from worker.errors import InvalidEnvelopeError, InvalidReferenceError
 from worker.registry import reference
@@ -111,7 +112,7 @@ def classify(raw: Any) -> Event | Rejected:
     except InvalidReferenceError as exc:
         return Rejected(raw, str(exc))
     if action in ("push", "mount"):
-        kind = Kind.WARM_MANIFEST if _is_manifest(target) else Kind.WARM_BLOB
+        kind = Kind.WARM_MANIFEST if _is_manifest(target, repository, digest) else Kind.WARM_BLOB
     elif action == "delete":
         kind = Kind.EVICT
     elif action == "pull":
@@ -121,13 +122,24 @@ def classify(raw: Any) -> Event | Rejected:
     return Event(event_id, kind, repository, digest)
 
 
-def _is_manifest(target: Mapping[str, Any]) -> bool:
-    # 2.x sends blobs as application/octet-stream and manifests with their own media type;
-    # the URL tells them apart too when a media type is unusual.
-    if target.get("mediaType") in MANIFEST_TYPES:
-        return True
+def _is_manifest(target: Mapping[str, Any], repository: str, digest: str) -> bool:
+    # The registry builds the target URL from the route it served, ".../v2/<name>/blobs/<digest>"
+    # or ".../v2/<name>/manifests/<reference>": its end is exact, whatever the name holds
+    # ("team/manifests" is a repository, not a route) and whatever prefix a proxy adds. 2.x
+    # sends blobs as application/octet-stream and manifests with their own media type: that
+    # decides when the URL is missing or says neither.
     url = target.get("url")
-    return isinstance(url, str) and "/manifests/" in url
+    try:
+        path = unquote(urlsplit(url).path) if isinstance(url, str) else ""
+    except ValueError:  # not a URL at all ("http://[x"): the media type decides
+        path = ""
+    if path:
+        if path.endswith(f"/{repository}/blobs/{digest}"):
+            return False
+        references = {digest, target.get("tag")} - {None, ""}
+        if any(path.endswith(f"/{repository}/manifests/{ref}") for ref in references):
+            return True
+    return target.get("mediaType") in MANIFEST_TYPES
 
 
 def _event_id(value: Any) -> str:

@@ -18,6 +18,7 @@ from worker.registry.mediatypes import (
     DOCKER_SCHEMA1_SIGNED,
     IMAGE_TYPES,
     INDEX_TYPES,
+    NON_DISTRIBUTABLE_TYPES,
     OCI_INDEX,
     OCI_MANIFEST,
     SCHEMA1_TYPES,
@@ -37,12 +38,21 @@ class Manifest:
     config: str | None = None
     layers: tuple[str, ...] = ()
     manifests: tuple[str, ...] = ()
+    #: Those of ``layers`` (or the config) the registry accepted without requiring them in the
+    #: repository: foreign or non-distributable layers, and any with ``urls``. A client may
+    #: fetch them elsewhere; the registry holds them only if they were pushed too.
+    external: frozenset[str] = frozenset()
 
     @property
     def blobs(self) -> tuple[str, ...]:
         """Config then layers, without repeats: what a pull of this image fetches as blobs."""
         seen = dict.fromkeys(((self.config,) if self.config else ()) + self.layers)
         return tuple(seen)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The blobs the registry made sure the repository holds when it took the manifest."""
+        return tuple(b for b in self.blobs if b not in self.external)
 
     @property
     def is_index(self) -> bool:
@@ -80,9 +90,21 @@ def _parse(doc: dict[str, Any]) -> Manifest:
         children = tuple(reference.digest(child["digest"]) for child in doc["manifests"])
         return Manifest(media_type=media_type or OCI_INDEX, manifests=children)
     if media_type in IMAGE_TYPES or (media_type is None and "config" in doc):
+        descriptors: list[Any] = [doc["config"], *(doc.get("layers") or ())]
+        digests = [reference.digest(d["digest"]) for d in descriptors]
         return Manifest(
             media_type=media_type or OCI_MANIFEST,
-            config=reference.digest(doc["config"]["digest"]),
-            layers=tuple(reference.digest(layer["digest"]) for layer in doc.get("layers") or ()),
+            config=digests[0],
+            layers=tuple(digests[1:]),
+            external=frozenset(
+                digest for digest, d in zip(digests, descriptors, strict=True) if _external(d)
+            ),
         )
     raise InvalidManifestError(f"unknown manifest media type {media_type!r}")
+
+
+def _external(descriptor: dict[str, Any]) -> bool:
+    # distribution's manifest handlers skip the presence check for these (2.8: Docker foreign
+    # layers; OCI layers with urls, non-distributable ones; 3.x: any descriptor with urls).
+    # The union: the warmer must not wait for a blob that any of them let be absent.
+    return descriptor.get("mediaType") in NON_DISTRIBUTABLE_TYPES or bool(descriptor.get("urls"))

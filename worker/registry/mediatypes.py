@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "DOCKER_FOREIGN_LAYER",
     "DOCKER_MANIFEST_LIST",
     "DOCKER_SCHEMA1",
     "DOCKER_SCHEMA1_SIGNED",
@@ -18,6 +19,7 @@ __all__ = [
     "IMAGE_TYPES",
     "INDEX_TYPES",
     "MANIFEST_TYPES",
+    "NON_DISTRIBUTABLE_TYPES",
     "OCI_CONFIG",
     "OCI_INDEX",
     "OCI_LAYER",
@@ -33,6 +35,8 @@ OCI_LAYER: Final = "application/vnd.oci.image.layer.v1.tar+gzip"
 DOCKER_SCHEMA2: Final = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_SCHEMA1: Final = "application/vnd.docker.distribution.manifest.v1+json"
+#: A layer clients download from its ``urls`` (Windows base images), not from the registry.
+DOCKER_FOREIGN_LAYER: Final = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 DOCKER_SCHEMA1_SIGNED: Final = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
 #: What a filesystem-backed registry gives every blob it stats (config blobs and manifests
@@ -48,3 +52,13 @@ IMAGE_TYPES: Final = frozenset({OCI_MANIFEST, DOCKER_SCHEMA2})
 SCHEMA1_TYPES: Final = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
 #: Every manifest media type the registry serves.
 MANIFEST_TYPES: Final = INDEX_TYPES | IMAGE_TYPES | SCHEMA1_TYPES
+#: Layers the registry lets a manifest reference without holding them (with ``urls``): Docker's
+#: foreign layer and OCI's non-distributable ones (deprecated by OCI, still accepted).
+NON_DISTRIBUTABLE_TYPES: Final = frozenset(
+    {
+        DOCKER_FOREIGN_LAYER,
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    }
+)

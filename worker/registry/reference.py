@@ -17,6 +17,7 @@ __all__ = [
     "MAX_REPOSITORY_NAME",
     "digest",
     "repository_name",
+    "repository_prefix",
     "split_digest",
     "tag",
 ]
@@ -33,7 +34,14 @@ DIGEST_ALGORITHMS: Final = {"sha256": 64, "sha512": 128}
 # RE2, exponential backtracking in Python's re ("aaaa...a!" never finishes). "-+" spells the
 # same language (an empty separator only splits one alphanumeric run in two) unambiguously.
 _COMPONENT: Final = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_NAME_RE: Final = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_REMOTE_RE: Final = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+# The optional first component, a registry host: dot-separated labels of letters, digits and
+# inner dashes, or a bracketed IPv6 address (distribution 3.x), then an optional ":port". The
+# grammar allows capitals in a host; the registry refuses them ("repository name must be
+# lowercase"), and so does the warmer. No label is "." or "..", no "/" inside; each label ends
+# at a "." or ":", so the regex stays linear.
+_LABEL: Final = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_DOMAIN_RE: Final = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[a-f0-9:]+\])(?::[0-9]+)?")
 _TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST_RE: Final = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
 
@@ -46,12 +54,37 @@ def repository_name(name: object) -> str:
         raise InvalidRepositoryNameError(
             f"repository name is {len(name)} characters long, over {MAX_REPOSITORY_NAME}"
         )
-    if _NAME_RE.fullmatch(name) is None:
+    if _REMOTE_RE.fullmatch(name) is None and not _with_domain(name):
         raise InvalidRepositoryNameError(
             f"invalid repository name {name!r}: components of lowercase letters and digits, "
-            "separated by '.', '_', '__' or dashes, joined by '/'"
+            "separated by '.', '_', '__' or dashes, joined by '/', optionally after a first "
+            "HOST[:PORT]/ component"
         )
     return name
+
+
+def repository_prefix(prefix: str) -> bool:
+    """True when ``prefix`` can begin a repository name at a '/': a storage walk descends
+    through ``localhost:5000`` on its way to ``localhost:5000/app``."""
+    first, _, rest = prefix.partition("/")
+    if not rest:
+        return _DOMAIN_RE.fullmatch(first) is not None or _REMOTE_RE.fullmatch(first) is not None
+    # Past the first "/", every prefix of a valid name is a valid name itself.
+    try:
+        repository_name(prefix)
+    except InvalidRepositoryNameError:
+        return False
+    return True
+
+
+def _with_domain(name: str) -> bool:
+    # A domain never holds a "/": the first one ends it, so there is one way to split.
+    domain, slash, remote = name.partition("/")
+    return (
+        bool(slash)
+        and _DOMAIN_RE.fullmatch(domain) is not None
+        and _REMOTE_RE.fullmatch(remote) is not None
+    )
 
 
 def digest(value: object) -> str:

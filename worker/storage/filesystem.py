@@ -191,13 +191,13 @@ class FilesystemStore:
                 if entry.name.startswith("_"):
                     if entry.name in (paths.LAYERS, paths.MANIFESTS) and not is_repository:
                         is_repository = True
-                        yield prefix
+                        # A host alone ("localhost:5000") begins names but is none itself.
+                        if _is_name(prefix):
+                            yield prefix
                     continue
                 name = f"{prefix}/{entry.name}" if prefix else entry.name
-                try:
-                    reference.repository_name(name)
-                except InvalidReferenceError as exc:
-                    _log.warning("skipping %s: %s", entry.path, exc)
+                if not reference.repository_prefix(name):
+                    _log.warning("skipping %s: no repository name begins %r", entry.path, name)
                     continue
                 yield from self._walk_repositories(entry.path, name)
 
@@ -243,6 +243,16 @@ class FilesystemStore:
             raise StoreError(f"cannot read link {path}: {exc.strerror}") from None
         finally:
             os.close(fd)
+
+
+def _is_name(name: str) -> bool:
+    try:
+        reference.repository_name(name)
+    except InvalidReferenceError as exc:
+        if name:
+            _log.warning("skipping repository %r: %s", name, exc)
+        return False
+    return True
 
 
 def _subdirectories(directory: str) -> Iterator[str]:

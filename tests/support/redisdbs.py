@@ -1,0 +1,62 @@
+"""The DB numbers of the one redis-server the tests share, each named by what it holds.
+
+Every test that puts something on the shared server takes its DB from here, never a number by
+hand: two tests can then never meet in one DB by accident. The session's server has
+``DB_COUNT`` DBs (tests/conftest.py starts it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = ["DB", "DB_COUNT", "shared_env"]
+
+
+class DB:
+    """One DB per purpose on the shared server (``redis_proc``): plain ints (redis-py's
+    hiredis parser takes no int subclass), each number once (tests/test_redisdbs.py)."""
+
+    CACHE: Final = 0  # the registry cache of the unit tests (the cache_redis fixture)
+    BROKER: Final = 1  # the broker of the CLI and task tests
+    STATE: Final = 2  # the warmer's own state (the state_redis fixture)
+    FLOWER_BROKER: Final = 3
+    STATS_BROKER: Final = 4
+    BEAT_BROKER: Final = 5
+    REWARM_PUSH: Final = 6  # e2e: the registry that was pushed to
+    REWARM_REFERENCE: Final = 7  # e2e: a registry that pulled everything, the reference
+    REWARM_WARM: Final = 8  # e2e: what warmer rewarm filled
+    EVENTS_ORIGIN: Final = 9  # e2e: the registry that notifies
+    EVENTS_REPLICA: Final = 10  # e2e: the replica whose cache only the warmer fills
+    EVENTS_REFERENCE: Final = 11
+    EVENTS_STATE: Final = 12
+    EVENTS_BROKER: Final = 13
+    RECONCILE_CACHE: Final = 14
+    UNUSUAL_ORIGIN: Final = 15  # e2e: Windows-style images and unusual names, pushed here
+    UNUSUAL_REPLICA: Final = 16  # e2e: ... and pulled through a replica only the warmer fills
+    UNUSUAL_STATE: Final = 17
+    UNUSUAL_BROKER: Final = 18
+    KINDS_PUSH: Final = 19  # e2e: the registry 3.x the corpus of the Redis-kinds tests went to
+    KINDS_STATE: Final = 20
+    KINDS_BROKER: Final = 21
+
+
+#: DBs of the shared server: every name of DB has one below it.
+DB_COUNT = 32
+
+
+def shared_env(
+    proc: Any, *, broker: int = DB.BROKER, cache: int = DB.CACHE, state: int = DB.STATE
+) -> dict[str, str]:
+    """The warmer's Redis settings on the shared server, as environment variables.
+
+    Cache, broker and state share one server here on purpose (one server per test would cost
+    seconds each), which the start-up eviction check refuses: it is skipped, and has tests of
+    its own (tests/test_eviction.py).
+    """
+    base = f"redis://{proc.host}:{proc.port}"
+    return {
+        "WARMER_REDIS_URL": f"{base}/{cache}",
+        "WARMER_BROKER_URL": f"{base}/{broker}",
+        "WARMER_STATE_URL": f"{base}/{state}",
+        "WARMER_SKIP_EVICTION_CHECK": "1",
+    }
