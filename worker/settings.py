@@ -234,7 +234,15 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _broker_scheme(cls, value: str) -> str:
-        return _check_scheme(value, _BROKER_SCHEMES)
+        _check_scheme(value, _BROKER_SCHEMES)
+        if urlsplit(value).scheme in ("redis", "rediss") and (
+            parse_redis_url(value).kind == "cluster"
+        ):
+            raise ValueError(
+                "a broker is one Redis server or a Sentinel master, not a Cluster "
+                "(several hosts need ?master_name=)"
+            )
+        return value
 
     @property
     def results_url(self) -> str:

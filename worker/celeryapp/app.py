@@ -29,6 +29,7 @@ from worker.celeryapp.names import (
     REWARM_TASK,
     STATS_TASK,
 )
+from worker.celeryapp.urls import celery_redis
 from worker.core.clients import build_cache, build_state, build_store
 from worker.core.service import CachedBlobService
 from worker.errors import WarmerError
@@ -139,9 +140,10 @@ def _rewarm_when_empty(app: WarmerCelery) -> Callable[..., None]:
 
 def create_app(settings: Settings) -> WarmerCelery:
     """The warmer's Celery app: configured, scheduled, able to publish; no task registered."""
-    app = WarmerCelery(settings, broker=settings.broker_url, backend=settings.results_url)
-    transport: dict[str, Any] = {}
-    if urlsplit(settings.broker_url).scheme.startswith(("redis", "rediss")):
+    broker, transport = celery_redis(settings.broker_url)
+    backend, backend_transport = celery_redis(settings.results_url)
+    app = WarmerCelery(settings, broker=broker, backend=backend)
+    if urlsplit(settings.broker_url).scheme.startswith(("redis", "rediss", "sentinel")):
         # A message a worker took and never acknowledged (it was killed) is handed out again
         # after this long. Warm tasks take milliseconds, so the default (60 s) is short.
         transport["visibility_timeout"] = settings.visibility_timeout
@@ -153,6 +155,7 @@ def create_app(settings: Settings) -> WarmerCelery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_transport_options=transport,
+        result_backend_transport_options=backend_transport,
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         result_serializer="json",

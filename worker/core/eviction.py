@@ -18,6 +18,7 @@ from typing import Final, NamedTuple
 
 import redis
 
+from worker.connections import RedisTarget, connect, is_cluster, parse_redis_url
 from worker.errors import ConfigError, EvictingRedisError
 from worker.settings import Settings, redact_url
 
@@ -80,25 +81,29 @@ def eviction_problem(settings: Settings) -> str | None:
     return None
 
 
-def _client(url: str, **options: float) -> redis.Redis:
+def _target(url: str) -> RedisTarget:
     try:
-        return redis.Redis.from_url(url, **options)
+        return parse_redis_url(url)
     except ValueError as exc:  # a port that is no number, a DB that is none...
         raise ConfigError(f"invalid Redis URL {redact_url(url)}: {exc}") from None
 
 
 def _address(url: str) -> tuple[str, ...]:
     # Only when the cache does not answer: the same host and port (or socket) is one server.
-    kwargs = _client(url).connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return ("unix", str(kwargs["path"]))
-    host = str(kwargs.get("host", "localhost")).lower()
-    host = "127.0.0.1" if host in ("localhost", "::1") else host
-    return (host, str(kwargs.get("port", 6379)))
+    target = _target(url)
+    if target.socket is not None:
+        return ("unix", target.socket)
+    host, port = target.hosts[0]
+    host = "127.0.0.1" if host.lower() in ("localhost", "::1") else host.lower()
+    return (host, str(port))
 
 
 def _server(url: str, role: str) -> _Server | None:
-    client = _client(url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT)
+    _target(url)
+    client = connect(url, _TIMEOUT)
+    if is_cluster(client):  # a Cluster holds the cache only: no broker or state shares it
+        client.close()
+        return None
     try:
         server = client.info("server")
         memory = client.info("memory")
