@@ -52,6 +52,7 @@ def registry_snippet(settings: Settings, host: str, port: int, *, show_token: bo
         redis_url=settings.redis_url,
         notify_url=f"http://{where}:{port}/events",
         token=token if show_token else TOKEN_PLACEHOLDER,
+        passwords=show_token,
     )
 
 

@@ -10,6 +10,7 @@ registry version: 2.x reads one ``addr``; 3.x reads ``addrs`` (several for a Clu
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from worker.connections import RedisTarget, parse_redis_url
 from worker.errors import ConfigError
@@ -17,6 +18,8 @@ from worker.settings import RegistryVersion
 
 __all__ = ["redis_section", "registry_config"]
 
+# What a printed snippet shows for a password.
+_HIDDEN = "<the password in WARMER_REDIS_URL>"
 # Where Debian (and the registry image's Alpine) keep the system's CA bundle.
 _SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -29,10 +32,12 @@ def registry_config(
     notify_url: str | None = None,
     token: str | None = None,
     delete: bool = False,
+    passwords: bool = True,
 ) -> str:
     """The ``storage``, ``redis`` and (with ``notify_url``) ``notifications`` sections, as YAML.
 
     ``token`` is the warmer's ``WARMER_WEBHOOK_TOKEN``, sent as ``Authorization: Bearer``.
+    Without ``passwords`` the Redis passwords are placeholders (for a snippet that is printed).
     """
     lines = [
         "storage:",
@@ -43,7 +48,7 @@ def registry_config(
     ]
     if delete:
         lines += ["  delete:", "    enabled: true"]
-    lines += redis_section(version, redis_url)
+    lines += redis_section(version, redis_url, passwords=passwords)
     if notify_url is not None:
         lines += [
             "notifications:",
@@ -59,9 +64,15 @@ def registry_config(
     return "\n".join(lines)
 
 
-def redis_section(version: RegistryVersion, redis_url: str) -> list[str]:
+def redis_section(version: RegistryVersion, redis_url: str, *, passwords: bool = True) -> list[str]:
     """The registry's ``redis:`` section for the cache the warmer's URL names."""
     target = parse_redis_url(redis_url)
+    if not passwords:
+        target = replace(
+            target,
+            password=target.password and _HIDDEN,
+            sentinel_password=target.sentinel_password and _HIDDEN,
+        )
     if version is RegistryVersion.V3:
         return _v3(target)
     if target.kind not in ("server", "socket") or target.username or target.ssl:
