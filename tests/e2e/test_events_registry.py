@@ -15,8 +15,8 @@ import redis
 from tests.support.oci import Image, Index, layer, write_layout
 from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
-from tests.support.registry import Registry, copy, delete, free_port, running_registry, wait_for
-from tests.support.services import warmer_process, webhook_ready
+from tests.support.registry import Registry, copy, delete, running_registry, wait_for
+from tests.support.services import running_warmer
 from worker.demo.registry import RegistryBinary
 from worker.state import StateStore
 
@@ -56,7 +56,6 @@ def warmer(
     redis_proc: Any, tmp_path: Path, dbs: dict[int, redis.Redis], binary: RegistryBinary
 ) -> Iterator[str]:
     """``warmer webhook`` and ``warmer worker`` as processes; yields the receiver's URL."""
-    port = free_port()
     env = {
         **shared_env(redis_proc, cache=DB_B, state=DB_STATE, broker=DB_BROKER),
         "WARMER_STORAGE_ROOT": str(tmp_path / "storage"),
@@ -64,16 +63,7 @@ def warmer(
         "WARMER_REGISTRY_VERSION": binary.version.value,
     }
     (tmp_path / "storage").mkdir()
-    url = f"http://127.0.0.1:{port}"
-    with (
-        warmer_process(["webhook", "--port", str(port)], env, tmp_path / "webhook.log"),
-        warmer_process(
-            ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"],
-            env,
-            tmp_path / "worker.log",
-        ),
-    ):
-        wait_for(lambda: webhook_ready(url), timeout=30, what="warmer webhook /readyz")
+    with running_warmer(env, tmp_path) as url:
         yield url
 
 

@@ -19,8 +19,8 @@ from tests.support.oci import Image, Index, layer, write_layout
 from tests.support.redis_servers import redis_cluster, redis_sentinel, redis_tls
 from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
-from tests.support.registry import free_port, registry_binary, running_registry, wait_for
-from tests.support.services import run_warmer_json, warmer_process, webhook_ready
+from tests.support.registry import registry_binary, running_registry, wait_for
+from tests.support.services import run_warmer_json, running_warmer
 from worker.connections import connect
 from worker.demo.registry import Registry, RegistryBinary
 from worker.state import StateStore
@@ -167,15 +167,8 @@ def test_a_sentinel_failover_during_a_stream_of_pushes_loses_no_warm(
             # every visibility timeout / 2: short, so the test does not wait long.
             "WARMER_VISIBILITY_TIMEOUT": "4",
         }
-        port = free_port()
-        hook = f"http://127.0.0.1:{port}"
-        schedule = str(tmp_path / "beat-schedule")
-        worker = ["worker", "-B", "--schedule", schedule, "--pool", "solo", "--without-mingle"]
-        with (
-            warmer_process(["webhook", "--port", str(port)], env, tmp_path / "webhook.log"),
-            warmer_process(worker, env, tmp_path / "worker.log"),
-        ):
-            wait_for(lambda: webhook_ready(hook), timeout=30, what="the warmer's webhook")
+        beat = ["-B", "--schedule", str(tmp_path / "beat-schedule")]
+        with running_warmer(env, tmp_path, worker_args=beat) as hook:
             origin_cache = f"redis://{redis_proc.host}:{redis_proc.port}/{PUSH_DB}"
             with running_registry(
                 tmp_path / "origin",

@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from tests.support.redisdbs import DB, shared_env
-from tests.support.registry import Registry, free_port, running_registry, wait_for
-from tests.support.services import warmer_process, webhook_ready
+from tests.support.registry import Registry, running_registry, wait_for
+from tests.support.services import running_warmer
 from worker.demo.registry import RegistryBinary
 from worker.registry.mediatypes import (
     DOCKER_FOREIGN_LAYER,
@@ -116,7 +116,6 @@ def warmer(
     redis_proc: Any, tmp_path: Path, dbs: dict[int, redis.Redis], binary: RegistryBinary
 ) -> Iterator[str]:
     """``warmer webhook`` and ``warmer worker`` filling the replica's DB; yields the URL."""
-    port = free_port()
     env = {
         **shared_env(
             redis_proc,
@@ -129,16 +128,7 @@ def warmer(
         "WARMER_REGISTRY_VERSION": binary.version.value,
     }
     (tmp_path / "storage").mkdir()
-    url = f"http://127.0.0.1:{port}"
-    with (
-        warmer_process(["webhook", "--port", str(port)], env, tmp_path / "webhook.log"),
-        warmer_process(
-            ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"],
-            env,
-            tmp_path / "worker.log",
-        ),
-    ):
-        wait_for(lambda: webhook_ready(url), timeout=30, what="warmer webhook /readyz")
+    with running_warmer(env, tmp_path) as url:
         yield url
 
 

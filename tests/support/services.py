@@ -1,16 +1,20 @@
-"""The warmer's own processes for the tests: the demo's helpers, and one CLI run as JSON."""
+"""The warmer's own processes for the tests: the demo's helpers, the receiver and a worker
+together, and one CLI run as JSON."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from worker.demo.registry import free_port, wait_for
 from worker.demo.services import warmer_process, webhook_ready
 
-__all__ = ["run_warmer_json", "warmer_process", "webhook_ready"]
+__all__ = ["run_warmer_json", "running_warmer", "warmer_process", "webhook_ready"]
 
 
 def run_warmer_json(args: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -27,3 +31,20 @@ def run_warmer_json(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
+
+
+@contextmanager
+def running_warmer(
+    env: dict[str, str], workdir: Path, *, worker_args: Sequence[str] = ()
+) -> Iterator[str]:
+    """``warmer webhook`` and ``warmer worker`` as a user starts them, on a free port; yields
+    the receiver's URL once it is ready, and stops both afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    worker = ["worker", *worker_args, "--pool", "solo", "--without-mingle", "--without-gossip"]
+    with (
+        warmer_process(["webhook", "--port", str(port)], env, workdir / "webhook.log"),
+        warmer_process(worker, env, workdir / "worker.log"),
+    ):
+        wait_for(lambda: webhook_ready(url), timeout=30, what="the warmer's webhook /readyz")
+        yield url
