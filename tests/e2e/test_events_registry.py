@@ -119,6 +119,7 @@ def test_a_replica_is_warm_before_its_first_pull(
         ) as reg_b:
             _pull_all(reg_b, tmp_path / "b-pull")
             counts = reg_b.cache_counts()
+        print(f"first pull through replica B ({binary.version.value}), warmed by events: {counts}")
         assert counts["Miss"] == 0, counts
         assert counts["Hit"] > 0
 
