@@ -17,7 +17,8 @@ from worker.celeryapp.names import (
     STATS_TASK,
 )
 from worker.core.reconcile import reconcile
-from worker.core.rewarm import RewarmSummary, plan, rewarm, summarize
+from worker.core.rewarm import SHARDS, RewarmSummary, plan, rewarm, summarize
+from worker.errors import RepositoryNotFoundError
 from worker.state.figures import take_snapshot
 
 if TYPE_CHECKING:
@@ -59,7 +60,12 @@ def register_job_tasks(app: WarmerCelery) -> None:
                 shown[0] = time.monotonic()
                 self.update_state(state="PROGRESS", meta=summary.as_dict())
 
-        summary = rewarm(app.context.service(), [name], shard=shard, on_progress=progress)
+        try:
+            summary = rewarm(app.context.service(), [name], shard=shard, on_progress=progress)
+        except RepositoryNotFoundError:
+            # Deleted between the plan and this task: nothing to warm, and the chord's summary
+            # must still be written, so this is a result, not a failure.
+            return RewarmSummary(skipped=int(shard in ("", SHARDS[0]))).as_dict()
         return summary.as_dict()
 
     @app.task(shared=False, name=REWARM_SUMMARY_TASK)

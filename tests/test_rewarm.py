@@ -142,6 +142,7 @@ def test_summary_is_json_ready() -> None:
         "hits",
         "misses",
         "errors",
+        "skipped",
         "seconds",
     }
 

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.errors import InvalidEnvelopeError, StateError
+from worker.errors import InvalidEnvelopeError, StateError, UnreadableEnvelopeError
 from worker.receiver.batcher import DEFAULT_MAX_SIZE, DEFAULT_WINDOW, Batcher
 from worker.receiver.metrics import expvar, prometheus_text
 from worker.registry.events import Event, Kind, Message, Rejected, classify, parse_envelope
@@ -134,9 +134,25 @@ class _Receiver:
             return _error(413, f"body is over {self._max_body} bytes")
         try:
             raw = parse_envelope(body)
+        except UnreadableEnvelopeError as exc:
+            return await self._dead_letter_body(body, str(exc))
         except InvalidEnvelopeError as exc:
             return _error(400, str(exc))
         return await self._accept(raw)
+
+    async def _dead_letter_body(self, body: bytes, reason: str) -> JSONResponse:
+        # JSON we cannot take apart: kept whole for a person, and accepted, so the registry's
+        # queue moves on (a refusal would be resent forever).
+        letter = (reason, body.decode("utf-8", errors="replace"))
+        try:
+            await asyncio.to_thread(self._state.dead_letter, [letter])
+        except StateError as exc:
+            _log.error("state Redis unavailable: %s", exc)
+            return _error(503, "state store unavailable, send again later")
+        _log.warning("dead-lettered a whole envelope: %s", reason)
+        figures = {"accepted": 0, "duplicates": 0, "ignored": 0, "rejected": 1}
+        self.counts.update(figures)
+        return JSONResponse(figures, status_code=202)
 
     async def _accept(self, raw: list[Any]) -> JSONResponse:
         valid: dict[str, Event] = {}
@@ -151,8 +167,12 @@ class _Receiver:
             if rejected:
                 letters = [(r.reason, r.event) for r in rejected]
                 await asyncio.to_thread(self._state.dead_letter, letters)
-                for r in rejected:
-                    _log.warning("dead-lettered an event: %s", r.reason)
+                # One line an envelope: a body of many bad events must not flood the log.
+                _log.warning(
+                    "dead-lettered %d events of an envelope; first reason: %s",
+                    len(rejected),
+                    rejected[0].reason,
+                )
             fresh_ids = set(await asyncio.to_thread(self._state.unseen, list(valid)))
         except StateError as exc:
             _log.error("state Redis unavailable: %s", exc)

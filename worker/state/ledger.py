@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from worker.errors import InvalidReferenceError
 from worker.registry.events import Event, Message, Rejected, classify
 from worker.state.store import StateStore
 
 __all__ = [
     "MAX_DELIVERIES",
+    "REPLAY_TASK_SIZE",
     "ReplayResult",
     "Settled",
     "backoff",
@@ -40,6 +40,8 @@ __all__ = [
 #: Sends and failed tries of one event before it is dead-lettered. A failed try counts twice
 #: (it is rescheduled, then sent again), so this allows about 8 tries, some 20 minutes.
 MAX_DELIVERIES: Final = 16
+#: Letters per task of a replay.
+REPLAY_TASK_SIZE: Final = 20
 #: First retry after a failed try, doubling up to the cap (seconds).
 RETRY_BASE: Final = 2.0
 RETRY_CAP: Final = 300.0
@@ -58,8 +60,8 @@ def parse_messages(messages: Iterable[Any]) -> tuple[list[Event], list[tuple[str
     for message in messages:
         try:
             events.append(Event.from_message(message))
-        except (InvalidReferenceError, ValueError, TypeError) as exc:
-            bad.append((f"malformed task message: {exc}", message))
+        except Exception as exc:  # a message is input too: whatever it raises, it alone fails
+            bad.append((f"malformed task message: {exc!r}"[:300], message))
     return events, bad
 
 
@@ -178,7 +180,9 @@ def replay(
         if messages:
             state.untrack(messages)  # a fresh start: no deliveries counted
             state.track(messages, now + first_wait)
-            enqueue(messages)
+            # Small tasks: a letter that fails again fails alone, in a task of a few.
+            for start in range(0, len(messages), REPLAY_TASK_SIZE):
+                enqueue(messages[start : start + REPLAY_TASK_SIZE])
     except Exception:
         # Not sent: put every letter back as it was, so nothing is lost.
         state.dead_letter((letter.reason, letter.event) for letter in letters)

@@ -65,6 +65,13 @@ def _member(message: Any) -> str:
     return json.dumps(message, separators=(",", ":"), sort_keys=True)
 
 
+def _letter(at: float, reason: str, event: Any) -> str:
+    try:
+        return json.dumps(DeadLetter(at, reason, event).as_dict(), default=str)
+    except (ValueError, RecursionError) as exc:  # nesting or a number json cannot write back
+        return json.dumps(DeadLetter(at, reason, f"<event not serializable: {exc!r}>").as_dict())
+
+
 class StateStore:
     """Dedup keys, the dead-letter list and access records in the warmer's own Redis."""
 
@@ -183,10 +190,7 @@ class StateStore:
     def dead_letter(self, letters: Iterable[tuple[str, Any]]) -> int:
         """Append ``(reason, event)`` pairs to the dead-letter list; return how many."""
         now = time.time()
-        entries = [
-            json.dumps(DeadLetter(now, reason, event).as_dict(), default=str)
-            for reason, event in letters
-        ]
+        entries = [_letter(now, reason, event) for reason, event in letters]
         if entries:
             self._call(self._redis.rpush, _DEADLETTER, *entries)
         return len(entries)
