@@ -153,7 +153,7 @@ def _warm_blobs(
 ) -> None:
     digests = list(dict.fromkeys(e.digest for e in group if e.digest is not None))
     try:
-        fetched = {r.digest: r for r in service.fetch_many(repository, digests, strict=True)}
+        fetched = {r.digest: r for r in service.warm_many(repository, digests)}
     except CacheError as exc:
         result.retry.extend((e, str(exc)) for e in group)
         return
@@ -197,7 +197,7 @@ def _warm_manifest(
             manifests.append(child)
             images.append(_read_manifest(service, repository, child, wait, sleep))
     blobs = list(dict.fromkeys(b for image in images for b in image.blobs))
-    for outcome in service.fetch_many(repository, blobs, strict=True):
+    for outcome in service.warm_many(repository, blobs):
         if outcome.error is not None:
             raise outcome.error
         figures.warmed += 1
