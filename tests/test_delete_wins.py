@@ -8,8 +8,8 @@ worker's whole delete runs at one chosen point of the push (real Redis, a real s
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
