@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         description="Redis broker: seconds before a task a dead worker held is handed out again.",
     )
 
+    shutdown_grace: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds a stopping worker lets running tasks finish before it requeues them.",
+    )
+
     stats_interval: float = Field(
         default=60.0,
         gt=0,

@@ -12,6 +12,9 @@ delivery is harmless.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -19,7 +22,7 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import beat_init
+from celery.signals import beat_init, worker_shutting_down
 
 from worker.cache import BlobDescriptorCache
 from worker.celeryapp.names import (
@@ -137,6 +140,25 @@ def _rewarm_when_empty(app: WarmerCelery) -> Callable[..., None]:
     return handler
 
 
+def _bounded_shutdown(app: WarmerCelery) -> Callable[..., None]:
+    # Celery's warm shutdown (SIGTERM, SIGINT) waits for running tasks however long they take.
+    # Past the grace, a cold shutdown (SIGQUIT to this process) cancels them: their messages,
+    # acknowledged late, go back to the queue, and the ledger has their events anyway.
+    started = threading.Event()
+
+    def handler(sender: Any = None, how: str = "", **_: Any) -> None:
+        if how != "Warm" or started.is_set():
+            return
+        started.set()
+        timer = threading.Timer(
+            app.settings.shutdown_grace, os.kill, args=(os.getpid(), signal.SIGQUIT)
+        )
+        timer.daemon = True  # a worker done sooner exits without waiting for it
+        timer.start()
+
+    return handler
+
+
 def create_app(settings: Settings) -> WarmerCelery:
     """The warmer's Celery app: configured, scheduled, able to publish; no task registered."""
     app = WarmerCelery(settings, broker=settings.broker_url, backend=settings.results_url)
@@ -175,6 +197,7 @@ def create_app(settings: Settings) -> WarmerCelery:
         "reconcile": {"task": RECONCILE_TASK, "schedule": _schedule(settings.reconcile_schedule)},
     }
     beat_init.connect(_rewarm_when_empty(app), weak=False)
+    worker_shutting_down.connect(_bounded_shutdown(app), weak=False)
 
     def publish(messages: list[Message]) -> None:
         app.send_task(EVENTS_TASK, args=[messages], retry=True, retry_policy=PUBLISH_RETRY)

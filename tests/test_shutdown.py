@@ -1,0 +1,198 @@
+"""Clean shutdown, with real processes: SIGTERM or SIGINT stops ``warmer up``, ``warmer worker``
+and ``warmer webhook`` with everything they started, within 30 s; after a SIGKILL of
+``warmer up``, its children end on their own within seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.registry import free_port, wait_for
+from worker.demo.services import webhook_ready
+
+TOKEN = "shutdown-token"
+#: What the issue allows for a clean stop.
+STOP_SECONDS = 30
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _descendants(pid: int) -> set[int]:
+    seen: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in _children(todo.pop()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; its parent reaps it
+
+
+def _env(redis_proc: Any, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WARMER_", "SENTRY_"))}
+    base = f"redis://{redis_proc.host}:{redis_proc.port}"
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    return env | {
+        "WARMER_REDIS_URL": f"{base}/0",
+        "WARMER_BROKER_URL": f"{base}/{5 + os.getpid() % 10}",
+        "WARMER_STATE_URL": f"{base}/2",
+        "WARMER_STORAGE_ROOT": str(root),
+        "WARMER_WEBHOOK_TOKEN": TOKEN,
+    }
+
+
+def _with_environment(marker: bytes) -> list[int]:
+    # Every process a test starts inherits its environment, orphans included: found by it.
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts; whatever is left of them (orphans too) is killed afterwards."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for pid in _with_environment(f"WARMER_STORAGE_ROOT={tmp_path / 'root'}".encode()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for proc in procs:
+        proc.wait()
+
+
+def _start(
+    args: list[str], env: dict[str, str], log: Path, procs: list[subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("warmer")), *args],
+            env=env,
+            cwd=log.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    procs.append(proc)
+    return proc
+
+
+def _worker_ready(log: Path) -> bool:
+    return " ready." in log.read_text(errors="replace")
+
+
+def _all_gone(pids: set[int]) -> bool:
+    return not any(_alive(p) for p in pids)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_warmer_up_and_everything_it_started(
+    sig: signal.Signals,
+    redis_proc: Any,
+    tmp_path: Path,
+    started: list[subprocess.Popen[bytes]],
+) -> None:
+    port = free_port()
+    log = tmp_path / "up.log"
+    up = _start(["up", "--port", str(port)], _env(redis_proc, tmp_path), log, started)
+    wait_for(lambda: webhook_ready(f"http://127.0.0.1:{port}"), timeout=60, what="readyz")
+    wait_for(lambda: _worker_ready(log), timeout=60, what="the worker to be ready")
+    family = _descendants(up.pid)
+    assert len(family) >= 3, family  # the worker, its pool, its beat
+    up.send_signal(sig)
+    wait_for(
+        lambda: _all_gone({up.pid, *family}),
+        timeout=STOP_SECONDS,
+        what=f"warmer up and its {len(family)} processes to end after {sig.name}",
+    )
+
+
+def test_after_a_sigkill_of_warmer_up_its_children_end_on_their_own(
+    redis_proc: Any, tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    log = tmp_path / "up.log"
+    up = _start(["up", "--port", str(port)], _env(redis_proc, tmp_path), log, started)
+    wait_for(lambda: _worker_ready(log), timeout=60, what="the worker to be ready")
+    family = _descendants(up.pid)
+    assert family
+    up.kill()
+    up.wait()
+    wait_for(
+        lambda: _all_gone(family),
+        timeout=10,
+        what="the children of a killed warmer up to end",
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_warmer_worker_with_its_pool(
+    sig: signal.Signals,
+    redis_proc: Any,
+    tmp_path: Path,
+    started: list[subprocess.Popen[bytes]],
+) -> None:
+    log = tmp_path / "worker.log"
+    worker = _start(["worker", "--concurrency", "2"], _env(redis_proc, tmp_path), log, started)
+    wait_for(lambda: _worker_ready(log), timeout=60, what="the worker to be ready")
+    family = _descendants(worker.pid)
+    assert len(family) >= 2, family
+    worker.send_signal(sig)
+    wait_for(
+        lambda: _all_gone({worker.pid, *family}),
+        timeout=STOP_SECONDS,
+        what=f"warmer worker and its pool to end after {sig.name}",
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_warmer_webhook(
+    sig: signal.Signals,
+    redis_proc: Any,
+    tmp_path: Path,
+    started: list[subprocess.Popen[bytes]],
+) -> None:
+    port = free_port()
+    log = tmp_path / "webhook.log"
+    hook = _start(["webhook", "--port", str(port)], _env(redis_proc, tmp_path), log, started)
+    wait_for(lambda: webhook_ready(f"http://127.0.0.1:{port}"), timeout=60, what="readyz")
+    hook.send_signal(sig)
+    wait_for(
+        lambda: not _alive(hook.pid) or hook.poll() is not None,
+        timeout=STOP_SECONDS,
+        what=f"warmer webhook to end after {sig.name}",
+    )
+    assert hook.wait() == 0, log.read_text()
