@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from amqp.exceptions import NotFound as AmqpNotFound
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import beat_init, worker_shutting_down
+from kombu.exceptions import ChannelError as KombuChannelError
 
 from worker.cache import BlobDescriptorCache
 from worker.celeryapp.names import (
@@ -61,6 +63,7 @@ class WarmerContext:
 
     settings: Settings
     publisher: Callable[[list[Message]], None] | None = field(default=None, init=False)
+    queue_length: Callable[[], int] | None = field(default=None, init=False)
     _cache: BlobDescriptorCache | None = field(default=None, init=False)
     _store: Store | None = field(default=None, init=False)
     _state: StateStore | None = field(default=None, init=False)
@@ -75,6 +78,11 @@ class WarmerContext:
         """Send messages as one ``warmer.events`` task (set by :func:`create_app`)."""
         assert self.publisher is not None, "create_app sets the publisher"
         self.publisher(messages)
+
+    def queued(self) -> int:
+        """Messages waiting in the tasks' queue now (set by :func:`create_app`)."""
+        assert self.queue_length is not None, "create_app sets the queue length"
+        return self.queue_length()
 
     @property
     def cache(self) -> BlobDescriptorCache:
@@ -202,5 +210,16 @@ def create_app(settings: Settings) -> WarmerCelery:
     def publish(messages: list[Message]) -> None:
         app.send_task(EVENTS_TASK, args=[messages], retry=True, retry_policy=PUBLISH_RETRY)
 
+    def queue_length() -> int:
+        with app.connection_for_read() as conn:
+            try:
+                declared = conn.default_channel.queue_declare(  # type: ignore[attr-defined]
+                    queue=app.conf.task_default_queue, passive=True
+                )
+            except (KombuChannelError, AmqpNotFound):  # no such queue yet: nothing waits
+                return 0
+            return int(declared.message_count)
+
     app.context.publisher = publish
+    app.context.queue_length = queue_length
     return app

@@ -108,15 +108,33 @@ def redeliver(
     *,
     now: float,
     first_wait: float,
+    queued: int = 0,
     limit: int = 1000,
 ) -> tuple[int, int]:
     """Publish the pending events whose time has come; return (sent, dead-lettered).
 
-    Each is due again after a growing wait from ``first_wait`` (a message still queued behind
-    a busy or absent worker is not sent again and again); after :data:`MAX_DELIVERIES` sends
-    it is dead-lettered.
+    ``queued`` is how many messages wait in the broker's queue now. Overdue means one of two
+    things, and the queue tells them apart:
+
+    - a backlog (``queued`` > 0: workers stopped, or behind): the event's message is most
+      likely still in the queue, behind the others. It is sent again at most once (it may also
+      have been lost, by a worker killed while taking it: it is not left waiting for the whole
+      backlog), then only postponed, never counted, never dead-lettered: a backlog is not a
+      loss, and re-sends add at most one duplicate per event;
+    - no backlog (the queue is empty): nothing holds the message any more, so it was lost or its
+      tries failed. It is sent again after a growing wait from ``first_wait``; after
+      :data:`MAX_DELIVERIES` it is dead-lettered.
     """
     due = state.due(now, limit)
+    if queued > 0:
+        counts = state.deliveries(due)
+        fresh = [m for m, n in zip(due, counts, strict=True) if n == 0]
+        again = [m for m, n in zip(due, counts, strict=True) if n > 0]
+        state.postpone(again, now + first_wait)
+        state.reschedule(fresh, lambda _: now + first_wait)
+        if fresh:
+            enqueue(fresh)
+        return len(fresh), 0
     counts = state.reschedule(
         due, lambda n: now + backoff(n, first_wait, cap=max(first_wait, RETRY_CAP))
     )

@@ -122,6 +122,18 @@ class StateStore:
         )
         return counts
 
+    def deliveries(self, messages: Sequence[Any]) -> list[int]:
+        """How many times each message was sent again or tried (0 for never)."""
+        if not messages:
+            return []
+        raw = self._call(self._redis.hmget, _DELIVERIES, [_member(m) for m in messages])
+        return [int(n) if n is not None else 0 for n in raw]
+
+    def postpone(self, messages: Sequence[Any], due: float) -> None:
+        """Make messages due again at ``due`` without counting a delivery."""
+        if messages:
+            self._call(self._redis.zadd, _PENDING, {_member(m): due for m in messages}, False, True)
+
     def untrack(self, messages: Sequence[Any]) -> None:
         """A task is done with these messages (warmed, evicted or dead-lettered)."""
         if not messages:
