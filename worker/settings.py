@@ -109,6 +109,26 @@ class Settings(BaseSettings):
         description="Redis broker: seconds before a task a dead worker held is handed out again.",
     )
 
+    result_ttl: int = Field(
+        default=4 * 3600,
+        gt=0,
+        description="Seconds a task's result (its counters, as Flower shows them) is kept.",
+    )
+    dedup_ttl: int = Field(
+        default=600,
+        gt=0,
+        description="Seconds an event id is remembered, to drop the registry's resends of it.",
+    )
+    deadletter_max: int = Field(
+        default=10_000,
+        gt=0,
+        description="Dead letters kept at most; the oldest are dropped (and counted) beyond.",
+    )
+    pull_flush_interval: float = Field(
+        default=0.25,
+        gt=0,
+        description="Seconds between the receiver's writes of the pulls it added up.",
+    )
     shutdown_grace: float = Field(
         default=15.0,
         gt=0,

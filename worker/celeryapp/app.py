@@ -187,7 +187,8 @@ def create_app(settings: Settings) -> WarmerCelery:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
-        result_expires=7 * 24 * 3600,
+        # Results expire in hours: at a task a second, days of them would be gigabytes.
+        result_expires=settings.result_ttl,
         result_extended=True,
         # Flower shows tasks live only with events on.
         worker_send_task_events=True,

@@ -60,6 +60,7 @@ def build_webhook(
         publish=tracked_publisher(app),
         token=token,
         max_body=max_body,
+        pull_flush_interval=settings.pull_flush_interval,
         checks={
             "cache": build_cache(settings).ping,
             "state": state.ping,

@@ -7,7 +7,8 @@ Answers, in the order they are decided:
 - 413 for a body over the limit, refused before it is read whole;
 - 400 when the body is not an envelope at all;
 - 503 when the state Redis or the broker cannot take the events (the registry sends them again);
-- 202 otherwise, once every valid event of the envelope is with the broker.
+- 202 otherwise, once every valid event of the envelope is with the broker (pulls are added up
+  here and written a few times a second: :mod:`worker.receiver.pulls`).
 
 ``GET /metrics`` (Prometheus) and ``GET /debug/vars`` (expvar JSON) serve the cluster-wide figures.
 
@@ -37,11 +38,17 @@ from starlette.routing import Route
 from worker.errors import InvalidEnvelopeError, StateError, UnreadableEnvelopeError
 from worker.receiver.batcher import DEFAULT_MAX_SIZE, DEFAULT_WINDOW, Batcher
 from worker.receiver.metrics import expvar, prometheus_text
+from worker.receiver.pulls import PullCounter
 from worker.registry.events import Event, Kind, Message, Rejected, classify, parse_envelope
 from worker.registry.mediatypes import EVENTS_V1, EVENTS_V2
 from worker.state import StateStore
 
-__all__ = ["ACCEPTED_CONTENT_TYPES", "DEFAULT_MAX_BODY", "create_webhook"]
+__all__ = [
+    "ACCEPTED_CONTENT_TYPES",
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_PULL_FLUSH_INTERVAL",
+    "create_webhook",
+]
 
 ACCEPTED_CONTENT_TYPES: Final = frozenset(
     {
@@ -50,6 +57,8 @@ ACCEPTED_CONTENT_TYPES: Final = frozenset(
         "application/json",
     }
 )
+#: Seconds between writes of the pulls the receiver added up (a few a second).
+DEFAULT_PULL_FLUSH_INTERVAL: Final = 0.25
 #: Largest body read; a 2.x envelope of a few events is a few KiB.
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 
@@ -69,6 +78,7 @@ def create_webhook(
     checks: Mapping[str, Callable[[], None]] | None = None,
     window: float = DEFAULT_WINDOW,
     max_size: int = DEFAULT_MAX_SIZE,
+    pull_flush_interval: float = DEFAULT_PULL_FLUSH_INTERVAL,
 ) -> Starlette:
     """The receiver's ASGI app. ``token=None`` accepts every caller (``--insecure-no-auth``).
 
@@ -86,12 +96,19 @@ def create_webhook(
             _log.warning("could not mark %d events seen: %s", len(messages), exc)
 
     batcher = Batcher(publish_and_mark, window=window, max_size=max_size)
-    receiver = _Receiver(state, batcher, token, max_body, dict(checks or {}))
+    pulls = PullCounter(state, pull_flush_interval)
+    receiver = _Receiver(
+        state, batcher, pulls, token=token, max_body=max_body, checks=dict(checks or {})
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        writer = asyncio.create_task(pulls.run())
         yield
         await batcher.drain()  # what was accepted leaves before the process does
+        writer.cancel()  # and the pulls counted so far are written
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
 
     return Starlette(
         routes=[
@@ -110,12 +127,15 @@ class _Receiver:
         self,
         state: StateStore,
         batcher: Batcher,
+        pulls: PullCounter,
+        *,
         token: str | None,
         max_body: int,
         checks: dict[str, Callable[[], None]],
     ) -> None:
         self._state = state
         self._batcher = batcher
+        self._pulls = pulls
         self._expected = token.encode() if token else None
         self._max_body = max_body
         self._checks = checks
@@ -157,10 +177,13 @@ class _Receiver:
     async def _accept(self, raw: list[Any]) -> JSONResponse:
         valid: dict[str, Event] = {}
         rejected: list[Rejected] = []
+        pulled: list[str] = []
         for item in raw:
             classified = classify(item)
             if isinstance(classified, Rejected):
                 rejected.append(classified)
+            elif classified.kind is Kind.ACCESS:
+                pulled.append(classified.repository)  # no task, no dedup key: a sum
             else:
                 valid.setdefault(classified.id, classified)  # the same id twice: once
         try:
@@ -190,8 +213,9 @@ class _Receiver:
                 await asyncio.to_thread(self._state.mark_seen, ignored)
             except StateError as exc:
                 _log.warning("could not mark %d events seen: %s", len(ignored), exc)
+        self._pulls.add(pulled)
         figures = {
-            "accepted": len(work),
+            "accepted": len(work) + len(pulled),
             "duplicates": len(valid) - len(fresh),
             "ignored": len(fresh) - len(work),
             "rejected": len(rejected),

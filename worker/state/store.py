@@ -1,11 +1,15 @@
 """The warmer's own state, in its own Redis (``WARMER_STATE_URL``): the one module that spells
 its keys. The registry's cache DB never holds any of these.
 
-    warmer:seen:<event id>   STRING  an event already handed to the broker (expires)
+    warmer:seen:<event id>   STRING  an event already handed to the broker (expires after
+                                     WARMER_DEDUP_TTL)
     warmer:pending           ZSET    task message (JSON) -> when to send it again if not done
     warmer:deliveries        HASH    task message (JSON) -> times it was sent or tried
-    warmer:deadletter        LIST    JSON {"at", "reason", "event"}: given up on, oldest first
+    warmer:deadletter        LIST    JSON {"at", "reason", "event"}: given up on, oldest first,
+                                     at most WARMER_DEADLETTER_MAX
+    warmer:deadletter:dropped STRING how many dead letters the cap dropped
     warmer:access            ZSET    repository -> time of its last pull (hot-first re-warm)
+    warmer:pulls             HASH    repository -> pulls counted (the receiver adds them up)
     warmer:counters          HASH    cluster-wide figures: exists.requests ... fetch.misses, warmed,
                                      evicted, dead_lettered (the key keeps its 0.1 name, so an
                                      upgrade keeps the figures)
@@ -35,12 +39,16 @@ _FIGURES: Final = "warmer:counters"
 _REPOSITORY_FIGURES: Final = "warmer:counters:repository:"
 _SNAPSHOTS: Final = "warmer:snapshots"
 _LAST: Final = "warmer:last:"
+_DROPPED: Final = "warmer:deadletter:dropped"
+_PULLS: Final = "warmer:pulls"
 _PENDING: Final = "warmer:pending"
 _DELIVERIES: Final = "warmer:deliveries"
 
-#: How long an event id is remembered: the registry retries for as long as it lives, but a
-#: duplicate after a day is harmless (warming is idempotent) and the set must not grow forever.
-SEEN_TTL_SECONDS: Final = 24 * 3600
+#: How long an event id is remembered by default: a registry resends within seconds, and a
+#: duplicate after that is harmless (every write is idempotent); memory is ids x this window.
+SEEN_TTL_SECONDS: Final = 600
+#: Dead letters kept by default; beyond, the oldest are dropped and counted.
+DEADLETTER_MAX: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +83,16 @@ def _letter(at: float, reason: str, event: Any) -> str:
 class StateStore:
     """Dedup keys, the dead-letter list and access records in the warmer's own Redis."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        seen_ttl: int = SEEN_TTL_SECONDS,
+        deadletter_max: int = DEADLETTER_MAX,
+    ) -> None:
         self._redis = client
+        self._seen_ttl = seen_ttl
+        self._deadletter_max = deadletter_max
 
     def __repr__(self) -> str:
         return f"StateStore({self._redis!r})"
@@ -97,7 +113,7 @@ class StateStore:
         """Remember ids as handed to the broker; call only after the broker took them."""
         pipe = self._redis.pipeline(transaction=False)
         for event_id in event_ids:
-            pipe.set(_SEEN_PREFIX + event_id, 1, ex=SEEN_TTL_SECONDS)
+            pipe.set(_SEEN_PREFIX + event_id, 1, ex=self._seen_ttl)
         self._call(pipe.execute)
 
     # -- the pending ledger: every accepted event until a task is done with it ---------------
@@ -200,12 +216,30 @@ class StateStore:
     # -- dead letters ---------------------------------------------------------------------------
 
     def dead_letter(self, letters: Iterable[tuple[str, Any]]) -> int:
-        """Append ``(reason, event)`` pairs to the dead-letter list; return how many."""
+        """Append ``(reason, event)`` pairs to the dead-letter list; return how many.
+
+        The list keeps the newest ``deadletter_max``: the oldest beyond are dropped, and counted
+        (:meth:`dead_letters_dropped`), so one hostile request cannot fill the Redis.
+        """
         now = time.time()
         entries = [_letter(now, reason, event) for reason, event in letters]
-        if entries:
-            self._call(self._redis.rpush, _DEADLETTER, *entries)
+        if not entries:
+            return 0
+        cap = self._deadletter_max
+        kept = entries[-cap:]
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.rpush(_DEADLETTER, *kept)
+        pipe.ltrim(_DEADLETTER, -cap, -1)
+        length, _ = self._call(pipe.execute)
+        # Each transaction trims what it overflowed: the sum over writers is exact.
+        dropped = len(entries) - len(kept) + max(0, int(length) - cap)
+        if dropped:
+            self._call(self._redis.incrby, _DROPPED, dropped)
         return len(entries)
+
+    def dead_letters_dropped(self) -> int:
+        """How many dead letters the cap dropped, ever."""
+        return int(self._call(self._redis.get, _DROPPED) or 0)
 
     def dead_letters(self, start: int = 0, stop: int = -1) -> list[DeadLetter]:
         """Dead letters from ``start`` to ``stop`` (inclusive, as LRANGE), oldest first."""
@@ -238,6 +272,20 @@ class StateStore:
         mapping = dict.fromkeys(repositories, now)
         if mapping:
             self._call(self._redis.zadd, _ACCESS, mapping)
+
+    def record_pulls(self, pulls: Mapping[str, int], at: float) -> None:
+        """Add up pulls per repository (the receiver's sums), and note when: one round trip."""
+        if not pulls:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(_ACCESS, dict.fromkeys(pulls, at))
+        for repository, count in pulls.items():
+            pipe.hincrby(_PULLS, repository, count)
+        self._call(pipe.execute)
+
+    def pulls(self, repository: str) -> int:
+        """Pulls counted for ``repository``."""
+        return int(self._call(self._redis.hget, _PULLS, repository) or 0)
 
     def recently_pulled(self, limit: int = 100) -> list[str]:
         """Repositories by most recent pull, newest first."""
