@@ -129,6 +129,16 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between the receiver's writes of the pulls it added up.",
     )
+    cache_check_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between checks for a cache emptied or restarted (then a re-warm).",
+    )
+    rewarm_lock_ttl: int = Field(
+        default=300,
+        gt=0,
+        description="Seconds the one-re-warm-at-a-time lock outlives a holder that stopped.",
+    )
     shutdown_grace: float = Field(
         default=15.0,
         gt=0,

@@ -33,6 +33,7 @@ from worker.celeryapp.names import (
     REDELIVER_TASK,
     REWARM_TASK,
     STATS_TASK,
+    WATCH_CACHE_TASK,
 )
 from worker.core.clients import build_cache, build_state, build_store
 from worker.core.service import CachedBlobService
@@ -202,6 +203,8 @@ def create_app(settings: Settings) -> WarmerCelery:
             "schedule": max(1.0, settings.visibility_timeout / 2),
         },
         "stats": {"task": STATS_TASK, "schedule": settings.stats_interval},
+        # A cache emptied or restarted (no persistence, a Harbor GC) is re-warmed within this.
+        "watch-cache": {"task": WATCH_CACHE_TASK, "schedule": settings.cache_check_interval},
         "rewarm": {"task": REWARM_TASK, "schedule": _schedule(settings.rewarm_schedule)},
         "reconcile": {"task": RECONCILE_TASK, "schedule": _schedule(settings.reconcile_schedule)},
     }

@@ -16,6 +16,8 @@ its keys. The registry's cache DB never holds any of these.
     warmer:counters:repository:<repo>  HASH  the same, for one repository
     warmer:snapshots         LIST    JSON snapshots of the figures, newest first (the last 1,440)
     warmer:last:<job>        STRING  JSON summary of the last rewarm or reconcile
+    warmer:lock:<name>       STRING  a holder's token (expires unless the holder refreshes it)
+    warmer:cache:keys        STRING  keys the cache held at the last check (to see it emptied)
 """
 
 from __future__ import annotations
@@ -42,6 +44,17 @@ _LAST: Final = "warmer:last:"
 _DROPPED: Final = "warmer:deadletter:dropped"
 _PULLS: Final = "warmer:pulls"
 _PENDING: Final = "warmer:pending"
+_LOCK: Final = "warmer:lock:"
+_CACHE_KEYS: Final = "warmer:cache:keys"
+# Compare-and-set on a lock's token: only its holder refreshes or releases it.
+_REFRESH_LUA: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE_LUA: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 _DELIVERIES: Final = "warmer:deliveries"
 
 #: How long an event id is remembered by default: a registry resends within seconds, and a
@@ -291,6 +304,35 @@ class StateStore:
         """Repositories by most recent pull, newest first."""
         raw = self._call(self._redis.zrevrange, _ACCESS, 0, limit - 1)
         return [_text(r) for r in raw]
+
+    # -- a lock across machines ----------------------------------------------------------------
+
+    def acquire_lock(self, name: str, token: str, ttl: float) -> bool:
+        """Take the lock ``name`` for ``ttl`` seconds unless someone holds it; say whether."""
+        taken = self._call(self._redis.set, _LOCK + name, token, None, int(ttl * 1000), True)
+        return bool(taken)
+
+    def refresh_lock(self, name: str, token: str, ttl: float) -> bool:
+        """Extend the lock by ``ttl`` seconds from now if ``token`` still holds it."""
+        script = self._redis.register_script(_REFRESH_LUA)
+        return bool(self._call(script, [_LOCK + name], [token, int(ttl * 1000)]))
+
+    def release_lock(self, name: str, token: str) -> bool:
+        """Let go of the lock if ``token`` holds it."""
+        script = self._redis.register_script(_RELEASE_LUA)
+        return bool(self._call(script, [_LOCK + name], [token]))
+
+    def lock_holder(self, name: str) -> str | None:
+        """The token holding lock ``name``, if any."""
+        raw = self._call(self._redis.get, _LOCK + name)
+        return _text(raw) if raw is not None else None
+
+    # -- the cache's size, as last seen ---------------------------------------------------------
+
+    def swap_cache_keys(self, count: int) -> int | None:
+        """Remember ``count`` as the cache's key count; return the previous one (None: first)."""
+        previous = self._call(lambda: self._redis.set(_CACHE_KEYS, count, get=True))
+        return int(previous) if previous is not None else None
 
     def ping(self) -> None:
         """Raise StateError unless the state Redis answers."""
