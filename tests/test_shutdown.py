@@ -14,13 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from tests.support.layout import LayoutWriter
+from tests.support.notifications import envelope, event
 from tests.support.registry import free_port, wait_for
+from tests.support.results import task_metas
+from tests.support.sender import RegistryLikeSender
 from worker.demo.services import webhook_ready
+from worker.storage import paths
 
 TOKEN = "shutdown-token"
 #: What the issue allows for a clean stop.
 STOP_SECONDS = 30
+#: Every process a test starts inherits it (orphans too): how the clean-up finds them.
+_MARKER = "SHUTDOWN_TEST_DIR"
 
 
 def _children(pid: int) -> list[int]:
@@ -69,16 +77,20 @@ def _env(redis_proc: Any, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _with_environment(marker: bytes) -> list[int]:
-    # Every process a test starts inherits its environment, orphans included: found by it.
+def _started_in(directory: Path) -> list[int]:
+    # Every process a test starts inherits its environment and working directory, orphans
+    # included: found by either (redis-server rewrites the memory /proc shows as environ).
+    marker = f"{_MARKER}={directory}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
+                environ = (entry / "environ").read_bytes().split(b"\0")
+                cwd = os.readlink(entry / "cwd")
             except OSError:
                 continue
+            if marker in environ or cwd.startswith(str(directory)):
+                found.append(int(entry.name))
     return found
 
 
@@ -87,7 +99,7 @@ def started(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Processes a test starts; whatever is left of them (orphans too) is killed afterwards."""
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
-    for pid in _with_environment(f"WARMER_STORAGE_ROOT={tmp_path / 'root'}".encode()):
+    for pid in _started_in(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     for proc in procs:
@@ -100,7 +112,7 @@ def _start(
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("warmer")), *args],
-            env=env,
+            env=env | {_MARKER: str(log.parent)},
             cwd=log.parent,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -140,12 +152,23 @@ def test_a_signal_stops_warmer_up_and_everything_it_started(
     )
 
 
+@pytest.mark.parametrize("dev", [False, True], ids=["configured", "dev"])
 def test_after_a_sigkill_of_warmer_up_its_children_end_on_their_own(
-    redis_proc: Any, tmp_path: Path, started: list[subprocess.Popen[bytes]]
+    dev: bool, redis_proc: Any, tmp_path: Path, started: list[subprocess.Popen[bytes]]
 ) -> None:
     port = free_port()
     log = tmp_path / "up.log"
-    up = _start(["up", "--port", str(port)], _env(redis_proc, tmp_path), log, started)
+    env = _env(redis_proc, tmp_path)
+    args = ["up", "--port", str(port)]
+    if dev:  # nobody answers at the configured URLs: --dev starts its own redis-server too
+        dead = f"redis://127.0.0.1:{free_port()}"
+        env |= {
+            f"WARMER_{n}_URL": f"{dead}/{i}" for i, n in enumerate(("REDIS", "BROKER", "STATE"))
+        }
+        env.pop("WARMER_STORAGE_ROOT")
+        env.pop("WARMER_WEBHOOK_TOKEN")
+        args.append("--dev")
+    up = _start(args, env, log, started)
     wait_for(lambda: _worker_ready(log), timeout=60, what="the worker to be ready")
     family = _descendants(up.pid)
     assert family
@@ -196,3 +219,54 @@ def test_a_signal_stops_warmer_webhook(
         what=f"warmer webhook to end after {sig.name}",
     )
     assert hook.wait() == 0, log.read_text()
+
+
+def _started_tasks(state_redis: redis.Redis) -> int:
+    return sum(meta.get("status") == "STARTED" for meta in task_metas(state_redis))
+
+
+def test_a_task_still_running_after_the_grace_goes_back_to_the_queue(
+    redis_proc: Any,
+    layout: LayoutWriter,
+    cache_redis: redis.Redis,
+    state_redis: redis.Redis,
+    tmp_path: Path,
+    started: list[subprocess.Popen[bytes]],
+) -> None:
+    # A manifest push that arrives before the manifest is readable keeps its task busy (it
+    # waits for storage): SIGTERM then, with a grace shorter than that wait.
+    manifest, blobs = layout.image("team/app", "v1", b"l1", b"l2")
+    manifest_path = Path(layout.store.os_path(paths.blob_data(manifest)))
+    payload = manifest_path.read_bytes()
+    manifest_path.unlink()
+    env = _env(redis_proc, tmp_path) | {
+        "WARMER_STORAGE_ROOT": str(layout.store.root),
+        "WARMER_SHUTDOWN_GRACE": "0.5",
+        "WARMER_VISIBILITY_TIMEOUT": "2",
+    }
+    broker = redis.Redis.from_url(env["WARMER_BROKER_URL"])
+    broker.flushdb()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    _start(["webhook", "--port", str(port)], env, tmp_path / "webhook.log", started)
+    wait_for(lambda: webhook_ready(url), timeout=60, what="readyz")
+    worker_args = ["worker", "--concurrency", "1", "--without-mingle", "--without-gossip"]
+    first = _start(worker_args, env, tmp_path / "worker1.log", started)
+    wait_for(lambda: _worker_ready(tmp_path / "worker1.log"), timeout=60, what="worker ready")
+    kind = "application/vnd.oci.image.manifest.v1+json"
+    push = envelope(event("push", "team/app", manifest, media_type=kind, tag="v1"))
+    sender = RegistryLikeSender(f"{url}/events", TOKEN, [push])
+    sender.start()
+    wait_for(lambda: _started_tasks(state_redis) > 0, timeout=30, what="the task STARTED")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(STOP_SECONDS) is not None
+    manifest_path.write_bytes(payload)  # the registry's storage catches up
+    # No beat runs, so the ledger sends nothing again: only the broker can hand the message
+    # out again, which it does only if the cancelled task's message went back to the queue.
+    _start(worker_args, env, tmp_path / "worker2.log", started)
+
+    def warm() -> bool:
+        return all(cache_redis.sismember("repository::team/app::blobs", b) for b in blobs)
+
+    wait_for(warm, timeout=60, what="the returned task to warm the image")
+    broker.flushdb()
