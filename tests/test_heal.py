@@ -3,6 +3,7 @@ the check interval, one re-warm at a time across machines, behind a lock that ex
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import redis
 
 from tests.support.layout import LayoutWriter
-from tests.support.registry import wait_for
+from tests.support.registry import free_port, wait_for
 from tests.support.services import warmer_process
 from worker.cache import BlobDescriptorCache
 from worker.core.heal import REWARM_LOCK, cache_emptied
@@ -94,3 +95,50 @@ def test_a_flushed_cache_is_rewarmed_and_a_dead_holders_lock_only_delays_it(
     assert last is not None
     assert last["blobs"] == 3
     broker.flushdb()
+
+
+def test_a_restarted_cache_redis_is_rewarmed(
+    redis_proc: Any, layout: LayoutWriter, state_redis: redis.Redis, tmp_path: Path
+) -> None:
+    _, blobs = layout.image("team/app", "v1", b"a", b"b")
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    command += ["--appendonly", "no"]  # as most registries run their cache: nothing on disk
+    cache_server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    cache = redis.Redis(port=port)
+    base = f"redis://{redis_proc.host}:{redis_proc.port}"
+    broker = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=12)
+    broker.flushdb()
+    env = {
+        "WARMER_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "WARMER_STATE_URL": f"{base}/2",
+        "WARMER_BROKER_URL": f"{base}/12",
+        "WARMER_STORAGE_ROOT": str(layout.store.root),
+        "WARMER_CACHE_CHECK_INTERVAL": "1",
+        "WARMER_REWARM_SCHEDULE": "3600",
+    }
+
+    def warm() -> bool:
+        try:
+            return all(cache.sismember("repository::team/app::blobs", b) for b in blobs)
+        except redis.ConnectionError:
+            return False
+
+    worker = ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"]
+    beat = ["beat", "--schedule", str(tmp_path / "schedule")]
+    try:
+        with (
+            warmer_process(worker, env, tmp_path / "worker.log"),
+            warmer_process(beat, env, tmp_path / "beat.log"),
+        ):
+            wait_for(warm, timeout=60, what="the first re-warm")
+            wait_for(lambda: state_redis.get("warmer:cache:keys") not in (None, b"0"), timeout=30)
+            cache_server.kill()
+            cache_server.wait()
+            cache_server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+            wait_for(warm, timeout=60, what="a re-warm after the cache Redis restarted")
+    finally:
+        cache.close()
+        cache_server.kill()
+        cache_server.wait()
+        broker.flushdb()
