@@ -27,6 +27,7 @@ from worker.storage import paths
 TOKEN = "shutdown-token"
 #: What the issue allows for a clean stop.
 STOP_SECONDS = 30
+BROKER_DB = 13
 #: Every process a test starts inherits it (orphans too): how the clean-up finds them.
 _MARKER = "SHUTDOWN_TEST_DIR"
 
@@ -66,11 +67,13 @@ def _alive(pid: int) -> bool:
 def _env(redis_proc: Any, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WARMER_", "SENTRY_"))}
     base = f"redis://{redis_proc.host}:{redis_proc.port}"
+    # A DB of its own, emptied: no task another test left is handed to these workers.
+    redis.Redis(host=redis_proc.host, port=redis_proc.port, db=BROKER_DB).flushdb()
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
     return env | {
         "WARMER_REDIS_URL": f"{base}/0",
-        "WARMER_BROKER_URL": f"{base}/{5 + os.getpid() % 10}",
+        "WARMER_BROKER_URL": f"{base}/{BROKER_DB}",
         "WARMER_STATE_URL": f"{base}/2",
         "WARMER_STORAGE_ROOT": str(root),
         "WARMER_WEBHOOK_TOKEN": TOKEN,
