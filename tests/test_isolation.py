@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +31,7 @@ from worker.receiver.webhook import create_webhook
 from worker.registry.events import Event, Kind
 from worker.settings import load_settings
 from worker.state import StateStore
+from worker.state.ledger import replay
 
 TOKEN = "isolation-token"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -240,3 +242,34 @@ def test_a_batch_whose_task_fails_is_split_and_only_the_culprit_dead_lettered(
     assert letter.event[0] == "poison"
     assert "a bug met the poison" in letter.reason
     assert cache_redis.smembers("repository::team/app::blobs") == {g.encode() for g in goods}
+
+
+def test_a_replay_cannot_poison_itself(
+    app: WarmerCelery, layout: LayoutWriter, cache_redis: redis.Redis, state_redis: redis.Redis
+) -> None:
+    poisoned = _poisoned_manifests(layout, "bad/app")
+    goods = [layout.blob(f"good {i}".encode()) for i in range(3)]
+    for g in goods:
+        layout.link("other", g)
+    state = StateStore(state_redis)
+    letters = [
+        ("an earlier failure", Event(f"g{i}", Kind.WARM_BLOB, "other", g).as_message())
+        for i, g in enumerate(goods)
+    ]
+    letters.insert(
+        1,
+        ("an earlier failure", Event("p", Kind.WARM_MANIFEST, "bad/app", poisoned[0]).as_message()),
+    )
+    state.dead_letter(letters)
+    with start_worker(app, pool="solo", perform_ping_check=False):
+        result = replay(state, app.context.publish, now=time.time(), first_wait=60)
+        assert result.replayed == 4
+
+        def settled() -> bool:
+            return state.pending_count() == 0 and state.dead_letter_count() == 1
+
+        wait_for(settled, timeout=30, what="the replay to settle")
+    (letter,) = state.dead_letters()
+    assert letter.event[0] == "p"
+    assert "manifest" in letter.reason
+    assert cache_redis.smembers("repository::other::blobs") == {g.encode() for g in goods}
