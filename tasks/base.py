@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from celery import Task
 
-from worker.errors import CacheError, StateError, StoreError
+from worker.errors import PERMANENT_ERRORS, CacheError, StateError, StoreError
 
 if TYPE_CHECKING:
     from worker.celeryapp import WarmerCelery
@@ -17,6 +18,8 @@ else:
     _Task = Task
 
 __all__ = ["DeadLetterOnFailure", "RetryOnStateTrouble", "RetryOnTrouble"]
+
+_log = logging.getLogger(__name__)
 
 
 class RetryOnStateTrouble(_Task):
@@ -30,19 +33,35 @@ class RetryOnStateTrouble(_Task):
 
 
 class DeadLetterOnFailure(RetryOnStateTrouble):
-    """An events task: an unexpected failure dead-letters its events instead of losing them."""
+    """An events task whose failure escaped the pipeline's per-event isolation.
+
+    A batch is split, one task per event, so that the event that fails it fails alone; a task
+    of one event dead-letters it with the reason. Its events stay in the ledger meanwhile: if
+    the state Redis or the broker is what failed, the ledger sends them again later.
+    """
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        messages = args[0] if args else []
-        reason = f"task {task_id} failed: {exc!r}"
+        messages = list(args[0]) if args and isinstance(args[0], list) else []
         app = cast("WarmerCelery", self.app)
-        app.context.state.dead_letter((reason, m) for m in messages)
-        app.context.state.untrack(messages)
+        if isinstance(exc, StateError) or not messages:
+            return  # the ledger has them; nothing else can be written now
+        try:
+            if len(messages) > 1:
+                for message in messages:
+                    app.context.publish([message])
+                return
+            reason = f"task {task_id} failed: {exc!r}"[:500]
+            app.context.state.dead_letter([(reason, messages[0])])
+            app.context.state.untrack(messages)
+        except Exception as trouble:  # the ledger still has them: they come back when due
+            _log.warning("task %s failed, and so did its failure handling: %s", task_id, trouble)
 
 
 class RetryOnTrouble(_Task):
     """A scheduled job: tried again, with backoff, while Redis or the storage is away."""
 
     autoretry_for = (CacheError, StateError, StoreError)
+    # Not found and invalid fail at once: no retry changes the store's answer.
+    dont_autoretry_for = PERMANENT_ERRORS
     retry_backoff = 5
     max_retries = 5

@@ -52,5 +52,6 @@ def register_event_tasks(app: WarmerCelery) -> None:
             app.context.publish,
             now=time.time(),
             first_wait=app.context.first_wait,
+            queued=app.context.queued(),
         )
         return {"sent": sent, "dead": dead}

@@ -132,3 +132,17 @@ def test_before_release_runs_while_the_batch_is_still_pending(state: StateStore)
     )
     assert pending_then == [1]
     assert state.pending_count() == 0
+
+
+def test_during_a_backlog_an_overdue_event_is_sent_once_then_only_postponed(
+    state: StateStore,
+) -> None:
+    state.track([E1.as_message()], 0)
+    sent: list[list[Any]] = []
+    for i in range(10 * MAX_DELIVERIES):  # far past the cap, the queue never empty
+        redeliver(state, sent.extend, now=1e9 * (i + 1), first_wait=10, queued=5)
+    assert sent == [E1.as_message()]  # one re-send in all: at most one duplicate
+    assert state.dead_letter_count() == 0
+    assert state.pending_count() == 1
+    # The backlog gone and the event still not done: it was lost; sent again as before.
+    assert redeliver(state, sent.extend, now=1e12, first_wait=10, queued=0) == (1, 0)

@@ -127,7 +127,7 @@ def test_a_windows_style_manifest_warms_all_but_the_layers_the_registry_does_not
     assert warmed == dump(cache_redis)
 
 
-def test_a_missing_ordinary_layer_is_still_retried(
+def test_a_missing_ordinary_layer_is_dead_lettered_not_skipped(
     service: CachedBlobService, layout: LayoutWriter, state: StateStore
 ) -> None:
     config = layout.blob(b"{}")
@@ -145,7 +145,10 @@ def test_a_missing_ordinary_layer_is_still_retried(
     )
     layout.revision("app", image)
     result = process([_e(Kind.WARM_MANIFEST, "app", image)], service, state)
-    assert [reason for _, reason in result.retry] == [f"blob {absent} is not linked into app"]
+    # Only foreign layers may be absent; an ordinary one is not found: no retry makes it appear
+    # (the registry holds every layer of a manifest it accepts), so it is dead-lettered at once.
+    assert result.retry == []
+    assert [reason for _, reason in result.dead] == [f"blob {absent} is not linked into app"]
 
 
 def test_a_manifest_not_readable_yet_is_waited_for_then_retried(

@@ -2,11 +2,18 @@
 
 Callers catch the narrowest class they can act on; the CLI catches :class:`WarmerError` and prints
 its message as one line.
+
+Whether another try can help is part of the type: :attr:`WarmerError.retryable`. Redis, broker
+and storage I/O can come back; a blob or repository that is not there, or a manifest that does
+not parse, will not (those are dead-lettered at once, never retried).
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
+    "PERMANENT_ERRORS",
     "BlobNotFoundError",
     "CacheError",
     "CacheMissError",
@@ -17,16 +24,21 @@ __all__ = [
     "InvalidManifestError",
     "InvalidReferenceError",
     "InvalidRepositoryNameError",
+    "ManifestNotReadyError",
     "RepositoryNotFoundError",
     "StateError",
     "StoreError",
     "StoreUnavailableError",
+    "UnreadableEnvelopeError",
     "WarmerError",
 ]
 
 
 class WarmerError(Exception):
     """Base class of every error the warmer raises on purpose."""
+
+    #: True when the same call may succeed later (I/O); False when it never will.
+    retryable: ClassVar[bool] = False
 
 
 class ConfigError(WarmerError):
@@ -54,12 +66,21 @@ class InvalidEnvelopeError(WarmerError):
     """Raised when a notification body is not JSON or not an envelope (``{"events": [...]}``)."""
 
 
+class UnreadableEnvelopeError(InvalidEnvelopeError):
+    """Raised when a body is JSON nested too deeply for the parser: it is dead-lettered whole,
+    never refused (the registry would resend it forever)."""
+
+
 class CacheError(WarmerError):
     """Raised when the cache's Redis cannot be reached or answers with an error."""
+
+    retryable = True
 
 
 class StateError(WarmerError):
     """Raised when the warmer's own Redis (``WARMER_STATE_URL``) cannot be reached."""
+
+    retryable = True
 
 
 class CacheMissError(WarmerError):
@@ -73,6 +94,8 @@ class CacheMissError(WarmerError):
 class StoreError(WarmerError):
     """Raised when the registry's storage cannot answer."""
 
+    retryable = True
+
 
 class StoreUnavailableError(StoreError):
     """Raised when the storage root does not exist or is not a registry's ``rootdirectory``."""
@@ -81,10 +104,30 @@ class StoreUnavailableError(StoreError):
 class BlobNotFoundError(StoreError):
     """Raised when a blob is not in the store, or not linked into the repository asked about."""
 
+    retryable = False
+
+
+class ManifestNotReadyError(StoreError):
+    """Raised when a pushed manifest is not readable yet: the registry can notify before its
+    storage shows the revision, so a later try can help."""
+
 
 class RepositoryNotFoundError(StoreError):
     """Raised when a repository named by the caller has no blobs or manifests in the store."""
 
+    retryable = False
+
 
 class InvalidManifestError(StoreError):
     """Raised when a manifest cannot be parsed as one of the media types the registry serves."""
+
+    retryable = False
+
+
+#: The store's answers that no retry can change: a task stops at once on these.
+PERMANENT_ERRORS: tuple[type[WarmerError], ...] = (
+    BlobNotFoundError,
+    RepositoryNotFoundError,
+    InvalidManifestError,
+    InvalidReferenceError,
+)

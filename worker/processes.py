@@ -6,21 +6,53 @@ its helpers the same way and leaves nothing running.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Final
 
 import redis
 
 from worker.errors import ConfigError
 
-__all__ = ["free_port", "stop_group", "throwaway_redis"]
+__all__ = [
+    "die_with_parent",
+    "free_port",
+    "stop_group",
+    "stop_leader_then_group",
+    "throwaway_redis",
+]
+
+_PR_SET_PDEATHSIG: Final = 1  # from <linux/prctl.h>
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` for a child that must not outlive this process, even after a SIGKILL.
+
+    On Linux the kernel sends the child SIGTERM when this process dies (``PR_SET_PDEATHSIG``):
+    the child's own clean shutdown runs. Elsewhere it does nothing.
+    """
+    parent = os.getpid()
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    # Resolved here, before the fork: the child runs only a system call, no loader, no lock
+    # (why the preexec_fn below is safe although this process has threads).
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def free_port() -> int:
@@ -43,6 +75,22 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
         proc.wait()
 
 
+def stop_leader_then_group(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop a process that stops its own children (a Celery worker: pool, embedded beat).
+
+    SIGTERM to the leader alone, so its clean shutdown runs in order (a pool child signalled
+    directly would drop the task it runs); after ``timeout``, SIGKILL whatever of its group is
+    left.
+    """
+    if proc.poll() is None:
+        proc.terminate()
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+    with suppress(ProcessLookupError):  # no such group: everything stopped by itself
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 @contextmanager
 def throwaway_redis(*, directory: Path | None = None, extra: Sequence[str] = ()) -> Iterator[int]:
     """A redis-server on a free port of 127.0.0.1 that keeps nothing; yields its port."""
@@ -53,7 +101,11 @@ def throwaway_redis(*, directory: Path | None = None, extra: Sequence[str] = ())
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     if directory is not None:
         args += ["--dir", str(directory)]
-    proc = subprocess.Popen([*args, *extra], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*args, *extra],
+        stdout=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 (a system call only, see there)
+    )
     client = redis.Redis(port=port)
     try:
         deadline = time.monotonic() + 10

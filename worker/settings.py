@@ -167,6 +167,42 @@ class Settings(BaseSettings):
         description="Redis broker: seconds before a task a dead worker held is handed out again.",
     )
 
+    result_ttl: int = Field(
+        default=4 * 3600,
+        gt=0,
+        description="Seconds a task's result (its counters, as Flower shows them) is kept.",
+    )
+    dedup_ttl: int = Field(
+        default=600,
+        gt=0,
+        description="Seconds an event id is remembered, to drop the registry's resends of it.",
+    )
+    deadletter_max: int = Field(
+        default=10_000,
+        gt=0,
+        description="Dead letters kept at most; the oldest are dropped (and counted) beyond.",
+    )
+    pull_flush_interval: float = Field(
+        default=0.25,
+        gt=0,
+        description="Seconds between the receiver's writes of the pulls it added up.",
+    )
+    cache_check_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between checks for a cache emptied or restarted (then a re-warm).",
+    )
+    rewarm_lock_ttl: int = Field(
+        default=300,
+        gt=0,
+        description="Seconds the one-re-warm-at-a-time lock outlives a holder that stopped.",
+    )
+    shutdown_grace: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds a stopping worker lets running tasks finish before it requeues them.",
+    )
+
     stats_interval: float = Field(
         default=60.0,
         gt=0,

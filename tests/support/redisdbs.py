@@ -38,6 +38,10 @@ class DB:
     KINDS_PUSH: Final = 19  # e2e: the registry 3.x the corpus of the Redis-kinds tests went to
     KINDS_STATE: Final = 20
     KINDS_BROKER: Final = 21
+    BACKLOG_BROKER: Final = 22  # the backlog test's queue: workers stopped for "two hours"
+    HEAL_BROKER: Final = 23  # the self-healing tests' queues
+    HEAL_RESTART_BROKER: Final = 24
+    SHUTDOWN_BROKER: Final = 25  # the shutdown tests' queue: nothing another test left in it
 
 
 #: DBs of the shared server: every name of DB has one below it.

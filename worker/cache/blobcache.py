@@ -257,7 +257,11 @@ class BlobDescriptorCache:
 
     def is_empty(self) -> bool:
         """True when the cache's DB holds no key at all (it holds only the registry's)."""
-        return int(self._call(self._redis.dbsize)) == 0
+        return self.key_count() == 0
+
+    def key_count(self) -> int:
+        """How many keys the cache's DB holds (DBSIZE): a sudden drop means it was emptied."""
+        return int(self._call(self._redis.dbsize))
 
     def ping(self) -> None:
         """Raise CacheError unless the cache's Redis answers."""

@@ -12,14 +12,19 @@ delivery is harmless.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from amqp.exceptions import NotFound as AmqpNotFound
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import beat_init
+from celery.signals import beat_init, worker_shutting_down
+from kombu.exceptions import ChannelError as KombuChannelError
 
 from worker.cache import BlobDescriptorCache
 from worker.celeryapp.names import (
@@ -28,6 +33,7 @@ from worker.celeryapp.names import (
     REDELIVER_TASK,
     REWARM_TASK,
     STATS_TASK,
+    WATCH_CACHE_TASK,
 )
 from worker.celeryapp.urls import celery_redis
 from worker.core.clients import build_cache, build_state, build_store
@@ -59,6 +65,7 @@ class WarmerContext:
 
     settings: Settings
     publisher: Callable[[list[Message]], None] | None = field(default=None, init=False)
+    queue_length: Callable[[], int] | None = field(default=None, init=False)
     _cache: BlobDescriptorCache | None = field(default=None, init=False)
     _store: Store | None = field(default=None, init=False)
     _state: StateStore | None = field(default=None, init=False)
@@ -73,6 +80,11 @@ class WarmerContext:
         """Send messages as one ``warmer.events`` task (set by :func:`create_app`)."""
         assert self.publisher is not None, "create_app sets the publisher"
         self.publisher(messages)
+
+    def queued(self) -> int:
+        """Messages waiting in the tasks' queue now (set by :func:`create_app`)."""
+        assert self.queue_length is not None, "create_app sets the queue length"
+        return self.queue_length()
 
     @property
     def cache(self) -> BlobDescriptorCache:
@@ -138,6 +150,25 @@ def _rewarm_when_empty(app: WarmerCelery) -> Callable[..., None]:
     return handler
 
 
+def _bounded_shutdown(app: WarmerCelery) -> Callable[..., None]:
+    # Celery's warm shutdown (SIGTERM, SIGINT) waits for running tasks however long they take.
+    # Past the grace, a cold shutdown (SIGQUIT to this process) cancels them: their messages,
+    # acknowledged late, go back to the queue, and the ledger has their events anyway.
+    started = threading.Event()
+
+    def handler(sender: Any = None, how: str = "", **_: Any) -> None:
+        if how != "Warm" or started.is_set():
+            return
+        started.set()
+        timer = threading.Timer(
+            app.settings.shutdown_grace, os.kill, args=(os.getpid(), signal.SIGQUIT)
+        )
+        timer.daemon = True  # a worker done sooner exits without waiting for it
+        timer.start()
+
+    return handler
+
+
 def create_app(settings: Settings) -> WarmerCelery:
     """The warmer's Celery app: configured, scheduled, able to publish; no task registered."""
     broker, transport = celery_redis(settings.broker_url)
@@ -160,7 +191,8 @@ def create_app(settings: Settings) -> WarmerCelery:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
-        result_expires=7 * 24 * 3600,
+        # Results expire in hours: at a task a second, days of them would be gigabytes.
+        result_expires=settings.result_ttl,
         result_extended=True,
         # Flower shows tasks live only with events on.
         worker_send_task_events=True,
@@ -174,13 +206,27 @@ def create_app(settings: Settings) -> WarmerCelery:
             "schedule": max(1.0, settings.visibility_timeout / 2),
         },
         "stats": {"task": STATS_TASK, "schedule": settings.stats_interval},
+        # A cache emptied or restarted (no persistence, a Harbor GC) is re-warmed within this.
+        "watch-cache": {"task": WATCH_CACHE_TASK, "schedule": settings.cache_check_interval},
         "rewarm": {"task": REWARM_TASK, "schedule": _schedule(settings.rewarm_schedule)},
         "reconcile": {"task": RECONCILE_TASK, "schedule": _schedule(settings.reconcile_schedule)},
     }
     beat_init.connect(_rewarm_when_empty(app), weak=False)
+    worker_shutting_down.connect(_bounded_shutdown(app), weak=False)
 
     def publish(messages: list[Message]) -> None:
         app.send_task(EVENTS_TASK, args=[messages], retry=True, retry_policy=PUBLISH_RETRY)
 
+    def queue_length() -> int:
+        with app.connection_for_read() as conn:
+            try:
+                declared = conn.default_channel.queue_declare(  # type: ignore[attr-defined]
+                    queue=app.conf.task_default_queue, passive=True
+                )
+            except (KombuChannelError, AmqpNotFound):  # no such queue yet: nothing waits
+                return 0
+            return int(declared.message_count)
+
     app.context.publisher = publish
+    app.context.queue_length = queue_length
     return app

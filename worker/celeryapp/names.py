@@ -16,6 +16,7 @@ __all__ = [
     "REWARM_SUMMARY_TASK",
     "REWARM_TASK",
     "STATS_TASK",
+    "WATCH_CACHE_TASK",
 ]
 
 #: Applies a batch of event messages to the cache.
@@ -30,3 +31,5 @@ REWARM_REPOSITORY_TASK: Final = "warmer.rewarm_repository"
 REWARM_SUMMARY_TASK: Final = "warmer.rewarm_summary"
 #: Evicts what the store no longer holds.
 RECONCILE_TASK: Final = "warmer.reconcile"
+#: Notices a cache emptied or restarted, and re-warms.
+WATCH_CACHE_TASK: Final = "warmer.watch_cache"

@@ -31,6 +31,7 @@ def stats_view(state: StateStore) -> dict[str, Any]:
         **figures.nested(),
         "hit_ratio": hit_ratio(figures.flat()),
         "dead_letters": state.dead_letter_count(),
+        "dead_letters_dropped": state.dead_letters_dropped(),
         "pending_events": state.pending_count(),
         "last_rewarm": state.last("rewarm"),
         "last_reconcile": state.last("reconcile"),
@@ -49,7 +50,14 @@ def stats_table(view: dict[str, Any]) -> Group:
         t = view[op]
         totals.add_row(op, str(t["requests"]), str(t["hits"]), str(t["misses"]))
     other = Table("figure", "value", title=f"hit ratio {_ratio(view['hit_ratio'])}")
-    for key in ("warmed", "evicted", "dead_lettered", "dead_letters", "pending_events"):
+    for key in (
+        "warmed",
+        "evicted",
+        "dead_lettered",
+        "dead_letters",
+        "dead_letters_dropped",
+        "pending_events",
+    ):
         other.add_row(key.replace("_", " "), str(view[key]))
     recent = Table(
         "at", "seconds", "fetch/s", "warmed/s", "hit ratio", title="recent intervals, newest first"

@@ -1,7 +1,10 @@
 """``warmer up``: receiver, worker and beat together on one machine; ``--dev`` for a first try.
 
 The worker (with beat embedded, ``celery worker -B``) runs as a child process; the receiver in
-this one. When either ends, the other is stopped: nothing is left running.
+this one. When either ends, the other is stopped: nothing is left running. SIGTERM or SIGINT
+stops the receiver (accepted batches are published first), then the worker (running tasks
+finish within ``WARMER_SHUTDOWN_GRACE`` or go back to the queue); after a SIGKILL of this
+process the kernel sends the worker SIGTERM (Linux), so it does not outlive it either.
 
 ``--dev`` fills in what a newcomer has not configured yet, and says so: a throwaway
 redis-server (on a free port, nothing kept) when no Redis answers at the configured URLs,
@@ -27,7 +30,7 @@ from pydantic import SecretStr
 from worker.celeryapp import create_app
 from worker.core.eviction import check_never_evicts, eviction_problem
 from worker.errors import ConfigError
-from worker.processes import stop_group, throwaway_redis
+from worker.processes import die_with_parent, stop_leader_then_group, throwaway_redis
 from worker.receiver.serve import build_webhook, serve_webhook
 from worker.registry.config import registry_config
 from worker.settings import Settings
@@ -131,6 +134,8 @@ def _worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
         [sys.executable, "-m", "worker", "worker", "-B", "--schedule", str(schedule)],
         env=env,
         start_new_session=True,
+        # A SIGKILL of this process leaves no orphan consuming with old settings.
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 (a system call only, see there)
     )
     stopping = threading.Event()
 
@@ -146,4 +151,5 @@ def _worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
         yield proc
     finally:
         stopping.set()
-        stop_group(proc)
+        # The worker's grace for running tasks, and a little for its pool and beat to go.
+        stop_leader_then_group(proc, settings.shutdown_grace + 5)

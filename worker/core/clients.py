@@ -37,7 +37,9 @@ def state_redis(settings: Settings) -> redis.Redis:
 
 def build_state(settings: Settings) -> StateStore:
     """The warmer's own state store."""
-    return StateStore(state_redis(settings))
+    return StateStore(
+        state_redis(settings), seen_ttl=settings.dedup_ttl, deadletter_max=settings.deadletter_max
+    )
 
 
 def build_cache(settings: Settings) -> BlobDescriptorCache:

@@ -2,8 +2,9 @@
 
 A task hands :func:`process` a batch; it returns figures and the events that failed, split in
 two: ``retry`` (Redis or storage trouble, or a manifest not readable yet: worth another try
-later) and ``dead`` (will never work: for the dead-letter list). Every write is idempotent, so
-a batch processed twice (a redelivery after a worker died) leaves the same cache.
+later) and ``dead`` (will never work: for the dead-letter list). Whatever one event raises,
+only that event fails, with its reason; the rest of the batch is processed. Every write is
+idempotent, so a batch processed twice (a redelivery after a worker died) leaves the same cache.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from worker.core.service import CachedBlobService
 from worker.errors import (
     BlobNotFoundError,
     CacheError,
-    InvalidManifestError,
+    ManifestNotReadyError,
     StateError,
-    StoreError,
+    WarmerError,
 )
 from worker.registry.events import Event, Kind
 from worker.registry.manifest import Manifest
@@ -92,6 +93,7 @@ def process(
         )
         result.repositories[repository] = figures
         result.figures.add(figures)
+    # Pulls reach a task only from a receiver older than the one that adds them up itself.
     accesses = [e for e in events if e.kind is Kind.ACCESS]
     if accesses:
         try:
@@ -100,6 +102,16 @@ def process(
         except StateError as exc:
             result.retry.extend((e, str(exc)) for e in accesses)
     return result
+
+
+def _fail(result: BatchResult, event: Event, exc: BaseException) -> None:
+    # Another try later only for what can come back (Redis, storage I/O); anything else, known
+    # (not found, invalid) or not (a bug, input Python refuses), is this event's alone: dead.
+    if isinstance(exc, WarmerError):
+        (result.retry if exc.retryable else result.dead).append((event, str(exc)))
+    else:
+        _log.exception("event %s failed", event.id)
+        result.dead.append((event, f"{type(exc).__name__}: {exc}"[:500]))
 
 
 def _process_repository(
@@ -114,7 +126,10 @@ def _process_repository(
 ) -> None:
     blobs = [e for e in group if e.kind is Kind.WARM_BLOB]
     if blobs:
-        _warm_blobs(service, repository, blobs, result, figures)
+        try:
+            _warm_blobs(service, repository, blobs, result, figures)
+        except Exception as exc:  # a group of one that failed: that event alone
+            _fail(result, blobs[0], exc)
     for event in group:
         try:
             if event.kind is Kind.WARM_MANIFEST:
@@ -125,10 +140,8 @@ def _process_repository(
                 figures.evicted += 1
             elif event.kind is Kind.IGNORE:
                 result.ignored += 1
-        except InvalidManifestError as exc:  # no retry will make it parse
-            result.dead.append((event, str(exc)))
-        except (CacheError, StoreError) as exc:
-            result.retry.append((event, str(exc)))
+        except Exception as exc:  # one event's trouble, whatever it is, stays its own
+            _fail(result, event, exc)
 
 
 def _warm_blobs(
@@ -140,9 +153,19 @@ def _warm_blobs(
 ) -> None:
     digests = list(dict.fromkeys(e.digest for e in group if e.digest is not None))
     try:
-        fetched = {r.digest: r for r in service.fetch_many(repository, digests, strict=True)}
+        fetched = {r.digest: r for r in service.warm_many(repository, digests)}
     except CacheError as exc:
         result.retry.extend((e, str(exc)) for e in group)
+        return
+    except Exception:
+        # Something in the batch fails the whole fetch: one at a time, so only it fails.
+        if len(group) == 1:
+            raise
+        for event in group:
+            try:
+                _warm_blobs(service, repository, [event], result, figures)
+            except Exception as exc:
+                _fail(result, event, exc)
         return
     # Each push is one cached fetch; a blob pushed again in the same batch is fetched once,
     # and its repeats count as the hits they would be one after the other.
@@ -152,11 +175,9 @@ def _warm_blobs(
         outcome = fetched[event.digest]
         if outcome.error is None:
             figures.warmed += 1
-        elif isinstance(outcome.error, BlobNotFoundError):
-            # Pushed, yet not in the store: deleted meanwhile, or a store we cannot see.
-            result.dead.append((event, str(outcome.error)))
         else:
-            result.retry.append((event, str(outcome.error)))
+            # Not found (pushed, yet not in the store: deleted meanwhile) is dead at once.
+            _fail(result, event, outcome.error)
 
 
 def _warm_manifest(
@@ -182,14 +203,14 @@ def _warm_manifest(
     external = frozenset(b for image in images for b in image.external).difference(
         b for image in images for b in image.required
     )
-    for outcome in service.fetch_many(repository, blobs, strict=True):
+    for outcome in service.warm_many(repository, blobs):
         if outcome.error is not None:
             if outcome.digest in external and isinstance(outcome.error, BlobNotFoundError):
                 continue
             raise outcome.error
         figures.warmed += 1
     # What a pull leaves besides the blobs, for every manifest served.
-    for outcome in service.fetch_manifests(repository, manifests, strict=True):
+    for outcome in service.fetch_manifests(repository, manifests, pushed=True):
         if outcome.error is not None:
             raise outcome.error
         figures.warmed += 1
@@ -207,8 +228,9 @@ def _read_manifest(
     while True:
         try:
             return service.store.manifest(repository, digest)
-        except BlobNotFoundError:
+        except BlobNotFoundError as exc:
             if time.monotonic() + delay > deadline:
-                raise
+                # Pushed moments ago: the registry can notify before storage shows it.
+                raise ManifestNotReadyError(str(exc)) from None
             sleep(delay)
             delay = min(delay * 2, 0.5)

@@ -56,6 +56,8 @@ class RewarmSummary:
     hits: int = 0
     misses: int = 0
     errors: int = 0
+    #: Repositories planned but gone from the store by the time their task ran.
+    skipped: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, int | float]:

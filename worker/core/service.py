@@ -129,16 +129,64 @@ class CachedBlobService:
         )
 
     def fetch_manifests(
-        self, repository: str, digests: Sequence[str], *, strict: bool = False
+        self,
+        repository: str,
+        digests: Sequence[str],
+        *,
+        strict: bool = False,
+        pushed: bool = False,
     ) -> list[FetchResult]:
         """What a pull of these manifests of ``repository`` leaves in the registry's cache.
 
         Registry 3.x caches a manifest in its repository as it caches a blob (membership, the
         global descriptor, the repository media type); 2.x keeps only the global descriptor.
+        ``pushed``: warming a push (strict), where a delete of the same manifest must win.
         """
-        if self.cache.version.manifests_are_members:
-            return self.fetch_many(repository, digests, strict=strict, manifests=True)
-        return self.stat_many(digests, strict=strict)
+        if not self.cache.version.manifests_are_members:
+            return self.stat_many(digests, strict=strict or pushed)
+        if pushed:
+            return self.warm_many(repository, digests, manifests=True)
+        return self.fetch_many(repository, digests, strict=strict, manifests=True)
+
+    def warm_many(
+        self, repository: str, digests: Sequence[str], *, manifests: bool = False
+    ) -> list[FetchResult]:
+        """Warm blobs of one repository for pushes: :meth:`fetch_many` (strict), then a delete wins.
+
+        A push and a delete of the same blob, handled by two workers, can interleave: the push
+        reads the link, the delete forgets the digest, then the push writes the membership.
+        The membership is the registry's access check, so that stale write would serve a deleted
+        blob. Hence, after writing, the links are read again: a digest whose link is gone now is
+        forgotten again. Whatever the interleaving, the last of the two to finish sees the link
+        gone (the registry removes it before it notifies) and the membership ends gone. A digest
+        not found at all is forgotten too, so a retried push converges the same way.
+        """
+        results = self.fetch_many(repository, digests, strict=True, manifests=manifests)
+        written = [r.digest for r in results if not r.hit and r.error is None]
+        again = self.store.fetch_many(repository, written, manifests=manifests) if written else []
+        deleted = {
+            d for d, a in zip(written, again, strict=True) if isinstance(a, BlobNotFoundError)
+        }
+        missing = [r.digest for r in results if isinstance(r.error, BlobNotFoundError)]
+        if deleted or missing:
+            self._forget(repository, [*deleted, *missing])
+        gone = BlobNotFoundError(f"deleted from {repository} while it was being warmed")
+        return [
+            r._replace(descriptor=None, error=gone) if r.digest in deleted else r for r in results
+        ]
+
+    def _forget(self, repository: str, digests: list[str]) -> None:
+        # What evict does, for a batch: the repository's entries, and the global descriptor of
+        # the digests whose data is gone too. Cache errors are raised: the event is retried.
+        self.cache.clear_many(digests, repository)
+        unstored = []
+        for d in digests:
+            try:
+                self.store.stat(d)
+            except BlobNotFoundError:
+                unstored.append(d)
+        if unstored:
+            self.cache.clear_many(unstored)
 
     def stat_many(self, digests: Sequence[str], *, strict: bool = False) -> list[FetchResult]:
         """Global descriptors (no repository scope), cache first; fills what the store knows.

@@ -50,6 +50,11 @@ class WarmerCollector(Collector):
             "Events waiting in the dead-letter list.",
             value=self._state.dead_letter_count(),
         )
+        yield CounterMetricFamily(
+            "warmer_dead_letters_dropped",
+            "Dead letters dropped, oldest first, to keep the list within its cap.",
+            value=self._state.dead_letters_dropped(),
+        )
         yield GaugeMetricFamily(
             "warmer_pending_events",
             "Accepted events no task is done with yet.",
@@ -87,6 +92,7 @@ def expvar(state: StateStore) -> dict[str, Any]:
         "warmer": {
             **figures.flat(),
             "dead_letters": state.dead_letter_count(),
+            "dead_letters_dropped": state.dead_letters_dropped(),
             "pending_events": state.pending_count(),
         },
     }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
+from typing import Final
 
 import uvicorn
 from starlette.applications import Starlette
@@ -15,7 +17,11 @@ from worker.receiver.webhook import DEFAULT_MAX_BODY, create_webhook
 from worker.registry.events import Message
 from worker.settings import Settings
 
-__all__ = ["build_webhook", "serve_webhook", "tracked_publisher"]
+__all__ = ["GRACEFUL_SHUTDOWN_SECONDS", "build_webhook", "serve_webhook", "tracked_publisher"]
+
+#: How long open requests may take to finish at shutdown; the batches they were accepted into
+#: are published after (the app's lifespan drains the batcher).
+GRACEFUL_SHUTDOWN_SECONDS: Final = 5
 
 
 def tracked_publisher(app: WarmerCelery) -> Callable[[list[Message]], None]:
@@ -55,6 +61,7 @@ def build_webhook(
         token=token,
         max_body=max_body,
         registry_version=settings.registry_version,
+        pull_flush_interval=settings.pull_flush_interval,
         checks={
             "cache": build_cache(settings).ping,
             "state": state.ping,
@@ -64,6 +71,21 @@ def build_webhook(
 
 
 def serve_webhook(asgi: Starlette, host: str, port: int) -> None:
-    """Run the receiver until interrupted."""
+    """Run the receiver until SIGTERM or SIGINT; then drain what was accepted, and return."""
+    # uvicorn shuts down on SIGTERM, then raises the signal again with the handler it found:
+    # Python's default would end the process on the spot, skipping every cleanup of the
+    # caller (``warmer up`` stopping its worker). A SystemExit unwinds through it instead.
+    signal.signal(signal.SIGTERM, _exit)
     # access_log off: every registry request would be a line; the receiver logs what matters.
-    uvicorn.run(asgi, host=host, port=port, access_log=False, log_level="info")
+    uvicorn.run(
+        asgi,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
+def _exit(signum: int, _: object) -> None:
+    raise SystemExit(0)

@@ -7,7 +7,8 @@ Answers, in the order they are decided:
 - 413 for a body over the limit, refused before it is read whole;
 - 400 when the body is not an envelope at all;
 - 503 when the state Redis or the broker cannot take the events (the registry sends them again);
-- 202 otherwise, once every valid event of the envelope is with the broker.
+- 202 otherwise, once every valid event of the envelope is with the broker (pulls are added up
+  here and written a few times a second: :mod:`worker.receiver.pulls`).
 
 ``GET /metrics`` (Prometheus) and ``GET /debug/vars`` (expvar JSON) serve the cluster-wide figures.
 
@@ -35,15 +36,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.errors import InvalidEnvelopeError, StateError
+from worker.errors import InvalidEnvelopeError, StateError, UnreadableEnvelopeError
 from worker.receiver.batcher import DEFAULT_MAX_SIZE, DEFAULT_WINDOW, Batcher
 from worker.receiver.metrics import expvar, prometheus_text
+from worker.receiver.pulls import PullCounter
 from worker.registry.events import Event, Kind, Message, Rejected, classify, parse_envelope
 from worker.registry.mediatypes import EVENTS_V1, EVENTS_V2
 from worker.settings import RegistryVersion
 from worker.state import StateStore
 
-__all__ = ["ACCEPTED_CONTENT_TYPES", "DEFAULT_MAX_BODY", "create_webhook"]
+__all__ = [
+    "ACCEPTED_CONTENT_TYPES",
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_PULL_FLUSH_INTERVAL",
+    "create_webhook",
+]
 
 ACCEPTED_CONTENT_TYPES: Final = frozenset(
     {
@@ -52,6 +59,8 @@ ACCEPTED_CONTENT_TYPES: Final = frozenset(
         "application/json",
     }
 )
+#: Seconds between writes of the pulls the receiver added up (a few a second).
+DEFAULT_PULL_FLUSH_INTERVAL: Final = 0.25
 #: Largest body read; a 2.x envelope of a few events is a few KiB.
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 
@@ -74,6 +83,7 @@ def create_webhook(
     window: float = DEFAULT_WINDOW,
     max_size: int = DEFAULT_MAX_SIZE,
     registry_version: RegistryVersion | None = None,
+    pull_flush_interval: float = DEFAULT_PULL_FLUSH_INTERVAL,
 ) -> Starlette:
     """The receiver's ASGI app. ``token=None`` accepts every caller (``--insecure-no-auth``).
 
@@ -94,13 +104,20 @@ def create_webhook(
             _log.warning("could not mark %d events seen: %s", len(messages), exc)
 
     batcher = Batcher(publish_and_mark, window=window, max_size=max_size)
-    receiver = _Receiver(state, batcher, token, max_body, dict(checks or {}))
+    pulls = PullCounter(state, pull_flush_interval)
+    receiver = _Receiver(
+        state, batcher, pulls, token=token, max_body=max_body, checks=dict(checks or {})
+    )
     receiver.registry_version = registry_version
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        writer = asyncio.create_task(pulls.run())
         yield
         await batcher.drain()  # what was accepted leaves before the process does
+        writer.cancel()  # and the pulls counted so far are written
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
 
     return Starlette(
         routes=[
@@ -119,12 +136,15 @@ class _Receiver:
         self,
         state: StateStore,
         batcher: Batcher,
+        pulls: PullCounter,
+        *,
         token: str | None,
         max_body: int,
         checks: dict[str, Callable[[], None]],
     ) -> None:
         self._state = state
         self._batcher = batcher
+        self._pulls = pulls
         self._expected = token.encode() if token else None
         self._max_body = max_body
         self._checks = checks
@@ -145,25 +165,48 @@ class _Receiver:
             return _error(413, f"body is over {self._max_body} bytes")
         try:
             raw = parse_envelope(body)
+        except UnreadableEnvelopeError as exc:
+            return await self._dead_letter_body(body, str(exc))
         except InvalidEnvelopeError as exc:
             return _error(400, str(exc))
         return await self._accept(raw)
 
+    async def _dead_letter_body(self, body: bytes, reason: str) -> JSONResponse:
+        # JSON we cannot take apart: kept whole for a person, and accepted, so the registry's
+        # queue moves on (a refusal would be resent forever).
+        letter = (reason, body.decode("utf-8", errors="replace"))
+        try:
+            await asyncio.to_thread(self._state.dead_letter, [letter])
+        except StateError as exc:
+            _log.error("state Redis unavailable: %s", exc)
+            return _error(503, "state store unavailable, send again later")
+        _log.warning("dead-lettered a whole envelope: %s", reason)
+        figures = {"accepted": 0, "duplicates": 0, "ignored": 0, "rejected": 1}
+        self.counts.update(figures)
+        return JSONResponse(figures, status_code=202)
+
     async def _accept(self, raw: list[Any]) -> JSONResponse:
         valid: dict[str, Event] = {}
         rejected: list[Rejected] = []
+        pulled: list[str] = []
         for item in raw:
             classified = classify(item)
             if isinstance(classified, Rejected):
                 rejected.append(classified)
+            elif classified.kind is Kind.ACCESS:
+                pulled.append(classified.repository)  # no task, no dedup key: a sum
             else:
                 valid.setdefault(classified.id, classified)  # the same id twice: once
         try:
             if rejected:
                 letters = [(r.reason, r.event) for r in rejected]
                 await asyncio.to_thread(self._state.dead_letter, letters)
-                for r in rejected:
-                    _log.warning("dead-lettered an event: %s", r.reason)
+                # One line an envelope: a body of many bad events must not flood the log.
+                _log.warning(
+                    "dead-lettered %d events of an envelope; first reason: %s",
+                    len(rejected),
+                    rejected[0].reason,
+                )
             fresh_ids = set(await asyncio.to_thread(self._state.unseen, list(valid)))
         except StateError as exc:
             _log.error("state Redis unavailable: %s", exc)
@@ -181,8 +224,9 @@ class _Receiver:
                 await asyncio.to_thread(self._state.mark_seen, ignored)
             except StateError as exc:
                 _log.warning("could not mark %d events seen: %s", len(ignored), exc)
+        self._pulls.add(pulled)
         figures = {
-            "accepted": len(work),
+            "accepted": len(work) + len(pulled),
             "duplicates": len(valid) - len(fresh),
             "ignored": len(fresh) - len(work),
             "rejected": len(rejected),

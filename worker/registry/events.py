@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any, Final, NamedTuple, TypeAlias
 from urllib.parse import unquote, urlsplit
 
-from worker.errors import InvalidEnvelopeError, InvalidReferenceError
+from worker.errors import InvalidEnvelopeError, InvalidReferenceError, UnreadableEnvelopeError
 from worker.registry import reference
 from worker.registry.mediatypes import MANIFEST_TYPES
 
@@ -35,6 +35,8 @@ __all__ = ["Event", "Kind", "Message", "Rejected", "classify", "parse_envelope"]
 Message: TypeAlias = list[Any]
 # Event ids become part of a key in the state Redis: keep them short and plain.
 _ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+# Below Python's default int/str conversion limit (4300 digits), so int() never refuses.
+_MAX_INT_DIGITS: Final = 4000
 
 
 class Kind(StrEnum):
@@ -81,17 +83,32 @@ class Rejected(NamedTuple):
 def parse_envelope(body: bytes) -> list[Any]:
     """The raw events of a notification body; raise InvalidEnvelopeError if it is not one."""
     try:
-        doc = json.loads(body)
+        # An integer over Python's digit limit (json.loads would raise ValueError) stays its
+        # text: no field the warmer reads is such a number, and the event goes on.
+        doc = json.loads(body, parse_int=_int_or_text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEnvelopeError(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise UnreadableEnvelopeError("body is nested too deeply for the JSON parser") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
         raise InvalidEnvelopeError('body is not an envelope: expected {"events": [...]}')
     events: list[Any] = doc["events"]
     return events
 
 
+def _int_or_text(text: str) -> int | str:
+    return int(text) if len(text) <= _MAX_INT_DIGITS else text
+
+
 def classify(raw: Any) -> Event | Rejected:
-    """What to do with one raw event, or why nothing can be done."""
+    """What to do with one raw event, or why nothing can be done; never raises."""
+    try:
+        return _classify(raw)
+    except Exception as exc:  # whatever a hostile event makes Python raise: it fails alone
+        return Rejected(raw, f"event cannot be read: {exc!r}"[:300])
+
+
+def _classify(raw: Any) -> Event | Rejected:
     if not isinstance(raw, Mapping):
         return Rejected(raw, "event is not a JSON object")
     target = raw.get("target")
@@ -136,10 +153,13 @@ def _is_manifest(target: Mapping[str, Any], repository: str, digest: str) -> boo
     if path:
         if path.endswith(f"/{repository}/blobs/{digest}"):
             return False
-        references = {digest, target.get("tag")} - {None, ""}
+        tag = target.get("tag")
+        references = [digest, *([tag] if isinstance(tag, str) and tag else [])]
         if any(path.endswith(f"/{repository}/manifests/{ref}") for ref in references):
             return True
-    return target.get("mediaType") in MANIFEST_TYPES
+    # Any JSON may stand there (a list, an object): only a string can name a media type.
+    media_type = target.get("mediaType")
+    return isinstance(media_type, str) and media_type in MANIFEST_TYPES
 
 
 def _event_id(value: Any) -> str:

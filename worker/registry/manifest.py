@@ -68,6 +68,10 @@ def parse_manifest(payload: bytes) -> Manifest:
         doc = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidManifestError(f"manifest is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # JSON the registry accepts and Python refuses: an integer over Python's digit limit,
+        # or nesting deeper than the parser's recursion limit (in a field we never read).
+        raise InvalidManifestError(f"manifest cannot be read here: {exc!r}"[:300]) from None
     if not isinstance(doc, dict):
         raise InvalidManifestError("manifest is not a JSON object")
     try:

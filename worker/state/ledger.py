@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from worker.errors import InvalidReferenceError
 from worker.registry.events import Event, Message, Rejected, classify
 from worker.state.store import StateStore
 
 __all__ = [
     "MAX_DELIVERIES",
+    "REPLAY_TASK_SIZE",
     "ReplayResult",
     "Settled",
     "backoff",
@@ -40,6 +40,8 @@ __all__ = [
 #: Sends and failed tries of one event before it is dead-lettered. A failed try counts twice
 #: (it is rescheduled, then sent again), so this allows about 8 tries, some 20 minutes.
 MAX_DELIVERIES: Final = 16
+#: Letters per task of a replay.
+REPLAY_TASK_SIZE: Final = 20
 #: First retry after a failed try, doubling up to the cap (seconds).
 RETRY_BASE: Final = 2.0
 RETRY_CAP: Final = 300.0
@@ -58,8 +60,8 @@ def parse_messages(messages: Iterable[Any]) -> tuple[list[Event], list[tuple[str
     for message in messages:
         try:
             events.append(Event.from_message(message))
-        except (InvalidReferenceError, ValueError, TypeError) as exc:
-            bad.append((f"malformed task message: {exc}", message))
+        except Exception as exc:  # a message is input too: whatever it raises, it alone fails
+            bad.append((f"malformed task message: {exc!r}"[:300], message))
     return events, bad
 
 
@@ -106,15 +108,33 @@ def redeliver(
     *,
     now: float,
     first_wait: float,
+    queued: int = 0,
     limit: int = 1000,
 ) -> tuple[int, int]:
     """Publish the pending events whose time has come; return (sent, dead-lettered).
 
-    Each is due again after a growing wait from ``first_wait`` (a message still queued behind
-    a busy or absent worker is not sent again and again); after :data:`MAX_DELIVERIES` sends
-    it is dead-lettered.
+    ``queued`` is how many messages wait in the broker's queue now. Overdue means one of two
+    things, and the queue tells them apart:
+
+    - a backlog (``queued`` > 0: workers stopped, or behind): the event's message is most
+      likely still in the queue, behind the others. It is sent again at most once (it may also
+      have been lost, by a worker killed while taking it: it is not left waiting for the whole
+      backlog), then only postponed, never counted, never dead-lettered: a backlog is not a
+      loss, and re-sends add at most one duplicate per event;
+    - no backlog (the queue is empty): nothing holds the message any more, so it was lost or its
+      tries failed. It is sent again after a growing wait from ``first_wait``; after
+      :data:`MAX_DELIVERIES` it is dead-lettered.
     """
     due = state.due(now, limit)
+    if queued > 0:
+        counts = state.deliveries(due)
+        fresh = [m for m, n in zip(due, counts, strict=True) if n == 0]
+        again = [m for m, n in zip(due, counts, strict=True) if n > 0]
+        state.postpone(again, now + first_wait)
+        state.reschedule(fresh, lambda _: now + first_wait)
+        if fresh:
+            enqueue(fresh)
+        return len(fresh), 0
     counts = state.reschedule(
         due, lambda n: now + backoff(n, first_wait, cap=max(first_wait, RETRY_CAP))
     )
@@ -178,7 +198,9 @@ def replay(
         if messages:
             state.untrack(messages)  # a fresh start: no deliveries counted
             state.track(messages, now + first_wait)
-            enqueue(messages)
+            # Small tasks: a letter that fails again fails alone, in a task of a few.
+            for start in range(0, len(messages), REPLAY_TASK_SIZE):
+                enqueue(messages[start : start + REPLAY_TASK_SIZE])
     except Exception:
         # Not sent: put every letter back as it was, so nothing is lost.
         state.dead_letter((letter.reason, letter.event) for letter in letters)

@@ -1,17 +1,23 @@
 """The warmer's own state, in its own Redis (``WARMER_STATE_URL``): the one module that spells
 its keys. The registry's cache DB never holds any of these.
 
-    warmer:seen:<event id>   STRING  an event already handed to the broker (expires)
+    warmer:seen:<event id>   STRING  an event already handed to the broker (expires after
+                                     WARMER_DEDUP_TTL)
     warmer:pending           ZSET    task message (JSON) -> when to send it again if not done
     warmer:deliveries        HASH    task message (JSON) -> times it was sent or tried
-    warmer:deadletter        LIST    JSON {"at", "reason", "event"}: given up on, oldest first
+    warmer:deadletter        LIST    JSON {"at", "reason", "event"}: given up on, oldest first,
+                                     at most WARMER_DEADLETTER_MAX
+    warmer:deadletter:dropped STRING how many dead letters the cap dropped
     warmer:access            ZSET    repository -> time of its last pull (hot-first re-warm)
+    warmer:pulls             HASH    repository -> pulls counted (the receiver adds them up)
     warmer:counters          HASH    cluster-wide figures: exists.requests ... fetch.misses, warmed,
                                      evicted, dead_lettered (the key keeps its 0.1 name, so an
                                      upgrade keeps the figures)
     warmer:counters:repository:<repo>  HASH  the same, for one repository
     warmer:snapshots         LIST    JSON snapshots of the figures, newest first (the last 1,440)
     warmer:last:<job>        STRING  JSON summary of the last rewarm or reconcile
+    warmer:lock:<name>       STRING  a holder's token (expires unless the holder refreshes it)
+    warmer:cache:keys        STRING  keys the cache held at the last check (to see it emptied)
 """
 
 from __future__ import annotations
@@ -35,12 +41,27 @@ _FIGURES: Final = "warmer:counters"
 _REPOSITORY_FIGURES: Final = "warmer:counters:repository:"
 _SNAPSHOTS: Final = "warmer:snapshots"
 _LAST: Final = "warmer:last:"
+_DROPPED: Final = "warmer:deadletter:dropped"
+_PULLS: Final = "warmer:pulls"
 _PENDING: Final = "warmer:pending"
+_LOCK: Final = "warmer:lock:"
+_CACHE_KEYS: Final = "warmer:cache:keys"
+# Compare-and-set on a lock's token: only its holder refreshes or releases it.
+_REFRESH_LUA: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE_LUA: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 _DELIVERIES: Final = "warmer:deliveries"
 
-#: How long an event id is remembered: the registry retries for as long as it lives, but a
-#: duplicate after a day is harmless (warming is idempotent) and the set must not grow forever.
-SEEN_TTL_SECONDS: Final = 24 * 3600
+#: How long an event id is remembered by default: a registry resends within seconds, and a
+#: duplicate after that is harmless (every write is idempotent); memory is ids x this window.
+SEEN_TTL_SECONDS: Final = 600
+#: Dead letters kept by default; beyond, the oldest are dropped and counted.
+DEADLETTER_MAX: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +86,26 @@ def _member(message: Any) -> str:
     return json.dumps(message, separators=(",", ":"), sort_keys=True)
 
 
+def _letter(at: float, reason: str, event: Any) -> str:
+    try:
+        return json.dumps(DeadLetter(at, reason, event).as_dict(), default=str)
+    except (ValueError, RecursionError) as exc:  # nesting or a number json cannot write back
+        return json.dumps(DeadLetter(at, reason, f"<event not serializable: {exc!r}>").as_dict())
+
+
 class StateStore:
     """Dedup keys, the dead-letter list and access records in the warmer's own Redis."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        seen_ttl: int = SEEN_TTL_SECONDS,
+        deadletter_max: int = DEADLETTER_MAX,
+    ) -> None:
         self._redis = client
+        self._seen_ttl = seen_ttl
+        self._deadletter_max = deadletter_max
 
     def __repr__(self) -> str:
         return f"StateStore({self._redis!r})"
@@ -90,7 +126,7 @@ class StateStore:
         """Remember ids as handed to the broker; call only after the broker took them."""
         pipe = self._redis.pipeline(transaction=False)
         for event_id in event_ids:
-            pipe.set(_SEEN_PREFIX + event_id, 1, ex=SEEN_TTL_SECONDS)
+            pipe.set(_SEEN_PREFIX + event_id, 1, ex=self._seen_ttl)
         self._call(pipe.execute)
 
     # -- the pending ledger: every accepted event until a task is done with it ---------------
@@ -114,6 +150,18 @@ class StateStore:
             self._redis.zadd, _PENDING, {m: due(n) for m, n in zip(members, counts, strict=True)}
         )
         return counts
+
+    def deliveries(self, messages: Sequence[Any]) -> list[int]:
+        """How many times each message was sent again or tried (0 for never)."""
+        if not messages:
+            return []
+        raw = self._call(self._redis.hmget, _DELIVERIES, [_member(m) for m in messages])
+        return [int(n) if n is not None else 0 for n in raw]
+
+    def postpone(self, messages: Sequence[Any], due: float) -> None:
+        """Make messages due again at ``due`` without counting a delivery."""
+        if messages:
+            self._call(self._redis.zadd, _PENDING, {_member(m): due for m in messages}, False, True)
 
     def untrack(self, messages: Sequence[Any]) -> None:
         """A task is done with these messages (warmed, evicted or dead-lettered)."""
@@ -181,15 +229,30 @@ class StateStore:
     # -- dead letters ---------------------------------------------------------------------------
 
     def dead_letter(self, letters: Iterable[tuple[str, Any]]) -> int:
-        """Append ``(reason, event)`` pairs to the dead-letter list; return how many."""
+        """Append ``(reason, event)`` pairs to the dead-letter list; return how many.
+
+        The list keeps the newest ``deadletter_max``: the oldest beyond are dropped, and counted
+        (:meth:`dead_letters_dropped`), so one hostile request cannot fill the Redis.
+        """
         now = time.time()
-        entries = [
-            json.dumps(DeadLetter(now, reason, event).as_dict(), default=str)
-            for reason, event in letters
-        ]
-        if entries:
-            self._call(self._redis.rpush, _DEADLETTER, *entries)
+        entries = [_letter(now, reason, event) for reason, event in letters]
+        if not entries:
+            return 0
+        cap = self._deadletter_max
+        kept = entries[-cap:]
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.rpush(_DEADLETTER, *kept)
+        pipe.ltrim(_DEADLETTER, -cap, -1)
+        length, _ = self._call(pipe.execute)
+        # Each transaction trims what it overflowed: the sum over writers is exact.
+        dropped = len(entries) - len(kept) + max(0, int(length) - cap)
+        if dropped:
+            self._call(self._redis.incrby, _DROPPED, dropped)
         return len(entries)
+
+    def dead_letters_dropped(self) -> int:
+        """How many dead letters the cap dropped, ever."""
+        return int(self._call(self._redis.get, _DROPPED) or 0)
 
     def dead_letters(self, start: int = 0, stop: int = -1) -> list[DeadLetter]:
         """Dead letters from ``start`` to ``stop`` (inclusive, as LRANGE), oldest first."""
@@ -223,10 +286,53 @@ class StateStore:
         if mapping:
             self._call(self._redis.zadd, _ACCESS, mapping)
 
+    def record_pulls(self, pulls: Mapping[str, int], at: float) -> None:
+        """Add up pulls per repository (the receiver's sums), and note when: one round trip."""
+        if not pulls:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(_ACCESS, dict.fromkeys(pulls, at))
+        for repository, count in pulls.items():
+            pipe.hincrby(_PULLS, repository, count)
+        self._call(pipe.execute)
+
+    def pulls(self, repository: str) -> int:
+        """Pulls counted for ``repository``."""
+        return int(self._call(self._redis.hget, _PULLS, repository) or 0)
+
     def recently_pulled(self, limit: int = 100) -> list[str]:
         """Repositories by most recent pull, newest first."""
         raw = self._call(self._redis.zrevrange, _ACCESS, 0, limit - 1)
         return [_text(r) for r in raw]
+
+    # -- a lock across machines ----------------------------------------------------------------
+
+    def acquire_lock(self, name: str, token: str, ttl: float) -> bool:
+        """Take the lock ``name`` for ``ttl`` seconds unless someone holds it; say whether."""
+        taken = self._call(self._redis.set, _LOCK + name, token, None, int(ttl * 1000), True)
+        return bool(taken)
+
+    def refresh_lock(self, name: str, token: str, ttl: float) -> bool:
+        """Extend the lock by ``ttl`` seconds from now if ``token`` still holds it."""
+        script = self._redis.register_script(_REFRESH_LUA)
+        return bool(self._call(script, [_LOCK + name], [token, int(ttl * 1000)]))
+
+    def release_lock(self, name: str, token: str) -> bool:
+        """Let go of the lock if ``token`` holds it."""
+        script = self._redis.register_script(_RELEASE_LUA)
+        return bool(self._call(script, [_LOCK + name], [token]))
+
+    def lock_holder(self, name: str) -> str | None:
+        """The token holding lock ``name``, if any."""
+        raw = self._call(self._redis.get, _LOCK + name)
+        return _text(raw) if raw is not None else None
+
+    # -- the cache's size, as last seen ---------------------------------------------------------
+
+    def swap_cache_keys(self, count: int) -> int | None:
+        """Remember ``count`` as the cache's key count; return the previous one (None: first)."""
+        previous = self._call(lambda: self._redis.set(_CACHE_KEYS, count, get=True))
+        return int(previous) if previous is not None else None
 
     def ping(self) -> None:
         """Raise StateError unless the state Redis answers."""

@@ -1,0 +1,118 @@
+"""A delete wins: a push and a delete of the same blob, handled by two workers, interleave in
+every order, and once both are handled the membership is gone when the link is gone.
+
+The interleaving is made deterministic: the push's store or cache is wrapped so that the other
+worker's whole delete runs at one chosen point of the push (real Redis, a real store on disk).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.support.layout import LayoutWriter
+from worker.cache import BlobDescriptorCache
+from worker.core.pipeline import process
+from worker.core.service import CachedBlobService
+from worker.registry.events import Event, Kind
+from worker.state import StateStore
+from worker.storage import paths
+from worker.storage.filesystem import FilesystemStore
+
+REPO = "team/app"
+
+
+class _HookedStore:
+    """The push worker's store: runs ``hook`` once, right after its first batch read."""
+
+    def __init__(self, store: FilesystemStore, hook: Callable[[], None]) -> None:
+        self._store = store
+        self._hook: Callable[[], None] | None = hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def fetch_many(self, repository: str, digests: Sequence[str], sizes: Any = None) -> Any:
+        found = self._store.fetch_many(repository, digests, sizes)
+        if self._hook is not None:
+            hook, self._hook = self._hook, None
+            hook()  # the link was read; the membership is not written yet
+        return found
+
+
+class _HookedCache(BlobDescriptorCache):
+    """The push worker's cache: runs ``hook`` once, right after its first descriptor write."""
+
+    def __init__(self, client: redis.Redis, hook: Callable[[], None]) -> None:
+        super().__init__(client)
+        self._hook: Callable[[], None] | None = hook
+
+    def set_descriptors(self, *args: Any, **kwargs: Any) -> None:
+        super().set_descriptors(*args, **kwargs)
+        if self._hook is not None:
+            hook, self._hook = self._hook, None
+            hook()  # the membership is written; the push has not finished
+
+
+def _setup(layout: LayoutWriter, cache_redis: redis.Redis, state: StateStore) -> tuple[str, Any]:
+    layout.store.root.mkdir(parents=True, exist_ok=True)
+    digest = layout.blob(b"a layer that is deleted")
+    layout.link(REPO, digest)
+    other_worker = CachedBlobService(BlobDescriptorCache(cache_redis), layout.store)
+
+    def delete() -> None:
+        # The registry removes the link, then notifies; another worker handles the delete.
+        os.remove(layout.store.os_path(paths.layer_link(REPO, digest)))
+        result = process([Event("del", Kind.EVICT, REPO, digest)], other_worker, state)
+        assert (result.dead, result.retry) == ([], [])
+
+    return digest, delete
+
+
+def _gone(cache_redis: redis.Redis, digest: str) -> None:
+    assert not cache_redis.sismember(f"repository::{REPO}::blobs", digest)
+    assert not cache_redis.exists(f"repository::{REPO}::blobs::{digest}")
+
+
+@pytest.mark.parametrize("where", ["after-read", "after-write"])
+@pytest.mark.parametrize("kind", [Kind.WARM_BLOB, Kind.WARM_MANIFEST])
+def test_a_delete_handled_in_the_middle_of_a_push_wins(
+    where: str, kind: Kind, layout: LayoutWriter, cache_redis: redis.Redis, state: StateStore
+) -> None:
+    digest, delete = _setup(layout, cache_redis, state)
+    push = Event("push", Kind.WARM_BLOB, REPO, digest)
+    if kind is Kind.WARM_MANIFEST:  # the blob is a layer of a manifest pushed now
+        manifest, _ = layout.image(REPO, "v1", b"other layer")
+        text = Path(layout.store.os_path(paths.blob_data(manifest))).read_bytes()
+        text = text.replace(b'"layers": [', b'"layers": [{"digest": "%s"}, ' % digest.encode())
+        manifest = layout.blob(text)
+        layout.revision(REPO, manifest)
+        push = Event("push", Kind.WARM_MANIFEST, REPO, manifest)
+    store: Any = layout.store
+    cache = BlobDescriptorCache(cache_redis)
+    if where == "after-read":
+        store = _HookedStore(layout.store, delete)
+    else:
+        cache = _HookedCache(cache_redis, delete)
+    process([push], CachedBlobService(cache, store), state)
+    _gone(cache_redis, digest)
+
+
+def test_a_delete_before_or_after_a_push_wins(
+    layout: LayoutWriter, cache_redis: redis.Redis, state: StateStore
+) -> None:
+    digest, delete = _setup(layout, cache_redis, state)
+    worker = CachedBlobService(BlobDescriptorCache(cache_redis), layout.store)
+    process([Event("push", Kind.WARM_BLOB, REPO, digest)], worker, state)
+    assert cache_redis.sismember(f"repository::{REPO}::blobs", digest)  # pushed, then:
+    delete()
+    _gone(cache_redis, digest)
+    # The push handled late, after the delete (a redelivery): the delete still wins.
+    result = process([Event("push", Kind.WARM_BLOB, REPO, digest)], worker, state)
+    assert len(result.dead) == 1
+    _gone(cache_redis, digest)

@@ -1,0 +1,140 @@
+"""The cache heals itself: emptied or restarted while the warmer runs, it is re-warmed within
+the check interval, one re-warm at a time across machines, behind a lock that expires."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from tests.support.layout import LayoutWriter
+from tests.support.redisdbs import DB, shared_env
+from tests.support.registry import free_port, wait_for
+from tests.support.services import warmer_process
+from worker.cache import BlobDescriptorCache
+from worker.core.heal import REWARM_LOCK, cache_emptied
+from worker.state import StateStore
+
+
+def test_an_emptied_cache_is_told_from_an_empty_store_and_from_a_growing_one(
+    cache_redis: redis.Redis, state: StateStore
+) -> None:
+    cache = BlobDescriptorCache(cache_redis)
+    assert cache_emptied(cache, state)  # the first look at an empty cache: new or flushed
+    for i in range(10):
+        cache_redis.sadd(f"repository::r{i}::blobs", "x")
+    assert not cache_emptied(cache, state)
+    cache_redis.flushdb()
+    assert cache_emptied(cache, state)  # emptied
+    assert not cache_emptied(cache, state)  # still empty: the store may be empty, no loop
+    for i in range(10):
+        cache_redis.sadd(f"repository::r{i}::blobs", "x")
+    assert not cache_emptied(cache, state)
+    cache_redis.delete(*(f"repository::r{i}::blobs" for i in range(7)))
+    assert cache_emptied(cache, state)  # a Harbor GC, and the registry refilled a little
+
+
+def test_the_lock_is_one_holders_and_expires_when_it_stops_refreshing(state: StateStore) -> None:
+    assert state.acquire_lock("job", "a", 0.3)
+    assert not state.acquire_lock("job", "b", 0.3)
+    assert not state.refresh_lock("job", "b", 10)
+    assert not state.release_lock("job", "b")
+    assert state.refresh_lock("job", "a", 0.3)
+    wait_for(lambda: state.lock_holder("job") is None, timeout=5, what="the lock to expire")
+    assert state.acquire_lock("job", "b", 10)
+    assert state.release_lock("job", "b")
+    assert state.lock_holder("job") is None
+
+
+def test_a_flushed_cache_is_rewarmed_and_a_dead_holders_lock_only_delays_it(
+    redis_proc: Any,
+    layout: LayoutWriter,
+    cache_redis: redis.Redis,
+    state_redis: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    _, blobs = layout.image("team/app", "v1", b"a", b"b")
+    broker = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=DB.HEAL_BROKER)
+    broker.flushdb()
+    env = {
+        **shared_env(redis_proc, broker=DB.HEAL_BROKER),
+        "WARMER_STORAGE_ROOT": str(layout.store.root),
+        "WARMER_CACHE_CHECK_INTERVAL": "1",
+        "WARMER_REWARM_SCHEDULE": "3600",
+    }
+    state = StateStore(state_redis)
+
+    def warm() -> bool:
+        return all(cache_redis.sismember("repository::team/app::blobs", b) for b in blobs)
+
+    worker = ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"]
+    beat = ["beat", "--schedule", str(tmp_path / "schedule")]
+    with (
+        warmer_process(worker, env, tmp_path / "worker.log"),
+        warmer_process(beat, env, tmp_path / "beat.log"),
+    ):
+        wait_for(warm, timeout=60, what="the first re-warm")
+        wait_for(lambda: state.lock_holder(REWARM_LOCK) is None, timeout=30, what="it to end")
+        cache_redis.flushdb()  # a cache Redis restarted without persistence
+        wait_for(warm, timeout=60, what="a re-warm after the flush")
+
+        # A re-warm on another machine whose holder died: its lock still holds for 4 s.
+        wait_for(lambda: state.lock_holder(REWARM_LOCK) is None, timeout=30, what="it to end")
+        state_redis.set("warmer:lock:rewarm", "dead-holder", px=4000)
+        cache_redis.flushdb()
+        while state.lock_holder(REWARM_LOCK) == "dead-holder":
+            assert not warm()  # no second re-warm while the lock holds
+            time.sleep(0.1)
+        wait_for(warm, timeout=60, what="the re-warm once the dead holder's lock expired")
+    last = state.last("rewarm")
+    assert last is not None
+    assert last["blobs"] == 3
+    broker.flushdb()
+
+
+def test_a_restarted_cache_redis_is_rewarmed(
+    redis_proc: Any, layout: LayoutWriter, state_redis: redis.Redis, tmp_path: Path
+) -> None:
+    _, blobs = layout.image("team/app", "v1", b"a", b"b")
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    command += ["--appendonly", "no"]  # as most registries run their cache: nothing on disk
+    cache_server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    cache = redis.Redis(port=port)
+    broker = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=DB.HEAL_RESTART_BROKER)
+    broker.flushdb()
+    env = {
+        **shared_env(redis_proc, broker=DB.HEAL_RESTART_BROKER),
+        "WARMER_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "WARMER_STORAGE_ROOT": str(layout.store.root),
+        "WARMER_CACHE_CHECK_INTERVAL": "1",
+        "WARMER_REWARM_SCHEDULE": "3600",
+    }
+
+    def warm() -> bool:
+        try:
+            return all(cache.sismember("repository::team/app::blobs", b) for b in blobs)
+        except redis.ConnectionError:
+            return False
+
+    worker = ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"]
+    beat = ["beat", "--schedule", str(tmp_path / "schedule")]
+    try:
+        with (
+            warmer_process(worker, env, tmp_path / "worker.log"),
+            warmer_process(beat, env, tmp_path / "beat.log"),
+        ):
+            wait_for(warm, timeout=60, what="the first re-warm")
+            wait_for(lambda: state_redis.get("warmer:cache:keys") not in (None, b"0"), timeout=30)
+            cache_server.kill()
+            cache_server.wait()
+            cache_server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+            wait_for(warm, timeout=60, what="a re-warm after the cache Redis restarted")
+    finally:
+        cache.close()
+        cache_server.kill()
+        cache_server.wait()
+        broker.flushdb()
