@@ -19,9 +19,9 @@ from tests.support.redisdbs import DB, DB_COUNT
 from tests.support.registry import tools_missing
 from worker.cache import BlobDescriptorCache
 from worker.core.service import CachedBlobService
-from worker.settings import RegistryVersion
 from worker.state import StateStore
 from worker.storage.filesystem import FilesystemStore
+from worker.versions import RegistryVersion
 
 # Two servers on free ports: one the tests share (its DBs named in tests/support/redisdbs.py),
 # and one that tests stop to see the warmer survive an outage.

@@ -14,7 +14,8 @@ from worker.cache import BlobDescriptorCache
 from worker.core.clients import build_cache
 from worker.errors import CacheError, CacheMissError, InvalidDigestError, InvalidRepositoryNameError
 from worker.registry.descriptor import Descriptor
-from worker.settings import RegistryVersion, load_settings
+from worker.settings import load_settings
+from worker.versions import RegistryVersion
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64

@@ -7,7 +7,7 @@ import yaml
 
 from worker.errors import ConfigError
 from worker.registry.config import redis_section, registry_config
-from worker.settings import RegistryVersion
+from worker.versions import RegistryVersion
 
 V2, V3 = RegistryVersion.V2, RegistryVersion.V3
 

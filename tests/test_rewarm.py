@@ -17,9 +17,10 @@ from worker.core.clients import build_cache
 from worker.core.rewarm import SHARDS, RewarmSummary, plan, rewarm, summarize
 from worker.core.service import CachedBlobService
 from worker.errors import CacheError, RepositoryNotFoundError, StoreUnavailableError
-from worker.settings import RegistryVersion, load_settings
+from worker.settings import load_settings
 from worker.storage import paths
 from worker.storage.filesystem import FilesystemStore
+from worker.versions import RegistryVersion
 
 
 def _three_images(layout: LayoutWriter) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from worker.errors import ConfigError
-from worker.settings import RegistryVersion, load_settings
+from worker.settings import load_settings
+from worker.versions import RegistryVersion
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,9 @@ from tests.support.registry import free_port
 from worker.core.clients import build_state
 from worker.receiver.webhook import create_webhook
 from worker.registry.mediatypes import EVENTS_V1, EVENTS_V2
-from worker.settings import RegistryVersion, load_settings
+from worker.settings import load_settings
 from worker.state import StateStore
+from worker.versions import RegistryVersion
 
 TOKEN = "s3cret-token"
 D = "sha256:" + "d" * 64

@@ -23,7 +23,7 @@ from tests.support.redisdump import dump
 from tests.support.registry import running_registry
 from tests.support.services import run_warmer_json
 from worker.demo.registry import RegistryBinary
-from worker.settings import RegistryVersion
+from worker.versions import RegistryVersion
 
 pytestmark = pytest.mark.e2e
 

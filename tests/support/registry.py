@@ -27,7 +27,7 @@ from worker.demo.registry import (
     tools_missing,
     wait_for,
 )
-from worker.settings import RegistryVersion
+from worker.versions import RegistryVersion
 
 __all__ = [
     "REGISTRY_BINARIES",

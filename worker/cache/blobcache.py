@@ -40,7 +40,7 @@ from worker.errors import CacheError, CacheMissError
 from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.mediatypes import OCTET_STREAM
-from worker.settings import RegistryVersion
+from worker.versions import RegistryVersion
 
 __all__ = ["BlobDescriptorCache"]
 

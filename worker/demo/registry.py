@@ -17,7 +17,7 @@ from pathlib import Path
 
 from worker.processes import free_port
 from worker.registry.config import registry_config
-from worker.settings import RegistryVersion
+from worker.versions import RegistryVersion
 
 __all__ = [
     "DEBIAN_REGISTRY",

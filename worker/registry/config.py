@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from worker.connections import RedisTarget, parse_redis_url
 from worker.errors import ConfigError
-from worker.settings import RegistryVersion
+from worker.versions import RegistryVersion
 
 __all__ = ["redis_section", "registry_config"]
 
