@@ -146,3 +146,16 @@ def test_during_a_backlog_an_overdue_event_is_sent_once_then_only_postponed(
     assert state.pending_count() == 1
     # The backlog gone and the event still not done: it was lost; sent again as before.
     assert redeliver(state, sent.extend, now=1e12, first_wait=10, queued=0) == (1, 0)
+
+
+def test_during_a_backlog_an_event_whose_try_failed_is_still_retried(state: StateStore) -> None:
+    # A task took the event and failed (Redis away): no message of it waits anywhere, so a
+    # queue that never empties must not keep it from its retry.
+    state.track([E1.as_message()], 0)
+    sent: list[list[Any]] = []
+    redeliver(state, sent.extend, now=1000.0, first_wait=10, queued=5)  # the one backlog re-send
+    settle(state, [E1], retry=[(E1, "cache Redis: down")], dead=[], bad=[], now=2000.0)
+    for i in range(1, 100):
+        redeliver(state, sent.extend, now=2000.0 + 60 * i, first_wait=10, queued=50)
+    assert sent.count(E1.as_message()) == 2  # the backlog re-send, then the retry after failing
+    assert state.dead_letter_count() == 0

@@ -117,24 +117,27 @@ def redeliver(
     things, and the queue tells them apart:
 
     - a backlog (``queued`` > 0: workers stopped, or behind): the event's message is most
-      likely still in the queue, behind the others. It is sent again at most once (it may also
-      have been lost, by a worker killed while taking it: it is not left waiting for the whole
-      backlog), then only postponed, never counted, never dead-lettered: a backlog is not a
-      loss, and re-sends add at most one duplicate per event;
+      likely still in the queue, behind the others. It is sent again once (it may also have
+      been lost, by a worker killed while taking it: it is not left waiting for the whole
+      backlog), then, while that message waits, only postponed, never dead-lettered: a backlog
+      is not a loss, and re-sends add at most one duplicate per event. An event whose try
+      failed since (``settle`` rescheduled it: no message of it is anywhere) is sent again
+      when due, backlog or not;
     - no backlog (the queue is empty): nothing holds the message any more, so it was lost or its
       tries failed. It is sent again after a growing wait from ``first_wait``; after
       :data:`MAX_DELIVERIES` it is dead-lettered.
     """
     due = state.due(now, limit)
     if queued > 0:
-        counts = state.deliveries(due)
-        fresh = [m for m, n in zip(due, counts, strict=True) if n == 0]
-        again = [m for m, n in zip(due, counts, strict=True) if n > 0]
+        waiting = state.waiting(due)
+        again = [m for m, w in zip(due, waiting, strict=True) if w]
+        send = [m for m, w in zip(due, waiting, strict=True) if not w]
         state.postpone(again, now + first_wait)
-        state.reschedule(fresh, lambda _: now + first_wait)
-        if fresh:
-            enqueue(fresh)
-        return len(fresh), 0
+        state.reschedule(send, lambda _: now + first_wait)
+        if send:
+            enqueue(send)
+            state.mark_waiting(send)
+        return len(send), 0
     counts = state.reschedule(
         due, lambda n: now + backoff(n, first_wait, cap=max(first_wait, RETRY_CAP))
     )

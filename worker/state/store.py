@@ -5,6 +5,8 @@ its keys. The registry's cache DB never holds any of these.
                                      WARMER_DEDUP_TTL)
     warmer:pending           ZSET    task message (JSON) -> when to send it again if not done
     warmer:deliveries        HASH    task message (JSON) -> times it was sent or tried
+    warmer:waiting           SET     task messages sent again during a backlog: their message
+                                     waits in the queue (until a task takes or fails them)
     warmer:deadletter        LIST    JSON {"at", "reason", "event"}: given up on, oldest first,
                                      at most WARMER_DEADLETTER_MAX
     warmer:deadletter:dropped STRING how many dead letters the cap dropped
@@ -56,6 +58,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 _DELIVERIES: Final = "warmer:deliveries"
+_WAITING: Final = "warmer:waiting"
 
 #: How long an event id is remembered by default: a registry resends within seconds, and a
 #: duplicate after that is harmless (every write is idempotent); memory is ids x this window.
@@ -145,7 +148,8 @@ class StateStore:
         pipe = self._redis.pipeline(transaction=False)
         for member in members:
             pipe.hincrby(_DELIVERIES, member, 1)
-        counts = [int(n) for n in self._call(pipe.execute)]
+        pipe.srem(_WAITING, *members)  # tried (or sent again now): no longer merely queued
+        counts = [int(n) for n in self._call(pipe.execute)[:-1]]
         self._call(
             self._redis.zadd, _PENDING, {m: due(n) for m, n in zip(members, counts, strict=True)}
         )
@@ -157,6 +161,20 @@ class StateStore:
             return []
         raw = self._call(self._redis.hmget, _DELIVERIES, [_member(m) for m in messages])
         return [int(n) if n is not None else 0 for n in raw]
+
+    def mark_waiting(self, messages: Sequence[Any]) -> None:
+        """These messages were just sent again during a backlog: they wait in the queue."""
+        if messages:
+            self._call(self._redis.sadd, _WAITING, *(_member(m) for m in messages))
+
+    def waiting(self, messages: Sequence[Any]) -> list[bool]:
+        """Whether each message waits in the queue since a backlog re-send (no task took it)."""
+        if not messages:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for m in messages:
+            pipe.sismember(_WAITING, _member(m))
+        return [bool(flag) for flag in self._call(pipe.execute)]
 
     def postpone(self, messages: Sequence[Any], due: float) -> None:
         """Make messages due again at ``due`` without counting a delivery."""
@@ -171,6 +189,7 @@ class StateStore:
         pipe = self._redis.pipeline(transaction=False)
         pipe.zrem(_PENDING, *members)
         pipe.hdel(_DELIVERIES, *members)
+        pipe.srem(_WAITING, *members)
         self._call(pipe.execute)
 
     def due(self, now: float, limit: int) -> list[Any]:
