@@ -194,3 +194,18 @@ def test_tokens_of_rfc6750_characters_are_taken(token: str) -> None:
     settings = load_settings(webhook_token=token)
     assert settings.webhook_token is not None
     assert settings.webhook_token.get_secret_value() == token
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:Sup3rS3cret/x@cache:6379/0",  # an unencoded "/" in the password
+        "redis://:Sup3r#S3cret@cache:6379/0",  # an unencoded "#"
+        "redis://app:Sup3r/S3cret@s1:26379,s2:x/0?master_name=m",
+    ],
+)
+def test_a_password_the_url_parser_misreads_is_never_shown(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(redis_url=url)
+    assert "Sup3r" not in str(caught.value)
+    assert "S3cret" not in str(caught.value)

@@ -243,6 +243,8 @@ def test_health_and_readiness(
         (RegistryVersion.V3, EVENTS_V1, True),
         (RegistryVersion.V3, EVENTS_V2, False),
         (RegistryVersion.V2_0_AND_V2, EVENTS_V1, False),
+        (RegistryVersion.V2_0, EVENTS_V1, False),  # a 2.0 registry sends v1 events too
+        (RegistryVersion.V2_0, EVENTS_V2, True),
     ],
 )
 def test_events_of_another_registry_version_are_logged_once(

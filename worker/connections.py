@@ -33,6 +33,7 @@ _SCHEMES: Final = ("redis", "rediss", "unix")
 _TLS_OPTIONS: Final = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
 _OWN_OPTIONS: Final = ("master_name", "sentinel_username", "sentinel_password", "db")
 _DEFAULT_PORT: Final = 6379
+_ENCODE: Final = " (percent-encode / # ? @ in a user or password: %2F %23 %3F %40)"
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,11 @@ def _host(text: str) -> tuple[str, int]:
         port = rest.removeprefix(":")
     else:
         host, _, port = text.partition(":")
+    # The text is not shown: a password with an unencoded "/" or "#" ends up here.
     if not host:
-        raise ValueError(f"no host in {text!r}")
+        raise ValueError(f"a host of the Redis URL has no name{_ENCODE}")
     if port and not port.isdigit():
-        raise ValueError(f"port of {text!r} is not a number")
+        raise ValueError(f"a port of the Redis URL is not a number{_ENCODE}")
     return host, int(port) if port else _DEFAULT_PORT
 
 

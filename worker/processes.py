@@ -101,9 +101,12 @@ def throwaway_redis(*, directory: Path | None = None, extra: Sequence[str] = ())
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     if directory is not None:
         args += ["--dir", str(directory)]
+    # A session of its own: a Ctrl-C in the terminal reaches the warmer, which drains its work
+    # and stops this server last, not this server first; it still dies with its parent.
     proc = subprocess.Popen(
         [*args, *extra],
         stdout=subprocess.DEVNULL,
+        start_new_session=True,
         preexec_fn=die_with_parent(),  # noqa: PLW1509 (a system call only, see there)
     )
     client = redis.Redis(port=port)

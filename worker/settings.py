@@ -11,7 +11,7 @@ import re
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -305,14 +305,20 @@ def _check_scheme(value: str, schemes: tuple[str, ...]) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with every password (its own, a Sentinel's) replaced by ``***``, for logs."""
-    parts = urlsplit(url)
-    userinfo, at, hosts = parts.netloc.rpartition("@")
+    """``url`` with every password (its own, a Sentinel's) replaced by ``***``, for logs.
+
+    Read as text, not parsed: a password with an unencoded ``/`` or ``#`` is not where a URL
+    parser looks for it, and must be hidden all the same.
+    """
+    scheme, found, rest = url.partition("://")
+    if not found:
+        return url
+    address, question, query = rest.partition("?")
+    userinfo, at, hosts = address.rpartition("@")
     if at and ":" in userinfo:
-        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hosts}")
-    if "password" in parts.query:
-        parts = parts._replace(query=re.sub(r"(password=)[^&]*", r"\1***", parts.query))
-    return urlunsplit(parts)
+        address = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    query = re.sub(r"(password=)[^&]*", r"\1***", query)
+    return f"{scheme}://{address}{question}{query}"
 
 
 def load_settings(**overrides: Any) -> Settings:

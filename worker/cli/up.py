@@ -28,6 +28,7 @@ import redis
 from pydantic import SecretStr
 
 from worker.celeryapp import create_app
+from worker.connections import connect
 from worker.core.eviction import check_never_evicts, eviction_problem
 from worker.errors import ConfigError
 from worker.processes import die_with_parent, stop_leader_then_group, throwaway_redis
@@ -55,7 +56,7 @@ def registry_snippet(settings: Settings, host: str, port: int, *, show_token: bo
         redis_url=settings.redis_url,
         notify_url=f"http://{where}:{port}/events",
         token=token if show_token else TOKEN_PLACEHOLDER,
-        passwords=show_token,
+        passwords=False,  # a printed snippet names the password's place, never the password
     )
 
 
@@ -119,8 +120,11 @@ def _dev_defaults(settings: Settings, say: Callable[[str], None]) -> Iterator[Se
 
 def _answers(url: str) -> bool:
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-        return bool(client.ping())
+        client = connect(url, 0.5)  # every form of Redis URL the settings take
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
     except (redis.RedisError, ValueError):
         return False
 

@@ -239,7 +239,7 @@ class _Receiver:
         # WARMER_REGISTRY_VERSION leaves first pulls missing. The events tell which it is.
         version = self.registry_version
         sent = {EVENTS_V1: "2", EVENTS_V2: "3"}.get(media)
-        if version is None or sent is None or version.value.endswith(sent):
+        if version is None or sent is None or version.value.split(".")[0] == sent:
             return
         _log.warning(
             "the registry sends %s events (registry %s.x) but WARMER_REGISTRY_VERSION=%s: "
