@@ -27,7 +27,14 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-__all__ = ["RedisTarget", "connect", "is_cluster", "is_sentinel", "parse_redis_url"]
+__all__ = [
+    "RedisTarget",
+    "connect",
+    "is_cluster",
+    "is_sentinel",
+    "parse_redis_url",
+    "sentinels_name_the_same_master",
+]
 
 _SCHEMES: Final = ("redis", "rediss", "unix")
 _TLS_OPTIONS: Final = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
@@ -165,6 +172,13 @@ def connect(url: str, timeout: float, *, decode: bool = False) -> redis.Redis:
 def is_sentinel(client: redis.Redis) -> bool:
     """True for a client of a master found through Sentinels (replicated, may fail over)."""
     return isinstance(getattr(client, "connection_pool", None), SentinelConnectionPool)
+
+
+def sentinels_name_the_same_master(client: redis.Redis) -> bool:
+    """For a client found through Sentinels: True when they still name the master it uses."""
+    pool: Any = client.connection_pool
+    before = pool.master_address
+    return bool(before is None or pool.get_master_address() == before)
 
 
 def is_cluster(client: redis.Redis) -> bool:

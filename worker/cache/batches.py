@@ -15,7 +15,7 @@ already). HSETNX: the first global media type stays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
 import redis
@@ -85,19 +85,27 @@ class Batches(Protocol):
         ...
 
 
-def execute_replicated(pipe: Any, replicas: int) -> list[Any]:
-    """Run a pipeline of writes; with ``replicas``, only once that many replicas have them.
+def execute_replicated(
+    pipe: Any, replicas: int, still_master: Callable[[], bool] | None = None
+) -> list[Any]:
+    """Run a pipeline of writes; with ``replicas``, only once that many replicas have them, or
+    the master is known to stand.
 
     Behind a Sentinel a master that was just replaced still takes writes until the Sentinel
     turns it into a replica, which drops them. ``WAIT`` on the same connection tells: the old
-    master has no replica left, so the write is refused here and tried again on the new one.
+    master has no replica left. Its replica may also merely be away (restarting): then the
+    Sentinels still name this master (``still_master``), and the write stands. Otherwise it is
+    refused here and tried again on the new master.
     """
     if replicas:
         pipe.execute_command("WAIT", replicas, REPLICA_WAIT_MS)
     replies: list[Any] = pipe.execute()
     if replicas and int(replies[-1]) < replicas:
+        if still_master is not None and still_master():
+            return replies
         raise redis.RedisError(
-            f"no replica confirmed the write within {REPLICA_WAIT_MS} ms (a failover?)"
+            f"no replica confirmed the write within {REPLICA_WAIT_MS} ms, and the Sentinels "
+            "name another master now (a failover): the write is tried again"
         )
     return replies
 
@@ -108,9 +116,15 @@ class ScriptBatches:
     ``replicas``: how many replicas must confirm a write (behind a Sentinel: one).
     """
 
-    def __init__(self, client: redis.Redis, replicas: int = 0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        replicas: int = 0,
+        still_master: Callable[[], bool] | None = None,
+    ) -> None:
         self._redis = client
         self._replicas = replicas
+        self._still_master = still_master
         self._read = client.register_script(_READ_LUA)
         self._write = client.register_script(_WRITE_LUA)
 
@@ -124,7 +138,7 @@ class ScriptBatches:
             return
         pipe = self._redis.pipeline(transaction=False)  # the WAIT must share its connection
         self._write(keys, args, client=pipe)
-        execute_replicated(pipe, self._replicas)
+        execute_replicated(pipe, self._replicas, self._still_master)
 
 
 class PipelineBatches:

@@ -35,7 +35,7 @@ from worker.cache.keys import (
     repository_of_blobs_key,
     repository_pattern,
 )
-from worker.connections import is_cluster, is_sentinel
+from worker.connections import is_cluster, is_sentinel, sentinels_name_the_same_master
 from worker.errors import CacheError, CacheMissError
 from worker.registry import reference
 from worker.registry.descriptor import Descriptor
@@ -58,8 +58,13 @@ class BlobDescriptorCache:
         self.version = version
         # Behind a Sentinel a write counts once a replica has it: a failover cannot drop it.
         self._replicas = 1 if is_sentinel(client) else 0
+        self._still_master = (
+            (lambda: sentinels_name_the_same_master(client)) if self._replicas else None
+        )
         self._batches: Batches = (
-            PipelineBatches(client) if is_cluster(client) else ScriptBatches(client, self._replicas)
+            PipelineBatches(client)
+            if is_cluster(client)
+            else ScriptBatches(client, self._replicas, self._still_master)
         )
 
     def __repr__(self) -> str:
@@ -216,7 +221,7 @@ class BlobDescriptorCache:
             fields = [f for f in GLOBAL_FIELDS if self._writes_field(f)]
             for d in digests:
                 pipe.hdel(blob_key(d), *fields)
-        self._call(execute_replicated, pipe, self._replicas)
+        self._call(execute_replicated, pipe, self._replicas, self._still_master)
 
     def _writes_field(self, field: str) -> bool:
         if field in ("path", "length"):
