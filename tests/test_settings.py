@@ -209,3 +209,11 @@ def test_a_password_the_url_parser_misreads_is_never_shown(url: str) -> None:
         load_settings(redis_url=url)
     assert "Sup3r" not in str(caught.value)
     assert "S3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["broker_url", "state_url"])
+def test_queues_behind_a_sentinel_over_tls_are_refused_not_sent_in_clear(name: str) -> None:
+    url = "rediss://:pw@s1:26379,s2:26379/1?master_name=m&ssl_ca_certs=/ca.pem"
+    with pytest.raises(ConfigError, match="through a Sentinel without TLS only"):
+        load_settings(**{name: url})
+    assert load_settings(redis_url=url.replace("/1?", "/0?")).redis_url  # the cache may

@@ -10,6 +10,7 @@ from worker.core.clients import build_state
 from worker.errors import StateError
 from worker.settings import load_settings
 from worker.state import StateStore
+from worker.state.store import MAX_LETTER_BYTES, MAX_REASON_CHARS
 
 
 def test_ids_are_unseen_until_marked_and_marks_expire(
@@ -43,3 +44,15 @@ def test_an_unreachable_state_redis_raises_state_error() -> None:
     state = build_state(settings)
     with pytest.raises(StateError, match="state Redis"):
         state.unseen(["a"])
+
+
+def test_a_huge_dead_letter_is_kept_cut_with_its_length_and_hash(
+    state: StateStore, state_redis: redis.Redis
+) -> None:
+    state.dead_letter([("r" * 10_000, {"events": ["x" * 1_000_000]})])
+    (letter,) = state.dead_letters()
+    assert len(letter.reason) <= MAX_REASON_CHARS
+    assert isinstance(letter.event, str)
+    assert letter.event.startswith("<event of 1000016 characters, sha256 ")
+    (stored,) = state_redis.lrange("warmer:deadletter", 0, -1)  # what Redis holds, whole
+    assert len(stored) <= MAX_LETTER_BYTES

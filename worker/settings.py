@@ -185,6 +185,7 @@ class Settings(BaseSettings):
     @field_validator("state_url")
     @classmethod
     def _state_url(cls, value: str) -> str:
+        _no_tls_sentinel(value)  # Celery's result backend is on it
         # Its ledger and figures move in multi-key transactions, which a Cluster cannot run.
         if parse_redis_url(value).kind == "cluster":
             raise ValueError(
@@ -217,6 +218,8 @@ class Settings(BaseSettings):
     @classmethod
     def _broker_scheme(cls, value: str) -> str:
         _check_scheme(value, _BROKER_SCHEMES)
+        if urlsplit(value).scheme in ("redis", "rediss"):
+            _no_tls_sentinel(value)
         if urlsplit(value).scheme in ("redis", "rediss") and (
             parse_redis_url(value).kind == "cluster"
         ):
@@ -293,6 +296,17 @@ def check_token(token: str) -> str:
     if any(p in token.lower() for p in _PLACEHOLDERS):
         raise ValueError("the token is the example's placeholder: set a secret of your own")
     return token
+
+
+def _no_tls_sentinel(value: str) -> None:
+    # Celery reaches a Sentinel through kombu's sentinel:// list, which this warmer does not
+    # give TLS options: refused, rather than a connection that silently drops TLS.
+    target = parse_redis_url(value)
+    if target.kind == "sentinel" and target.ssl:
+        raise ValueError(
+            "the broker and the state Redis go through a Sentinel without TLS only "
+            "(rediss:// with ?master_name= is for WARMER_REDIS_URL, the cache)"
+        )
 
 
 def _check_scheme(value: str, schemes: tuple[str, ...]) -> str:

@@ -180,7 +180,7 @@ class _Receiver:
         except StateError as exc:
             _log.error("state Redis unavailable: %s", exc)
             return _error(503, "state store unavailable, send again later")
-        _log.warning("dead-lettered a whole envelope: %s", reason)
+        _log.warning("dead-lettered a whole envelope: %s", reason[:300])
         figures = {"accepted": 0, "duplicates": 0, "ignored": 0, "rejected": 1}
         self.counts.update(figures)
         return JSONResponse(figures, status_code=202)
@@ -205,7 +205,7 @@ class _Receiver:
                 _log.warning(
                     "dead-lettered %d events of an envelope; first reason: %s",
                     len(rejected),
-                    rejected[0].reason,
+                    rejected[0].reason[:300],  # a reason quotes the event: keep the line short
                 )
             fresh_ids = set(await asyncio.to_thread(self._state.unseen, list(valid)))
         except StateError as exc:

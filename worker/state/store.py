@@ -24,6 +24,7 @@ its keys. The registry's cache DB never holds any of these.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -58,6 +59,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 _DELIVERIES: Final = "warmer:deliveries"
+#: A dead letter's largest size (a registry's event is well under 2 KiB); past it the event is
+#: kept cut, with its length and hash. The list is at most this times WARMER_DEADLETTER_MAX.
+MAX_LETTER_BYTES: Final = 8192
+MAX_REASON_CHARS: Final = 500
 _WAITING: Final = "warmer:waiting"
 
 #: How long an event id is remembered by default: a registry resends within seconds, and a
@@ -90,10 +95,20 @@ def _member(message: Any) -> str:
 
 
 def _letter(at: float, reason: str, event: Any) -> str:
+    reason = reason[:MAX_REASON_CHARS]
     try:
-        return json.dumps(DeadLetter(at, reason, event).as_dict(), default=str)
+        text = json.dumps(DeadLetter(at, reason, event).as_dict(), default=str)
     except (ValueError, RecursionError) as exc:  # nesting or a number json cannot write back
         return json.dumps(DeadLetter(at, reason, f"<event not serializable: {exc!r}>").as_dict())
+    if len(text) <= MAX_LETTER_BYTES:
+        return text
+    # The cap counts letters, so a letter is bounded too: a 1 MiB event would make the list
+    # 10 GB. What is kept says what it was; an event this large never was a registry's.
+    raw = json.dumps(event, default=str)
+    digest = hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()
+    head = raw[: MAX_LETTER_BYTES // 2]
+    cut = f"<event of {len(raw)} characters, sha256 {digest}, cut: {head}...>"
+    return json.dumps(DeadLetter(at, reason, cut).as_dict())
 
 
 class StateStore:
