@@ -12,7 +12,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
+from typer.testing import CliRunner
 
 from tests.support.layout import LayoutWriter
 from tests.support.redisdbs import DB, shared_env
@@ -20,6 +22,7 @@ from tests.support.registry import free_port, wait_for
 from tests.support.services import warmer_process
 from worker.celeryapp import create_app
 from worker.celeryapp.names import EVENTS_TASK
+from worker.cli import app as cli
 from worker.registry.events import Event, Kind
 from worker.settings import load_settings
 
@@ -52,16 +55,10 @@ def test_flower_lists_the_warmers_tasks_with_their_counters(
     }
     redis.Redis(host=redis_proc.host, port=redis_proc.port, db=DB.FLOWER_BROKER).flushdb()
     port = free_port()
-    celery = str(Path(sys.executable).with_name("celery"))
-    flower = [
-        celery,
-        "-A",
-        "worker.app",
-        "flower",
-        f"--port={port}",
-        "--address=127.0.0.1",
-        f"--basic-auth={AUTH}",
-    ]
+    warmer = str(Path(sys.executable).with_name("warmer"))
+    flower = [warmer, "flower", f"--port={port}", "--address=127.0.0.1"]
+    user, password = AUTH.split(":")
+    env |= {"FLOWER_USER": user, "FLOWER_PASSWORD": password}
     log = tmp_path / "flower.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -98,3 +95,14 @@ def test_flower_lists_the_warmers_tasks_with_their_counters(
     assert task["name"] == EVENTS_TASK
     assert "'fetch': {'requests': 4, 'hits': 0, 'misses': 4}" in task["result"]
     assert len(blobs) == 3
+
+
+@pytest.mark.parametrize(
+    ("password", "said"),
+    [("", "FLOWER_USER and FLOWER_PASSWORD must be set"), ("change-me", "placeholder")],
+)
+def test_flower_refuses_to_start_without_a_real_password(password: str, said: str) -> None:
+    env = {"FLOWER_USER": "admin", "FLOWER_PASSWORD": password}
+    result = CliRunner().invoke(cli, ["flower"], env=env)
+    assert result.exit_code == 2, result.output
+    assert said in result.stderr

@@ -24,6 +24,7 @@ __all__ = [
     "ENV_PREFIX",
     "Settings",
     "check_token",
+    "is_placeholder",
     "load_settings",
     "parse_schedule",
     "redact_url",
@@ -36,10 +37,19 @@ _TOKEN_CHARACTERS: Final = frozenset(
 )
 # Fields whose value no message shows (as the aliases an error may name them by).
 _SECRETS: Final = frozenset(
-    {"webhook_token", "sentry_dsn", "SENTRY_DSN", f"{ENV_PREFIX}SENTRY_DSN"}
+    {
+        "webhook_token",
+        "sentry_dsn",
+        "SENTRY_DSN",
+        f"{ENV_PREFIX}SENTRY_DSN",
+        "flower_password",
+        "FLOWER_PASSWORD",
+    }
 )
 # What examples and older versions put where a secret belongs.
 _PLACEHOLDERS: Final = ("change-me", "changeme", "__warmer_webhook_token__")
+# Settings read under their own names, as other tools know them.
+_UNPREFIXED: Final = frozenset({"SENTRY_DSN", "FLOWER_USER", "FLOWER_PASSWORD"})
 _BROKER_SCHEMES: Final = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
 
 
@@ -96,6 +106,16 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("SENTRY_DSN", f"{ENV_PREFIX}SENTRY_DSN", "sentry_dsn"),
         description="Sentry DSN; errors go to Sentry when set.",
+    )
+    flower_user: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FLOWER_USER", "flower_user"),
+        description="`warmer flower`: the user of Flower's basic auth.",
+    )
+    flower_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FLOWER_PASSWORD", "flower_password"),
+        description="`warmer flower`: its password (an empty one or a placeholder is refused).",
     )
     skip_eviction_check: bool = Field(
         default=False,
@@ -293,9 +313,14 @@ def check_token(token: str) -> str:
         )
     if "=" in token.rstrip("="):
         raise ValueError("the token may end with '=' but hold none before its end")
-    if any(p in token.lower() for p in _PLACEHOLDERS):
+    if is_placeholder(token):
         raise ValueError("the token is the example's placeholder: set a secret of your own")
     return token
+
+
+def is_placeholder(secret: str) -> bool:
+    """True for what examples and older versions put where a secret belongs (``change-me``)."""
+    return any(p in secret.lower() for p in _PLACEHOLDERS)
 
 
 def _no_tls_sentinel(value: str) -> None:
@@ -355,7 +380,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 def _env_name(field: str) -> str:
     # Aliased fields report the alias they were read from; the others their field name.
-    if field.upper().startswith(ENV_PREFIX) or field.upper() == "SENTRY_DSN":
+    if field.upper().startswith(ENV_PREFIX) or field.upper() in _UNPREFIXED:
         return field.upper()
     if field == "retired_schema":
         return f"{ENV_PREFIX}SCHEMA"

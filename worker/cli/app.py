@@ -63,6 +63,7 @@ app.command()(service.up)
 app.command(context_settings=_PASS_THROUGH)(service.worker)
 app.command(context_settings=_PASS_THROUGH)(service.beat)
 app.command()(service.demo)
+app.command()(service.flower)
 app.command("stats")(stats.stats)
 app.add_typer(deadletter.deadletter, name="deadletter")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -17,8 +18,9 @@ from worker.demo import run_demo
 from worker.errors import WarmerError
 from worker.receiver.serve import build_webhook, serve_webhook
 from worker.receiver.webhook import DEFAULT_MAX_BODY
+from worker.settings import is_placeholder
 
-__all__ = ["beat", "demo", "up", "webhook", "worker"]
+__all__ = ["beat", "demo", "flower", "up", "webhook", "worker"]
 
 
 def webhook(
@@ -80,6 +82,26 @@ def beat(ctx: typer.Context) -> None:
     settings = settings_of(ctx)
     init_sentry(settings, "beat")
     create_app(settings).start(["beat", "--loglevel=INFO", *ctx.args])
+
+
+def flower(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5555,
+) -> None:
+    """Flower on the warmer's app, behind basic auth from FLOWER_USER and FLOWER_PASSWORD."""
+    settings = settings_of(ctx)
+    user, password = settings.flower_user, settings.flower_password
+    if not user or password is None or not password.get_secret_value():
+        fail(
+            "FLOWER_USER and FLOWER_PASSWORD must be set: Flower shows every task and can "
+            "stop workers"
+        )
+    if is_placeholder(password.get_secret_value()):
+        fail("FLOWER_PASSWORD is the example's placeholder: set a password of your own")
+    # Through the environment Flower reads, never a command line (ps, docker inspect).
+    os.environ["FLOWER_BASIC_AUTH"] = f"{user}:{password.get_secret_value()}"
+    create_app(settings).start(["flower", f"--address={address}", f"--port={port}"])
 
 
 def demo() -> None:
