@@ -159,6 +159,7 @@ def test_summary_is_json_ready() -> None:
         "hits",
         "misses",
         "errors",
+        "s3_requests",
         "seconds",
     }
 

@@ -7,17 +7,27 @@ reads the environment anywhere else.
 
 from __future__ import annotations
 
+import os
 import re
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.connections import parse_redis_url
 from worker.errors import ConfigError
+from worker.registryfile import read_registry_config
+from worker.storageurl import StorageTarget, parse_storage_url
 
 __all__ = [
     "ENV_PREFIX",
@@ -131,6 +141,23 @@ class Settings(BaseSettings):
         default=None,
         description="The registry's `storage.filesystem.rootdirectory`, mounted read-only.",
     )
+    storage_url: str | None = Field(
+        default=None,
+        description="The registry's storage as a URL: `s3://BUCKET/ROOTDIRECTORY` (AWS "
+        "credentials, region, `AWS_ENDPOINT_URL_S3` from the standard variables) or "
+        "`file:///PATH`; instead of `WARMER_STORAGE_ROOT`.",
+    )
+    registry_config: Path | None = Field(
+        default=None,
+        description="The registry's own config.yml (mounted read-only): storage, cache Redis and "
+        "version come from it (and its `REGISTRY_...` overrides) unless set here.",
+    )
+    aws_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region"),
+        exclude=True,
+        description="The S3 region when the storage URL names none (AWS's own variable).",
+    )
     registry_version: RegistryVersion = Field(
         default=RegistryVersion.V3,
         description="The registry whose cache is filled: `3` (3.x), `2` (2.1 to 2.8), `2.0`, "
@@ -210,6 +237,33 @@ class Settings(BaseSettings):
                 "(several hosts need ?master_name=)"
             )
         return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_storage_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_storage(self) -> Settings:
+        if self.storage_url is not None and self.storage_root is not None:
+            target = parse_storage_url(self.storage_url)
+            if target.driver != "filesystem" or Path(target.root) != self.storage_root:
+                raise ValueError(
+                    "WARMER_STORAGE_URL and WARMER_STORAGE_ROOT name different storage: "
+                    "set one of them"
+                )
+        return self
+
+    @property
+    def storage(self) -> StorageTarget | None:
+        """The registry's storage: from ``storage_url``, else ``storage_root``; None if unset."""
+        if self.storage_url is not None:
+            return parse_storage_url(self.storage_url)
+        if self.storage_root is not None:
+            return StorageTarget("filesystem", str(self.storage_root))
+        return None
 
     @field_validator("registry_version", mode="before")
     @classmethod
@@ -334,13 +388,29 @@ def redact_url(url: str) -> str:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings; raise ConfigError naming the first bad variable."""
+    """Read the settings; raise ConfigError naming the first bad variable.
+
+    With ``WARMER_REGISTRY_CONFIG``, the registry's config file (and the ``REGISTRY_...``
+    overrides in this environment) gives the storage, the cache Redis and the registry version
+    that no ``WARMER_*`` variable sets.
+    """
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        if settings.registry_config is None:
+            return settings
+        derived = read_registry_config(settings.registry_config, os.environ)
+        explicit = settings.model_fields_set
+        if explicit & {"storage_url", "storage_root"}:
+            derived.pop("storage_url", None)
+        fill = {k: v for k, v in derived.items() if k not in explicit}
+        return Settings(**fill, **overrides) if fill else settings
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a check of several settings names them in its message
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
             got = error.get("input")
             if field in _SECRETS:  # a refused secret is still a secret: never echoed
                 problems.append(f"{_env_name(field)}: {error['msg']}")

@@ -38,6 +38,9 @@ class DB:
     KINDS_PUSH: Final = 19  # e2e: the registry 3.x the corpus of the Redis-kinds tests went to
     KINDS_STATE: Final = 20
     KINDS_BROKER: Final = 21
+    S3_PUSH: Final = 22  # e2e on S3: the registry pushed to
+    S3_REFERENCE: Final = 23  # e2e on S3: the registry that pulled everything by itself
+    S3_WARM: Final = 24  # e2e on S3: the replica only the warmer fills
 
 
 #: DBs of the shared server: every name of DB has one below it.

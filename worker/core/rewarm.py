@@ -56,6 +56,8 @@ class RewarmSummary:
     hits: int = 0
     misses: int = 0
     errors: int = 0
+    #: Requests sent to S3 (0 on a filesystem): listings, and reads of what differs.
+    s3_requests: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, int | float]:
@@ -104,21 +106,25 @@ def rewarm(
     summary = RewarmSummary()
     sizes: dict[str, int] = {}
     started = time.perf_counter()
+    requests = store.requests
     for name in names:
         for batch in _batched(store.layers(name, shard), batch_size):
             if len(sizes) > memo_limit:
                 sizes.clear()
-            summary._count(service.fetch_many(name, batch, strict=True, sizes=sizes), name)
+            results = service.fetch_many(name, batch, strict=True, sizes=sizes, listed=True)
+            summary._count(results, name)
             summary.blobs += len(batch)
             _report(summary, started, on_progress)
         for batch in _batched(store.revisions(name, shard), batch_size):
-            results = service.fetch_manifests(name, batch, strict=True)
+            results = service.fetch_manifests(name, batch, strict=True, listed=True)
             summary._count(results, f"{name} (manifest)")
             summary.manifests += len(batch)
             _report(summary, started, on_progress)
         if shard in ("", SHARDS[0]):  # a sharded repository counts once, in its first shard
             summary.repositories += 1
+        summary.s3_requests = store.requests - requests
         _report(summary, started, on_progress)
+    summary.s3_requests = store.requests - requests
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
 

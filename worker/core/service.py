@@ -92,8 +92,12 @@ class CachedBlobService:
         strict: bool = False,
         sizes: MutableMapping[str, int] | None = None,
         manifests: bool = False,
+        listed: bool = False,
     ) -> list[FetchResult]:
         """Fetch a batch of blobs of one repository; store errors are returned, not raised.
+
+        ``listed``: the digests come from a walk of the store's links (a re-warm), which the
+        store may describe from listings instead of one read a link (``Store.fetch_listed``).
 
         ``manifests``: the digests are manifests, resolved through revision links as the
         registry's manifest store does (3.x caches them in the repository, as blobs).
@@ -115,9 +119,8 @@ class CachedBlobService:
         missed = [d for d, desc in zip(digests, cached, strict=True) if desc is None]
         # Taken before the store adds this batch: what earlier batches described and wrote.
         described = frozenset(d for d in missed if d in sizes) if sizes else frozenset()
-        resolved = (
-            self.store.fetch_many(repository, missed, sizes, manifests=manifests) if missed else []
-        )
+        resolve = self.store.fetch_listed if listed else self.store.fetch_many
+        resolved = resolve(repository, missed, sizes, manifests=manifests) if missed else []
         return self._merge(
             digests,
             cached,
@@ -129,7 +132,12 @@ class CachedBlobService:
         )
 
     def fetch_manifests(
-        self, repository: str, digests: Sequence[str], *, strict: bool = False
+        self,
+        repository: str,
+        digests: Sequence[str],
+        *,
+        strict: bool = False,
+        listed: bool = False,
     ) -> list[FetchResult]:
         """What a pull of these manifests of ``repository`` leaves in the registry's cache.
 
@@ -137,19 +145,28 @@ class CachedBlobService:
         global descriptor, the repository media type); 2.x keeps only the global descriptor.
         """
         if self.cache.version.manifests_are_members:
-            return self.fetch_many(repository, digests, strict=strict, manifests=True)
-        return self.stat_many(digests, strict=strict)
+            return self.fetch_many(
+                repository, digests, strict=strict, manifests=True, listed=listed
+            )
+        return self.stat_many(digests, strict=strict, listed_in=repository if listed else None)
 
-    def stat_many(self, digests: Sequence[str], *, strict: bool = False) -> list[FetchResult]:
+    def stat_many(
+        self, digests: Sequence[str], *, strict: bool = False, listed_in: str | None = None
+    ) -> list[FetchResult]:
         """Global descriptors (no repository scope), cache first; fills what the store knows.
 
         This is what a registry leaves for the manifests it serves: a ``blobs::<digest>`` hash
-        and no membership. It is not one of the original's counted operations.
+        and no membership. It is not one of the original's counted operations. ``listed_in``:
+        the digests are revisions a walk of that repository listed (see ``fetch_many``).
         """
         cached = self._read(digests, None, strict=strict)
         resolved: list[Descriptor | StoreError] = []
+        if listed_in is not None:
+            missed = [d for d, desc in zip(digests, cached, strict=True) if desc is None]
+            if missed:
+                resolved = self.store.fetch_listed(listed_in, missed, manifests=True)
         for d, desc in zip(digests, cached, strict=True):
-            if desc is None:
+            if desc is None and listed_in is None:
                 try:
                     resolved.append(self.store.stat(d))
                 except StoreError as exc:
