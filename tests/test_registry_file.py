@@ -68,7 +68,9 @@ def test_registry_overrides_apply_as_the_registry_applies_them(tmp_path: Path) -
     target = parse_storage_url(values["storage_url"])
     assert (target.bucket, target.root) == ("other-bucket", "elsewhere")
     redis = parse_redis_url(values["redis_url"])
-    assert redis.kind == "sentinel" and redis.master_name == "cache" and redis.ssl
+    assert redis.kind == "sentinel"
+    assert redis.master_name == "cache"
+    assert redis.ssl
     assert redis.hosts == (("s1", 26379), ("s2", 26379))
     assert redis.tls["ssl_ca_certs"] == "/ca.pem"
 
@@ -110,12 +112,15 @@ def test_explicit_warmer_settings_win(tmp_path: Path, monkeypatch: pytest.Monkey
     settings = load_settings()
     assert settings.redis_url == "redis://mine:6379/9"
     assert settings.storage_url is None
-    assert settings.storage is not None and settings.storage.root == "/srv/mine"
+    assert settings.storage is not None
+    assert settings.storage.root == "/srv/mine"
     assert settings.registry_version is RegistryVersion.V3  # from the config: not set here
     monkeypatch.delenv("WARMER_STORAGE_ROOT")
     settings = load_settings()
-    assert settings.storage is not None and settings.storage.bucket == "overridden"
-    assert "se+cret" not in repr(settings) and "se%2Bcret" not in repr(settings)
+    assert settings.storage is not None
+    assert settings.storage.bucket == "overridden"
+    assert "se+cret" not in repr(settings)
+    assert "se%2Bcret" not in repr(settings)
 
 
 def test_storage_urls_are_checked_at_start() -> None:
@@ -141,7 +146,8 @@ def test_the_snippet_of_an_s3_warmer_has_an_s3_section() -> None:
         version=RegistryVersion.V3, root="/unused", redis_url="redis://c:6379/0", storage=target
     )
     assert "  s3:\n    bucket: b-1\n    region: r1\n    regionendpoint: http://m:9000\n" in text
-    assert "rootdirectory: /r" in text and "forcepathstyle: true" in text
+    assert "rootdirectory: /r" in text
+    assert "forcepathstyle: true" in text
     assert "filesystem" not in text
     plain = registry_config(version=RegistryVersion.V3, root="/srv", redis_url="redis://c/0")
     assert "  filesystem:\n    rootdirectory: /srv\n" in plain

@@ -4,6 +4,7 @@ and a re-warm that lists instead of reading object by object."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -94,14 +95,15 @@ def test_answers_as_the_filesystem_store_does(
     )
     assert store.manifest("team/app", manifest) == fs.manifest("team/app", manifest)
     assert store.stat(blobs[0]) == fs.stat(blobs[0])
-    assert store.exists("team/app", blobs[1]) and not store.exists("team/app", gone)
+    assert store.exists("team/app", blobs[1])
+    assert not store.exists("team/app", gone)
     with pytest.raises(BlobNotFoundError):
         store.manifest("org/team/app", manifest)
     with pytest.raises(BlobNotFoundError):
         store.stat(gone)
 
 
-def _shown(results: list[Descriptor | Exception]) -> list[object]:
+def _shown(results: Sequence[Descriptor | Exception]) -> list[object]:
     return [type(r).__name__ if isinstance(r, Exception) else r for r in results]
 
 

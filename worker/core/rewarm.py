@@ -105,18 +105,21 @@ def rewarm(
                 raise RepositoryNotFoundError(f"repository {name} is not in the store")
     summary = RewarmSummary()
     sizes: dict[str, int] = {}
+    seen: dict[str, int] = {}  # sizes the store's listings showed (S3): bounded the same way
     started = time.perf_counter()
     requests = store.requests
     for name in names:
         for batch in _batched(store.layers(name, shard), batch_size):
             if len(sizes) > memo_limit:
                 sizes.clear()
-            results = service.fetch_many(name, batch, strict=True, sizes=sizes, listed=True)
+            if len(seen) > memo_limit:
+                seen.clear()
+            results = service.fetch_many(name, batch, strict=True, sizes=sizes, listed=seen)
             summary._count(results, name)
             summary.blobs += len(batch)
             _report(summary, started, on_progress)
         for batch in _batched(store.revisions(name, shard), batch_size):
-            results = service.fetch_manifests(name, batch, strict=True, listed=True)
+            results = service.fetch_manifests(name, batch, strict=True, listed=seen)
             summary._count(results, f"{name} (manifest)")
             summary.manifests += len(batch)
             _report(summary, started, on_progress)

@@ -53,10 +53,12 @@ class Store(Protocol):
         sizes: MutableMapping[str, int] | None = None,
         *,
         manifests: bool = False,
+        seen: MutableMapping[str, int] | None = None,
     ) -> list[Descriptor | StoreError]:
         """:meth:`fetch_many` of digests that :meth:`layers` (``manifests``: :meth:`revisions`)
         just listed, for a re-warm: a store may describe them from listings rather than read
-        link by link (S3); the filesystem resolves them as :meth:`fetch_many` does."""
+        link by link (S3), and keep in ``seen`` (the caller's, bounded by it) every size those
+        listings showed; the filesystem resolves them as :meth:`fetch_many` does."""
         ...
 
     def exists(self, repository: str, digest: str) -> bool:

@@ -131,8 +131,10 @@ class FilesystemStore:
         sizes: MutableMapping[str, int] | None = None,
         *,
         manifests: bool = False,
+        seen: MutableMapping[str, int] | None = None,
     ) -> list[Descriptor | StoreError]:
         """:meth:`fetch_many`: reading a link costs no more here than listing it."""
+        del seen  # a stat costs less than remembering
         return self.fetch_many(repository, digests, sizes, manifests=manifests)
 
     def _fetch(

@@ -52,6 +52,8 @@ DEFAULT_WORKERS: Final = 16
 #: Pages a prefix's lister may hold ahead of the walk (1000 keys each): what bounds memory.
 _PAGES_AHEAD: Final = 2
 _HEX: Final = "0123456789abcdef"
+#: Sizes a listing page may add to a run's memory beyond the ones wanted (about 40 MB).
+_SEEN_LIMIT: Final = 200_000
 
 
 class S3Store:
@@ -241,29 +243,30 @@ class S3Store:
         sizes: MutableMapping[str, int] | None = None,
         *,
         manifests: bool = False,
+        seen: MutableMapping[str, int] | None = None,
     ) -> list[Descriptor | StoreError]:
         """Descriptors of digests that :meth:`layers` (or :meth:`revisions`) just listed.
 
         The listing showed their links, so no link is read: the sizes come from a listing of
-        ``blobs/`` that starts at the first digest wanted and seeks past what is not wanted.
-        A batch of links close together in the blob store costs one or two list requests.
+        ``blobs/`` that starts at the first digest wanted and seeks past gaps. Every size a
+        page shows goes into ``seen`` (up to ``_SEEN_LIMIT``), so the blobs shared by many
+        repositories are listed once a run, not once a repository.
         """
-        del repository, manifests  # the walk that listed them already checked the link
+        del repository, manifests  # the walk that listed them checked the link already
+        memo: MutableMapping[str, int] = seen if seen is not None else {}
         wanted: dict[str, list[str]] = {}
         for d in digests:
-            if sizes is None or d not in sizes:
+            if (sizes is None or d not in sizes) and d not in memo:
                 algorithm, _, hex_ = reference.digest(d).partition(":")
                 wanted.setdefault(algorithm, []).append(hex_)
-        found: dict[str, int] = {}
         try:
             for algorithm, hexes in wanted.items():
-                for hex_, listed in self._blob_sizes(algorithm, sorted(set(hexes))):
-                    found[f"{algorithm}:{hex_}"] = listed
+                self._blob_sizes(algorithm, sorted(set(hexes)), memo)
         except StoreError as exc:
             return [exc for _ in digests]
         results: list[Descriptor | StoreError] = []
         for d in digests:
-            size: int | None = found.get(d)
+            size = memo.get(d)
             if size is None and sizes is not None:
                 size = sizes.get(d)
             if size is None:
@@ -274,9 +277,9 @@ class S3Store:
             results.append(Descriptor(d, size, path=paths.blob_data(d)))
         return results
 
-    def _blob_sizes(self, algorithm: str, hexes: list[str]) -> Iterator[tuple[str, int]]:
-        # A merge of the sorted wanted digests with the sorted listing of blobs/<alg>/: each
-        # request starts just before the next digest still wanted (keys "hh/<hex>/data").
+    def _blob_sizes(self, algorithm: str, hexes: list[str], memo: MutableMapping[str, int]) -> None:
+        # A merge of the sorted wanted digests with the sorted listing of blobs/<alg>/ (keys
+        # "hh/<hex>/data"): each request starts just before the next digest still wanted.
         base = self.key(f"{paths.DRIVER_ROOT}/blobs/{algorithm}/")
         i = 0
         while i < len(hexes):
@@ -288,13 +291,14 @@ class S3Store:
                 hex_, _, tail = rest.partition("/")
                 if tail != "data":
                     continue
+                digest = f"{algorithm}:{hex_}"
+                if digest in memo or len(memo) < _SEEN_LIMIT:
+                    memo[digest] = obj["Size"]
                 while i < len(hexes) and hexes[i] < hex_:
-                    i += 1  # not in the store
+                    i += 1  # not in the store: the caller finds no size
                 if i < len(hexes) and hexes[i] == hex_:
-                    yield hex_, obj["Size"]
+                    memo[digest] = obj["Size"]
                     i += 1
-                if i >= len(hexes):
-                    return
             if not contents or not page.get("IsTruncated"):
                 return
 
