@@ -48,7 +48,7 @@ def registry_snippet(settings: Settings, host: str, port: int, *, show_token: bo
     where = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return registry_config(
         version=settings.registry_version,
-        root=str(settings.storage_root),
+        root=settings.storage.root if settings.storage else str(settings.storage_root),
         storage=settings.storage,
         redis_url=settings.redis_url,
         notify_url=f"http://{where}:{port}/events",
