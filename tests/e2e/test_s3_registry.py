@@ -21,17 +21,31 @@ import pytest
 import redis
 
 from tests.support.oci import Image, Index, layer, write_layout
-from tests.support.redisdbs import DB
+from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
-from tests.support.registry import delete, garbage_collect, head_blob, running_registry
+from tests.support.registry import (
+    copy,
+    delete,
+    free_port,
+    garbage_collect,
+    head_blob,
+    running_registry,
+    wait_for,
+)
 from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, aws_environment, client
-from tests.support.services import run_warmer_json
+from tests.support.services import run_warmer_json, warmer_process, webhook_ready
 from worker.demo.registry import Registry, RegistryBinary
 from worker.storageurl import StorageTarget, s3_url
 
 pytestmark = pytest.mark.e2e
 
 PUSH_DB, REFERENCE_DB, WARM_DB = DB.S3_PUSH, DB.S3_REFERENCE, DB.S3_WARM
+EVENTS_ORIGIN, EVENTS_REPLICA = DB.S3_EVENTS_ORIGIN, DB.S3_EVENTS_REPLICA
+EVENTS_REFERENCE, EVENTS_STATE, EVENTS_BROKER = (
+    DB.S3_EVENTS_REFERENCE,
+    DB.S3_EVENTS_STATE,
+    DB.S3_EVENTS_BROKER,
+)
 IMAGES = ("team/app:v1", "other/app:v1", "multi/platform:v1")
 ROOT = "/registry/root"
 
@@ -217,3 +231,78 @@ def test_reconcile_after_delete_and_garbage_collect(bucket: Bucket, warm_db: red
         after = reg.cache_counts()
     assert after["Miss"] - before["Miss"] == 0, (before, after)
     assert after["Hit"] > before["Hit"]
+
+
+def test_events_warm_a_replica_from_the_bucket(
+    bucket: Bucket, redis_proc: Any, tmp_path: Path
+) -> None:
+    # A second corpus in the same bucket, pushed through a registry that notifies the warmer
+    # (webhook and worker processes reading the bucket); blobs also arrive by mount.
+    dbs = {
+        db: redis.Redis(host=redis_proc.host, port=redis_proc.port, db=db)
+        for db in (EVENTS_ORIGIN, EVENTS_REPLICA, EVENTS_REFERENCE, EVENTS_STATE, EVENTS_BROKER)
+    }
+    for c in dbs.values():
+        c.flushdb()
+    port = free_port()
+    env = aws_environment(bucket.endpoint) | {
+        **shared_env(redis_proc, cache=EVENTS_REPLICA, state=EVENTS_STATE, broker=EVENTS_BROKER),
+        "WARMER_STORAGE_URL": s3_url(bucket.storage.bucket, ROOT),
+        "WARMER_WEBHOOK_TOKEN": "s3-e2e-token",
+        "WARMER_REGISTRY_VERSION": bucket.binary.version.value,
+    }
+    url = f"http://127.0.0.1:{port}"
+    shared = layer("events-shared.txt", b"pushed with events")
+    images: dict[str, Image | Index] = {
+        "events/app:v1": Image([shared, layer("e.txt", b"e")], label="events"),
+        "events/multi:v1": Index(
+            [
+                Image([layer("y.txt", b"amd64 y")], "amd64", "e1"),
+                Image([layer("y.txt", b"arm64 y"), shared], "arm64", "e2"),
+            ]
+        ),
+    }
+    names = [*images, "events/mounted:v1"]
+    try:
+        with (
+            warmer_process(["webhook", "--port", str(port)], env, tmp_path / "webhook.log"),
+            warmer_process(
+                ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"],
+                env,
+                tmp_path / "worker.log",
+            ),
+        ):
+            wait_for(lambda: webhook_ready(url), timeout=30, what="warmer webhook /readyz")
+            with running_registry(
+                tmp_path / "origin",
+                root=tmp_path / "unused-root",
+                redis_url=bucket.url(EVENTS_ORIGIN),
+                notify_url=f"{url}/events",
+                token="s3-e2e-token",
+                binary=bucket.binary,
+                storage=bucket.storage,
+                environment=bucket.environment(),
+            ) as origin:
+                for name, image in images.items():
+                    layout = write_layout(tmp_path / "layouts" / _dirname(name), image)
+                    origin.push(layout, name, all_platforms=isinstance(image, Index))
+                copy(origin, "events/app:v1", "events/mounted:v1")
+                with bucket.registry(EVENTS_REFERENCE) as ref:
+                    for name in names:
+                        ref.pull(name, tmp_path / "ref" / _dirname(name))
+                reference = dump(dbs[EVENTS_REFERENCE])
+                wait_for(
+                    lambda: dump(dbs[EVENTS_REPLICA]) == reference,
+                    timeout=60,
+                    what="the replica's Redis to hold what a full pull leaves",
+                )
+        with bucket.registry(EVENTS_REPLICA) as replica:
+            for name in names:
+                replica.pull(name, tmp_path / "replica" / _dirname(name))
+            counts = replica.cache_counts()
+        assert counts["Miss"] == 0, counts
+        assert counts["Hit"] > 0
+    finally:
+        for c in dbs.values():
+            c.flushdb()
+            c.close()

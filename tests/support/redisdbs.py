@@ -41,6 +41,11 @@ class DB:
     S3_PUSH: Final = 22  # e2e on S3: the registry pushed to
     S3_REFERENCE: Final = 23  # e2e on S3: the registry that pulled everything by itself
     S3_WARM: Final = 24  # e2e on S3: the replica only the warmer fills
+    S3_EVENTS_ORIGIN: Final = 25  # e2e on S3: the registry that notifies
+    S3_EVENTS_REPLICA: Final = 26  # e2e on S3: the replica the warmer fills from events
+    S3_EVENTS_REFERENCE: Final = 27
+    S3_EVENTS_STATE: Final = 28
+    S3_EVENTS_BROKER: Final = 29
 
 
 #: DBs of the shared server: every name of DB has one below it.
