@@ -2,9 +2,10 @@
 
     python bench/rewarm.py --store s3 [--repos 100] [--links 1000] [--blobs 50000]
 
-Starts moto's S3 server on a free port of 127.0.0.1 and its own redis-server, uploads a store
-of REPOS repositories x LINKS blob links over BLOBS distinct blobs (links spread so that every
-blob is in LINKS*REPOS/BLOBS repositories), then measures, in links/s and S3 requests a link:
+Starts moto's S3 server on a free port of 127.0.0.1 (``bench/s3_server.py``, which fills its
+backend directly: uploading over HTTP would take moto many minutes) and its own redis-server,
+with a store of REPOS repositories x LINKS blob links over BLOBS distinct blobs (every blob in
+LINKS*REPOS/BLOBS repositories), then measures, in links/s and S3 requests a link:
 
 - **naive**: what a registry's miss does for each link, a GET of the link and a HEAD of the
   blob's data, on as many threads as the store uses (16), over the same links;
@@ -18,19 +19,23 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+from botocore.exceptions import BotoCoreError, ClientError
 
-from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, client, moto_server
+from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, client
 from worker.cache import BlobDescriptorCache
 from worker.core.rewarm import rewarm
 from worker.core.service import CachedBlobService
-from worker.processes import throwaway_redis
+from worker.demo.registry import wait_for
+from worker.processes import free_port, throwaway_redis
 from worker.storage import paths
 from worker.storage.s3 import DEFAULT_WORKERS, S3Store
 
@@ -44,7 +49,8 @@ def _digest(i: int) -> str:
     return "sha256:" + hashlib.sha256(f"blob-{i}".encode()).hexdigest()
 
 
-def _objects(repos: int, links: int, blobs: int) -> Iterator[tuple[str, bytes]]:
+def objects(repos: int, links: int, blobs: int) -> Iterator[tuple[str, bytes]]:
+    """Every object of the benchmark's store: driver paths and contents."""
     for i in range(blobs):
         yield paths.blob_data(_digest(i)), f"blob-{i}".encode() * 8
     for r in range(repos):
@@ -54,17 +60,37 @@ def _objects(repos: int, links: int, blobs: int) -> Iterator[tuple[str, bytes]]:
             yield paths.layer_link(name, d), d.encode()
 
 
-def upload(store: S3Store, endpoint: str, repos: int, links: int, blobs: int) -> None:
-    s3 = client(endpoint)
-    s3.create_bucket(Bucket=BUCKET)
-    print(f"uploading {blobs} blobs and {repos * links} links to moto ...", flush=True)
+@contextmanager
+def filled_server(work: Path, repos: int, links: int, blobs: int) -> Iterator[str]:
+    """bench/s3_server.py on a free port, filled; its endpoint. Stopped on leaving."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    script = Path(__file__).with_name("s3_server.py")
+    args = [str(a) for a in (port, BUCKET, ROOT, repos, links, blobs)]
+    print(f"filling moto with {blobs} blobs and {repos * links} links ...", flush=True)
+    with (work / "moto.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, str(script), *args], stdout=log, stderr=log)
+    try:
+        s3 = client(endpoint)
 
-    def put(item: tuple[str, bytes]) -> None:
-        s3.put_object(Bucket=BUCKET, Key=store.key(item[0]), Body=item[1])
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise SystemExit(f"moto exited: {(work / 'moto.log').read_text()[-2000:]}")
+            try:
+                s3.head_object(Bucket=BUCKET, Key="ready")
+            except (ClientError, BotoCoreError):
+                return False
+            return True
 
-    with ThreadPoolExecutor(16) as pool:
-        for _ in pool.map(put, _objects(repos, links, blobs)):
-            pass
+        wait_for(ready, timeout=1800, what="moto to be filled")
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def naive(store: S3Store, repos: int, links: int, blobs: int) -> tuple[int, float, int]:
@@ -83,7 +109,10 @@ def naive(store: S3Store, repos: int, links: int, blobs: int) -> tuple[int, floa
 
 def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="warmer-bench-s3-"))
-    with moto_server(work / "moto.log") as endpoint, throwaway_redis() as port:
+    with (
+        filled_server(work, args.repos, args.links, args.blobs) as endpoint,
+        throwaway_redis() as port,
+    ):
         store = S3Store(
             BUCKET,
             ROOT,
@@ -92,7 +121,6 @@ def main(args: argparse.Namespace) -> None:
             access_key=ACCESS_KEY,
             secret_key=SECRET_KEY,
         )
-        upload(store, endpoint, args.repos, args.links, args.blobs)
         cache = redis.Redis(port=port)
         service = CachedBlobService(BlobDescriptorCache(cache), store)
         cache.flushdb()

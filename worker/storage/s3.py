@@ -7,8 +7,8 @@ Two ways to read, for two kinds of work:
   HEAD of the blob's data, as a registry's cache miss costs; a batch runs on a few threads.
 - **by listing** (re-warm): a link's key spells its digest, and a listing of ``blobs/`` gives
   every blob's size, so walking N links costs about N/1000 list requests for the links and as
-  many for the sizes (:meth:`S3Store.fetch_listed`). Listings stream page by page; the 16 hex
-  prefixes of a repository's links are listed in parallel, a few pages ahead at most.
+  many for the sizes (:meth:`S3Store.fetch_listed`); a small repository's links come with the
+  walk's listing of its folder. Listings stream (:mod:`worker.storage.s3listing`).
 
 Every request the store sends is counted (:attr:`S3Store.requests`), retries included.
 """
@@ -17,26 +17,30 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
+import time
 from collections.abc import Iterator, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.errors import (
-    BlobNotFoundError,
-    InvalidReferenceError,
-    StoreError,
-    StoreUnavailableError,
-)
+from worker.errors import BlobNotFoundError, StoreError, StoreUnavailableError
 from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from worker.storage import paths
+from worker.storage.s3listing import (
+    LISTERS,
+    FolderListing,
+    blob_sizes,
+    is_name,
+    linked,
+    read_folder,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -49,11 +53,9 @@ _NOT_FOUND: Final = frozenset({"404", "NoSuchKey", "NotFound"})
 #: Threads of a batch's link reads and of a walk's listings: S3 answers in tens of ms, so a
 #: few requests in flight keep one process busy.
 DEFAULT_WORKERS: Final = 16
-#: Pages a prefix's lister may hold ahead of the walk (1000 keys each): what bounds memory.
-_PAGES_AHEAD: Final = 2
-_HEX: Final = "0123456789abcdef"
-#: Sizes a listing page may add to a run's memory beyond the ones wanted (about 40 MB).
-_SEEN_LIMIT: Final = 200_000
+#: How long a walk's listing of a small folder answers ``layers`` and ``revisions``: the re-warm
+#: asks right after the walk yields the repository.
+_FOLDER_FRESH: Final = 5.0
 
 
 class S3Store:
@@ -87,7 +89,12 @@ class S3Store:
         style: Literal["path", "auto"] = (
             "path" if (path_style if path_style is not None else bool(endpoint)) else "auto"
         )
+        core = botocore.session.get_session()
+        # No LastModified is ever read: parsing one per listed key (dateutil) would cost more
+        # than the rest of a page.
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
         session = boto3.session.Session(
+            botocore_session=core,
             aws_access_key_id=access_key or None,
             aws_secret_access_key=secret_key or None,
             region_name=region or None,
@@ -107,6 +114,7 @@ class S3Store:
         self._requests = 0
         self._lock = threading.Lock()
         self._client.meta.events.register("before-send.s3", self._count)
+        self._folder: FolderListing | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._lister_pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
@@ -142,8 +150,6 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"S3 bucket {self.bucket}: {_reason(exc)}") from None
 
-    # -- objects ----------------------------------------------------------------------------------
-
     def _size(self, key: str) -> int | None:
         try:
             return self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
@@ -171,8 +177,6 @@ class S3Store:
     def _read_link(self, key: str) -> str | None:
         data = self._read(key, _MAX_LINK_BYTES)
         return None if data is None else data.decode("ascii", "replace").strip()
-
-    # -- blobs ----------------------------------------------------------------------------------
 
     def stat(self, digest: str) -> Descriptor:
         """HEAD a blob's data; raise BlobNotFoundError when it is absent."""
@@ -261,7 +265,8 @@ class S3Store:
                 wanted.setdefault(algorithm, []).append(hex_)
         try:
             for algorithm, hexes in wanted.items():
-                self._blob_sizes(algorithm, sorted(set(hexes)), memo)
+                base = self.key(f"{paths.DRIVER_ROOT}/blobs/{algorithm}/")
+                blob_sizes(self._list, base, algorithm, sorted(set(hexes)), memo)
         except StoreError as exc:
             return [exc for _ in digests]
         results: list[Descriptor | StoreError] = []
@@ -277,31 +282,6 @@ class S3Store:
             results.append(Descriptor(d, size, path=paths.blob_data(d)))
         return results
 
-    def _blob_sizes(self, algorithm: str, hexes: list[str], memo: MutableMapping[str, int]) -> None:
-        # A merge of the sorted wanted digests with the sorted listing of blobs/<alg>/ (keys
-        # "hh/<hex>/data"): each request starts just before the next digest still wanted.
-        base = self.key(f"{paths.DRIVER_ROOT}/blobs/{algorithm}/")
-        i = 0
-        while i < len(hexes):
-            start = f"{base}{hexes[i][:2]}/{hexes[i]}/dat"  # sorts just before .../data
-            page = self._list(Prefix=base, StartAfter=start)
-            contents = page.get("Contents", [])
-            for obj in contents:
-                _, _, rest = obj["Key"][len(base) :].partition("/")
-                hex_, _, tail = rest.partition("/")
-                if tail != "data":
-                    continue
-                digest = f"{algorithm}:{hex_}"
-                if digest in memo or len(memo) < _SEEN_LIMIT:
-                    memo[digest] = obj["Size"]
-                while i < len(hexes) and hexes[i] < hex_:
-                    i += 1  # not in the store: the caller finds no size
-                if i < len(hexes) and hexes[i] == hex_:
-                    memo[digest] = obj["Size"]
-                    i += 1
-            if not contents or not page.get("IsTruncated"):
-                return
-
     def exists(self, repository: str, digest: str) -> bool:
         """True when ``digest`` is linked into ``repository`` and its data is in the store."""
         try:
@@ -309,8 +289,6 @@ class S3Store:
         except BlobNotFoundError:
             return False
         return True
-
-    # -- manifests ------------------------------------------------------------------------------
 
     def read_manifest(self, repository: str, digest: str) -> bytes:
         """The bytes of a manifest revision of ``repository``."""
@@ -333,8 +311,6 @@ class S3Store:
             for sub in (paths.LAYERS, paths.MANIFESTS)
         )
 
-    # -- walks: streamed ------------------------------------------------------------------------
-
     def _list(self, **kwargs: Any) -> dict[str, Any]:
         try:
             page: dict[str, Any] = dict(self._client.list_objects_v2(Bucket=self.bucket, **kwargs))
@@ -352,10 +328,20 @@ class S3Store:
                 return
 
     def repositories(self) -> Iterator[str]:
-        """Every repository, streamed: a walk of the "folders" under ``repositories/``."""
+        """Every repository, streamed: a walk of the "folders" under ``repositories/``.
+
+        A folder whose keys fit in one page is read whole (one request): its repositories,
+        and their links, which ``layers`` and ``revisions`` then answer without a request.
+        """
         yield from self._walk_repositories(self.key(paths.REPOSITORIES) + "/", "")
 
     def _walk_repositories(self, prefix: str, name: str) -> Iterator[str]:
+        first = self._list(Prefix=prefix)
+        if not first.get("IsTruncated"):
+            keys = [obj["Key"] for obj in first.get("Contents", [])]
+            self._folder = read_folder(prefix, name, keys, time.monotonic())
+            yield from list(self._folder.repositories)
+            return
         is_repository = False
         for page in self._pages(Prefix=prefix, Delimiter="/"):
             for common in page.get("CommonPrefixes", []):
@@ -363,7 +349,7 @@ class S3Store:
                 if component.startswith("_"):
                     if component in (paths.LAYERS, paths.MANIFESTS) and not is_repository:
                         is_repository = True
-                        if _is_name(name):
+                        if is_name(name):
                             yield name
                     continue
                 child = f"{name}/{component}" if name else component
@@ -372,118 +358,39 @@ class S3Store:
                     continue
                 yield from self._walk_repositories(common["Prefix"], child)
 
+    def _listed(self, repository: str, which: int, shard: str) -> Iterator[str] | None:
+        folder = self._folder
+        if folder is None or time.monotonic() - folder.at > _FOLDER_FRESH:
+            return None
+        entry = folder.repositories.get(repository)
+        if entry is None:
+            return None
+        return (d for d in entry[which] if d.partition(":")[2].startswith(shard))
+
     def layers(self, repository: str, shard: str = "") -> Iterator[str]:
         """Digests linked into ``repository``, from a listing of its link keys, streamed."""
+        listed = self._listed(reference.repository_name(repository), 0, shard)
+        if listed is not None:
+            return listed
         return self._linked(self.key(paths.layers(repository)), shard)
 
     def revisions(self, repository: str, shard: str = "") -> Iterator[str]:
         """Digests of the manifest revisions of ``repository``, streamed (``shard`` as above)."""
+        listed = self._listed(reference.repository_name(repository), 1, shard)
+        if listed is not None:
+            return listed
         return self._linked(self.key(paths.revisions(repository)), shard)
 
     def _linked(self, folder: str, shard: str) -> Iterator[str]:
-        # <folder>/<alg>/<hex>/link. A small folder is one request. A large one (a first page
-        # that is truncated) is listed on by one thread per next hex digit, a few pages ahead
-        # each, read in order: the digests come sorted, memory stays flat.
-        if shard:
-            prefixes = [f"{folder}/{a}/{shard}" for a in sorted(reference.DIGEST_ALGORITHMS)]
-        else:
-            prefixes = [f"{folder}/"]
-        for prefix in prefixes:
-            first = self._list(Prefix=prefix)
-            keys = [obj["Key"] for obj in first.get("Contents", [])]
-            yield from self._digests(folder, keys)
-            if first.get("IsTruncated") and keys:
-                rest = self._rest(folder, prefix, shard, keys[-1])
-                for page in _prefetched(self._listers(), rest):
-                    yield from self._digests(folder, page)
-
-    def _rest(self, folder: str, prefix: str, shard: str, last: str) -> list[Iterator[list[str]]]:
-        algorithm, _, rest = last[len(folder) + 1 :].partition("/")
-        current = rest[: len(shard) + 1]
-        sources = [self._link_pages(f"{folder}/{algorithm}/{current}", last)]
-        sources += [
-            self._link_pages(f"{folder}/{algorithm}/{shard}{c}")
-            for c in _HEX
-            if shard + c > current
-        ]
-        if not shard:  # the whole folder: the other algorithms' links come after
-            sources += [
-                self._link_pages(f"{folder}/{a}/")
-                for a in sorted(reference.DIGEST_ALGORITHMS)
-                if a > algorithm
-            ]
-        return sources
-
-    def _link_pages(self, prefix: str, after: str = "") -> Iterator[list[str]]:
-        for page in self._pages(Prefix=prefix, **({"StartAfter": after} if after else {})):
-            yield [obj["Key"] for obj in page.get("Contents", [])]
-
-    def _digests(self, folder: str, keys: list[str]) -> Iterator[str]:
-        for key in keys:
-            algorithm, _, rest = key[len(folder) + 1 :].partition("/")
-            hex_, _, tail = rest.partition("/")
-            if tail != "link" or algorithm not in reference.DIGEST_ALGORITHMS:
-                continue
-            try:
-                yield reference.digest(f"{algorithm}:{hex_}")
-            except InvalidReferenceError:
-                _log.warning("skipping %s: not a digest", key)
+        return linked(self._pages, self._listers, folder, shard)
 
     def _listers(self) -> ThreadPoolExecutor:
         # Listings have threads of their own: a walk's listers wait on the walk, which may
         # need the fetch threads meanwhile.
         if self._lister_pool is None or self._pool_pid != os.getpid():
             self._executor()
-            self._lister_pool = ThreadPoolExecutor(len(_HEX) + 2, thread_name_prefix="s3list")
+            self._lister_pool = ThreadPoolExecutor(LISTERS, thread_name_prefix="s3list")
         return self._lister_pool
-
-
-_END: Final = object()
-
-
-def _prefetched(
-    pool: ThreadPoolExecutor, sources: list[Iterator[list[str]]]
-) -> Iterator[list[str]]:
-    """The pages of every source in order, each source read ahead by a thread of ``pool``.
-
-    At most ``_PAGES_AHEAD`` pages wait per source. Closing the iterator early stops the
-    threads at their next page.
-    """
-    stop = threading.Event()
-    queues: list[queue.Queue[object]] = [queue.Queue(_PAGES_AHEAD) for _ in sources]
-
-    def produce(source: Iterator[list[str]], out: queue.Queue[object]) -> None:
-        try:
-            for page in source:
-                while not stop.is_set():
-                    try:
-                        out.put(page, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            item: object = _END
-        except StoreError as exc:
-            item = exc
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    futures = [pool.submit(produce, s, q) for s, q in zip(sources, queues, strict=True)]
-    try:
-        for q in queues:
-            while (item := q.get()) is not _END:
-                if isinstance(item, StoreError):
-                    raise item
-                yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        for f in futures:
-            f.cancel()
 
 
 def _code(exc: ClientError) -> str:
@@ -495,13 +402,3 @@ def _reason(exc: Exception) -> str:
         error = exc.response.get("Error", {})
         return f"{error.get('Code', '?')}: {error.get('Message', '')}".strip()
     return str(exc)
-
-
-def _is_name(name: str) -> bool:
-    try:
-        reference.repository_name(name)
-    except InvalidReferenceError as exc:
-        if name:
-            _log.warning("skipping repository %r: %s", name, exc)
-        return False
-    return True
