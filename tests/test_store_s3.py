@@ -120,7 +120,8 @@ def test_an_event_fetch_costs_what_the_registrys_miss_costs(
     _upload(layout, s3_endpoint, bucket)
     store = _store(s3_endpoint, bucket)
     before = store.requests
-    store.fetch("team/app", digest)
+    (found,) = store.fetch_many("team/app", [digest])
+    assert isinstance(found, Descriptor)
     assert store.requests - before == 2  # GET the link, HEAD the data
 
 

@@ -1,7 +1,5 @@
 """The ``s3`` driver's storage, read-only: the tree of :mod:`worker.storage.paths` as object keys
-of one bucket, under the driver's ``rootdirectory`` (without its leading slash).
-
-Two ways to read, for two kinds of work:
+of one bucket, under the driver's ``rootdirectory`` (without its leading slash). Two ways to read:
 
 - **as the registry does** (events, ``exists``/``fetch``, reconcile): a GET of the link, then a
   HEAD of the blob's data, as a registry's cache miss costs; a batch runs on a few threads.
@@ -22,6 +20,7 @@ import time
 from collections.abc import Iterator, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.session
@@ -84,11 +83,6 @@ class S3Store:
         root = rootdirectory.strip("/")
         self._prefix = f"{root}/" if root else ""
         self._workers = workers
-        # S3-compatible stores (MinIO, Ceph, moto) want path-style addressing: the default
-        # when an endpoint is given, as the registry's forcepathstyle suggests for them.
-        style: Literal["path", "auto"] = (
-            "path" if (path_style if path_style is not None else bool(endpoint)) else "auto"
-        )
         core = botocore.session.get_session()
         # No LastModified is ever read: parsing one per listed key (dateutil) would cost more
         # than the rest of a page.
@@ -99,18 +93,27 @@ class S3Store:
             aws_secret_access_key=secret_key or None,
             region_name=region or None,
         )
-        self._client: S3Client = session.client(
-            "s3",
-            endpoint_url=endpoint or None,
-            verify=None if verify else False,
-            config=Config(
-                s3={"addressing_style": style},
-                retries={"max_attempts": 3, "mode": "standard"},
-                max_pool_connections=workers,
-                connect_timeout=5,
-                read_timeout=30,
-            ),
-        )
+
+        def client(style: Literal["path", "auto"]) -> S3Client:
+            return session.client(
+                "s3",
+                endpoint_url=endpoint or None,
+                verify=None if verify else False,
+                config=Config(
+                    s3={"addressing_style": style},
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    max_pool_connections=workers,
+                    connect_timeout=5,
+                    read_timeout=30,
+                ),
+            )
+
+        self._client = client("path" if path_style else "auto")
+        # S3-compatible stores (MinIO, Ceph, R2) want path-style addressing: the default for
+        # any endpoint but AWS's own, however it was given (AWS_ENDPOINT_URL_S3 included).
+        host = urlsplit(self._client.meta.endpoint_url).hostname or ""
+        if path_style is None and not host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
+            self._client = client("path")
         self._requests = 0
         self._lock = threading.Lock()
         self._client.meta.events.register("before-send.s3", self._count)
@@ -128,7 +131,7 @@ class S3Store:
         return self._requests
 
     def _count(self, **_: Any) -> None:
-        with self._lock:
+        with self._lock:  # the threads of a batch send at once
             self._requests += 1
 
     def key(self, driver_path: str) -> str:
@@ -185,13 +188,6 @@ class S3Store:
         if size is None:
             raise BlobNotFoundError(f"blob {digest} is not in the store")
         return Descriptor(digest=digest, size=size, path=path)
-
-    def fetch(self, repository: str, digest: str) -> Descriptor:
-        """Resolve a blob of a repository as the registry does: GET its link, HEAD its data."""
-        result = self.fetch_many(repository, [digest])[0]
-        if isinstance(result, StoreError):
-            raise result
-        return result
 
     def fetch_many(
         self,
@@ -284,11 +280,10 @@ class S3Store:
 
     def exists(self, repository: str, digest: str) -> bool:
         """True when ``digest`` is linked into ``repository`` and its data is in the store."""
-        try:
-            self.fetch(repository, digest)
-        except BlobNotFoundError:
-            return False
-        return True
+        found = self.fetch_many(repository, [digest])[0]
+        if isinstance(found, StoreError) and not isinstance(found, BlobNotFoundError):
+            raise found
+        return not isinstance(found, BlobNotFoundError)
 
     def read_manifest(self, repository: str, digest: str) -> bytes:
         """The bytes of a manifest revision of ``repository``."""
