@@ -179,3 +179,25 @@ def test_reconcile_on_s3_evicts_what_garbage_collect_removed(
 
 def test_the_filesystem_store_makes_no_requests(tmp_path: Path) -> None:
     assert FilesystemStore(tmp_path).requests == 0
+
+
+def test_s3_compatible_endpoints_are_addressed_by_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # However the endpoint is given (AWS_ENDPOINT_URL_S3 here), a store that is not AWS's own
+    # gets path-style requests: http://minio:9000/BUCKET/KEY, not http://BUCKET.minio:9000/KEY.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://minio:9000")
+    assert _url(S3Store("registry", region=REGION, access_key="a", secret_key="b")).startswith(
+        "http://minio:9000/registry/k?"
+    )
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    aws = S3Store("registry", region=REGION, access_key="a", secret_key="b")
+    assert _url(aws).startswith("https://registry.s3.amazonaws.com/k?")
+    virtual = S3Store(
+        "registry", endpoint="http://m:1", path_style=False, access_key="a", secret_key="b"
+    )
+    assert _url(virtual).startswith("http://registry.m:1/k?")  # forcepathstyle: false
+
+
+def _url(store: S3Store) -> str:
+    # Where a GET of key "k" goes (a presigned URL is built as the request would be).
+    params = {"Bucket": store.bucket, "Key": "k"}
+    return store._client.generate_presigned_url("get_object", Params=params)

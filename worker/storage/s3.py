@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final, Literal
-from urllib.parse import urlsplit
 
 import boto3
 import botocore.session
@@ -94,26 +93,23 @@ class S3Store:
             region_name=region or None,
         )
 
-        def client(style: Literal["path", "auto"]) -> S3Client:
-            return session.client(
-                "s3",
-                endpoint_url=endpoint or None,
-                verify=None if verify else False,
-                config=Config(
-                    s3={"addressing_style": style},
-                    retries={"max_attempts": 3, "mode": "standard"},
-                    max_pool_connections=workers,
-                    connect_timeout=5,
-                    read_timeout=30,
-                ),
-            )
-
-        self._client = client("path" if path_style else "auto")
-        # S3-compatible stores (MinIO, Ceph, R2) want path-style addressing: the default for
-        # any endpoint but AWS's own, however it was given (AWS_ENDPOINT_URL_S3 included).
-        host = urlsplit(self._client.meta.endpoint_url).hostname or ""
-        if path_style is None and not host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
-            self._client = client("path")
+        # S3-compatible stores (MinIO, Ceph, R2) want path-style addressing: boto3's "auto"
+        # gives it for any endpoint but AWS's own, however given (AWS_ENDPOINT_URL_S3 too).
+        style: Literal["path", "virtual", "auto"] = (
+            "auto" if path_style is None else "path" if path_style else "virtual"
+        )
+        self._client: S3Client = session.client(
+            "s3",
+            endpoint_url=endpoint or None,
+            verify=None if verify else False,
+            config=Config(
+                s3={"addressing_style": style},
+                retries={"max_attempts": 3, "mode": "standard"},
+                max_pool_connections=workers,
+                connect_timeout=5,
+                read_timeout=30,
+            ),
+        )
         self._requests = 0
         self._lock = threading.Lock()
         self._client.meta.events.register("before-send.s3", self._count)
