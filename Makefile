@@ -26,9 +26,12 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# Everything on one machine, on throwaway defaults: see `warmer up --help`.
+# Everything on one machine, on throwaway defaults: see `warmer up --help`. With
+# REGISTRY_CONFIG=/path/to/config.yml, storage, cache Redis and version come from that registry's
+# own config (WARMER_REGISTRY_CONFIG).
+REGISTRY_CONFIG ?=
 run: setup
-	$(BIN)/warmer up --dev
+	$(if $(REGISTRY_CONFIG),WARMER_REGISTRY_CONFIG=$(abspath $(REGISTRY_CONFIG)) )$(BIN)/warmer up --dev
 
 # Needs docker-registry and skopeo (apt-get install docker-registry skopeo redis-server).
 demo: setup

@@ -1,6 +1,9 @@
 """Benchmark: in-process ``rewarm`` beside the two limits it can approach, measured in one run.
 
     python bench/rewarm.py [--repos 1000] [--links 100] [--blobs 20000]
+    python bench/rewarm.py --store s3 [--repos 100] [--links 1000] [--blobs 50000]
+
+(``--store s3``: see ``bench/s3.py``.)
 
 Builds (once, then reuses) a store of REPOS repositories x LINKS blob links over BLOBS distinct
 blobs, starts its own redis-server on a free port, and measures in links/s:
@@ -29,6 +32,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.s3 import main as s3_main
 from tests.support.layout import LayoutWriter
 from worker.cache import BlobDescriptorCache
 from worker.celeryapp import create_app
@@ -168,12 +172,20 @@ def fan_out(port: int, root: Path, concurrency: int, client: redis.Redis) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repos", type=int, default=1000)
-    parser.add_argument("--links", type=int, default=100)
-    parser.add_argument("--blobs", type=int, default=20000)
+    parser.add_argument("--store", choices=("filesystem", "s3"), default="filesystem")
+    parser.add_argument("--repos", type=int)
+    parser.add_argument("--links", type=int)
+    parser.add_argument("--blobs", type=int)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "warmer-bench")
     args = parser.parse_args()
+    shape = (100, 1000, 50_000) if args.store == "s3" else (1000, 100, 20_000)
+    for name, default in zip(("repos", "links", "blobs"), shape, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if args.store == "s3":
+        s3_main(args)
+        return
     root = args.dir / "root"
     build_store(root, args.repos, args.links, args.blobs)
     store = FilesystemStore(root)

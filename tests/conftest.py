@@ -17,6 +17,7 @@ from pytest_redis import factories
 from tests.support.layout import LayoutWriter
 from tests.support.redisdbs import DB, DB_COUNT
 from tests.support.registry import tools_missing
+from tests.support.s3 import moto_server
 from worker.cache import BlobDescriptorCache
 from worker.core.service import CachedBlobService
 from worker.state import StateStore
@@ -28,8 +29,9 @@ from worker.versions import RegistryVersion
 redis_proc = factories.redis_proc(db_count=DB_COUNT)
 outage_redis_proc = factories.redis_proc()
 
-#: The caller's variables that would reach the warmer (in this process or any it starts).
-CALLER_PREFIXES = ("WARMER_", "SENTRY_")
+#: The caller's variables that would reach the warmer (in this process or any it starts): its
+#: own, Sentry's, AWS's (credentials, endpoint, CA bundle) and the registry's overrides.
+CALLER_PREFIXES = ("WARMER_", "SENTRY_", "AWS_", "REGISTRY_")
 #: ... but for the suite's own switches, which no warmer reads: CI's "skips are failures", and
 #: where the registry 3.x binary is (tests/support/registry.py).
 KEPT = ("WARMER_REQUIRE_E2E", "WARMER_TEST_REGISTRY_V3")
@@ -39,8 +41,9 @@ KEPT = ("WARMER_REQUIRE_E2E", "WARMER_TEST_REGISTRY_V3")
 def _hermetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The suite ignores the caller's environment and ``.env``: settings are read from the
     environment and a ``.env`` in the working directory, by this process and every warmer,
-    celery or registry process a test starts. So the session drops the caller's ``WARMER_*``
-    and ``SENTRY_*`` variables and works in an empty directory; tests give what they need."""
+    celery or registry process a test starts. So the session drops the caller's ``WARMER_*``,
+    ``SENTRY_*``, ``AWS_*`` and ``REGISTRY_*`` variables and works in an empty directory; tests
+    give what they need."""
     home = tmp_path_factory.mktemp("cwd")
     with pytest.MonkeyPatch.context() as patch:
         for name in list(os.environ):
@@ -102,6 +105,13 @@ def store(layout: LayoutWriter) -> FilesystemStore:
 @pytest.fixture
 def service(cache_redis: redis.Redis, store: FilesystemStore) -> CachedBlobService:
     return CachedBlobService(BlobDescriptorCache(cache_redis), store)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3 server for the session (started on first use), on a free port of 127.0.0.1."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -24,7 +24,9 @@ import yaml
 
 from tests.support.registry import REGISTRY_BINARIES, free_port, registry_binary, wait_for
 from worker.cli.up import registry_snippet
+from worker.registryfile import read_registry_config
 from worker.settings import load_settings
+from worker.storageurl import StorageTarget, parse_storage_url
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -166,34 +168,64 @@ def test_compose_runs_registry_3_unless_told_2() -> None:
     assert services["registry"]["image"] == "registry:${WARMER_REGISTRY_VERSION:-3}"
     (config,) = [v for v in services["registry"]["volumes"] if "deploy/registry" in v]
     assert config.startswith("./deploy/registry/config-${WARMER_REGISTRY_VERSION:-3}.yml:")
-    env = services["webhook"]["environment"]
-    assert env["WARMER_REGISTRY_VERSION"] == "${WARMER_REGISTRY_VERSION:-3}"
+    # The warmer reads the very file the registry reads, read-only.
+    for name in ("webhook", "worker", "beat", "flower"):
+        env = services[name]["environment"]
+        assert config == f"{config.split('.yml:')[0]}.yml:{env['WARMER_REGISTRY_CONFIG']}:ro"
+        assert config in services[name]["volumes"], name
+        assert not {"WARMER_REDIS_URL", "WARMER_STORAGE_ROOT", "WARMER_REGISTRY_VERSION"} & set(env)
 
 
 @pytest.mark.parametrize("version", ["2", "3"])
 def test_registry_config_is_what_the_warmer_is_told_and_what_the_docs_say(version: str) -> None:
     config = yaml.safe_load(REGISTRY_CONFIGS[version].read_text())
-    env = _compose()["services"]["webhook"]["environment"]
-    cache_url = env["WARMER_REDIS_URL"]
     assert config["storage"]["cache"]["blobdescriptor"] == "redis"
     assert ("addrs" in config["redis"]) is (version == "3")  # 3.x ignores a 2.x addr:
-    assert config["storage"]["filesystem"]["rootdirectory"] == env["WARMER_STORAGE_ROOT"]
+    # What the warmer takes from the mounted file: cache, storage, version.
+    told = load_settings(registry_config=str(REGISTRY_CONFIGS[version]))
+    assert told.redis_url == "redis://redis-cache:6379/0"
+    assert told.storage == StorageTarget("filesystem", "/var/lib/registry")
+    assert told.registry_version.value == version
     (endpoint,) = yaml.safe_load(_endpoints("t0ken"))
     assert endpoint["url"] == "http://webhook:8000/events"
     assert endpoint["headers"]["Authorization"] == ["Bearer t0ken"]
     # The snippet `warmer up --dev` prints (and the README shows) for that version has the
     # same shape.
-    settings = load_settings(
-        redis_url=cache_url,
-        storage_root=env["WARMER_STORAGE_ROOT"],
-        webhook_token="t0ken",
-        registry_version=version,
-    )
+    settings = load_settings(registry_config=str(REGISTRY_CONFIGS[version]), webhook_token="t0ken")
     snippet = yaml.safe_load(registry_snippet(settings, "webhook", 8000, show_token=True))
     (printed,) = snippet["notifications"]["endpoints"]
     assert printed == endpoint
     assert snippet["redis"] == config["redis"]
     assert snippet["storage"]["cache"] == config["storage"]["cache"]
+    assert snippet["storage"]["filesystem"] == config["storage"]["filesystem"]
+
+
+def test_the_s3_variant_shares_one_bucket_between_registry_and_warmer() -> None:
+    s3 = yaml.safe_load((ROOT / "docker-compose.s3.yml").read_text())["services"]
+    config = "./deploy/registry/config-s3.yml:/etc/warmer/registry.yml:ro"
+    for name in ("registry", "webhook", "worker", "beat", "flower"):
+        assert config in s3[name]["volumes"], name
+        assert "REGISTRY_STORAGE_S3_ACCESSKEY" in s3[name]["environment"], name
+    env = {"REGISTRY_STORAGE_S3_ACCESSKEY": "user", "REGISTRY_STORAGE_S3_SECRETKEY": "pass"}
+    told = read_registry_config(ROOT / "deploy/registry/config-s3.yml", env)
+    target = parse_storage_url(told["storage_url"])
+    assert (target.bucket, target.root, target.endpoint) == (
+        "registry",
+        "registry",
+        "http://minio:9000",
+    )
+    assert (target.access_key, target.secret_key, target.path_style) == ("user", "pass", True)
+    assert told["redis_url"] == "redis://redis-cache:6379/0"
+    assert told["registry_version"] == "3"
+
+
+def test_docker_compose_accepts_the_s3_variant(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("MINIO_ROOT_USER=registry\nMINIO_ROOT_PASSWORD=secret-1\n")
+    proc = _docker_compose(
+        env_file, "-f", str(ROOT / "docker-compose.s3.yml"), "config", "-q", env=ENV
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 class _Capture(http.server.BaseHTTPRequestHandler):

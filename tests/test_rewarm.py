@@ -161,6 +161,7 @@ def test_summary_is_json_ready() -> None:
         "misses",
         "errors",
         "skipped",
+        "s3_requests",
         "seconds",
     }
 

@@ -9,7 +9,8 @@ Packages name the layers; imports run one way, from the top down (``make lint`` 
     state | storage | cache the warmer's own Redis; the registry's storage; its Redis cache
     registry                what the registry defines: names, digests, manifests, events
     settings | processes    configuration; helper processes
-    connections | versions  Redis URLs to clients; the registry generations
+    registryfile            the registry's own config.yml, read for the settings
+    connections | storageurl | versions  the Redis URLs; the storage URL; registry generations
     errors                  one hierarchy
 
 The core and everything below it import neither Celery nor a web framework.

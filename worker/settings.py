@@ -7,34 +7,38 @@ reads the environment anywhere else.
 
 from __future__ import annotations
 
-import re
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.connections import parse_redis_url
 from worker.errors import ConfigError
+from worker.registryfile import read_registry_config
+from worker.schedules import parse_schedule
+from worker.secretvalues import check_token, redact_url
+from worker.storageurl import StorageTarget, parse_storage_url
 from worker.versions import RegistryVersion
 
 __all__ = [
     "ENV_PREFIX",
     "Settings",
-    "check_token",
-    "is_placeholder",
     "load_settings",
-    "parse_schedule",
-    "redact_url",
     "settings_table",
 ]
 
 ENV_PREFIX: Final = "WARMER_"
-_TOKEN_CHARACTERS: Final = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
-)
 # Fields whose value no message shows (as the aliases an error may name them by).
 _SECRETS: Final = frozenset(
     {
@@ -46,8 +50,6 @@ _SECRETS: Final = frozenset(
         "FLOWER_PASSWORD",
     }
 )
-# What examples and older versions put where a secret belongs.
-_PLACEHOLDERS: Final = ("change-me", "changeme", "__warmer_webhook_token__")
 # Settings read under their own names, as other tools know them.
 _UNPREFIXED: Final = frozenset({"SENTRY_DSN", "FLOWER_USER", "FLOWER_PASSWORD"})
 _BROKER_SCHEMES: Final = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
@@ -86,6 +88,23 @@ class Settings(BaseSettings):
     storage_root: Path | None = Field(
         default=None,
         description="The registry's `storage.filesystem.rootdirectory`, mounted read-only.",
+    )
+    storage_url: str | None = Field(
+        default=None,
+        description="The registry's storage as a URL: `s3://BUCKET/ROOTDIRECTORY` (AWS "
+        "credentials, region, `AWS_ENDPOINT_URL_S3` from the standard variables) or "
+        "`file:///PATH`; instead of `WARMER_STORAGE_ROOT`.",
+    )
+    registry_config: Path | None = Field(
+        default=None,
+        description="The registry's own config.yml (mounted read-only): storage, cache Redis and "
+        "version come from it (and its `REGISTRY_...` overrides) unless set here.",
+    )
+    aws_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region"),
+        exclude=True,
+        description="The S3 region when the storage URL names none (AWS's own variable).",
     )
     registry_version: RegistryVersion = Field(
         default=RegistryVersion.V3,
@@ -214,6 +233,33 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_storage_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_storage(self) -> Settings:
+        if self.storage_url is not None and self.storage_root is not None:
+            target = parse_storage_url(self.storage_url)
+            if target.driver != "filesystem" or Path(target.root) != self.storage_root:
+                raise ValueError(
+                    "WARMER_STORAGE_URL and WARMER_STORAGE_ROOT name different storage: "
+                    "set one of them"
+                )
+        return self
+
+    @property
+    def storage(self) -> StorageTarget | None:
+        """The registry's storage: from ``storage_url``, else ``storage_root``; None if unset."""
+        if self.storage_url is not None:
+            return parse_storage_url(self.storage_url)
+        if self.storage_root is not None:
+            return StorageTarget("filesystem", str(self.storage_root))
+        return None
+
     @field_validator("registry_version", mode="before")
     @classmethod
     def _registry_version(cls, value: object) -> RegistryVersion:
@@ -278,51 +324,6 @@ class Settings(BaseSettings):
                 yield name, value
 
 
-def parse_schedule(value: str) -> float | tuple[str, str, str, str, str]:
-    """Seconds (``"3600"``), or the five fields of a crontab line (``"0 4 * * *"``)."""
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        fields = text.split()
-        if len(fields) != 5:
-            raise ValueError(
-                "expected seconds or a crontab line of five fields (minute hour day month "
-                f"weekday), not {value!r}"
-            ) from None
-        return (fields[0], fields[1], fields[2], fields[3], fields[4])
-    if seconds <= 0:
-        raise ValueError(f"seconds must be positive, not {value!r}")
-    return seconds
-
-
-def check_token(token: str) -> str:
-    """``token`` if the registry can send it as is, else ValueError naming what cannot work.
-
-    It travels as ``Authorization: [Bearer <token>]`` in the registry's YAML config (compose
-    puts it there through an environment variable, unquoted): RFC 6750's token characters
-    (letters, digits, ``-._~+/``, trailing ``=``) are all that YAML, the header and compose
-    leave as they are. The placeholders of the examples are refused too.
-    """
-    bad = sorted({c for c in token if c not in _TOKEN_CHARACTERS})
-    if bad:
-        shown = ", ".join(repr(c) for c in bad)
-        raise ValueError(
-            f"the token holds characters a registry cannot send as a Bearer token: {shown}; "
-            "use letters, digits and - . _ ~ + / (e.g. from: openssl rand -hex 32)"
-        )
-    if "=" in token.rstrip("="):
-        raise ValueError("the token may end with '=' but hold none before its end")
-    if is_placeholder(token):
-        raise ValueError("the token is the example's placeholder: set a secret of your own")
-    return token
-
-
-def is_placeholder(secret: str) -> bool:
-    """True for what examples and older versions put where a secret belongs (``change-me``)."""
-    return any(p in secret.lower() for p in _PLACEHOLDERS)
-
-
 def _no_tls_sentinel(value: str) -> None:
     # Celery reaches a Sentinel through kombu's sentinel:// list, which this warmer does not
     # give TLS options: refused, rather than a connection that silently drops TLS.
@@ -343,31 +344,30 @@ def _check_scheme(value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
-def redact_url(url: str) -> str:
-    """``url`` with every password (its own, a Sentinel's) replaced by ``***``, for logs.
-
-    Read as text, not parsed: a password with an unencoded ``/`` or ``#`` is not where a URL
-    parser looks for it, and must be hidden all the same.
-    """
-    scheme, found, rest = url.partition("://")
-    if not found:
-        return url
-    address, question, query = rest.partition("?")
-    userinfo, at, hosts = address.rpartition("@")
-    if at and ":" in userinfo:
-        address = f"{userinfo.partition(':')[0]}:***@{hosts}"
-    query = re.sub(r"(password=)[^&]*", r"\1***", query)
-    return f"{scheme}://{address}{question}{query}"
-
-
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings; raise ConfigError naming the first bad variable."""
+    """Read the settings; raise ConfigError naming the first bad variable.
+
+    With ``WARMER_REGISTRY_CONFIG``, the registry's config file (and the ``REGISTRY_...``
+    overrides in this environment) gives the storage, the cache Redis and the registry version
+    that no ``WARMER_*`` variable sets.
+    """
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        if settings.registry_config is None:
+            return settings
+        derived = read_registry_config(settings.registry_config, os.environ)
+        explicit = settings.model_fields_set
+        if explicit & {"storage_url", "storage_root"}:
+            derived.pop("storage_url", None)
+        fill = {k: v for k, v in derived.items() if k not in explicit}
+        return Settings(**fill, **overrides) if fill else settings
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a check of several settings names them in its message
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
             got = error.get("input")
             if field in _SECRETS:  # a refused secret is still a secret: never echoed
                 problems.append(f"{_env_name(field)}: {error['msg']}")

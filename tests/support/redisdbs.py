@@ -42,10 +42,18 @@ class DB:
     HEAL_BROKER: Final = 23  # the self-healing tests' queues
     HEAL_RESTART_BROKER: Final = 24
     SHUTDOWN_BROKER: Final = 25  # the shutdown tests' queue: nothing another test left in it
+    S3_PUSH: Final = 26  # e2e on S3: the registry pushed to
+    S3_REFERENCE: Final = 27  # e2e on S3: the registry that pulled everything by itself
+    S3_WARM: Final = 28  # e2e on S3: the replica only the warmer fills
+    S3_EVENTS_ORIGIN: Final = 29  # e2e on S3: the registry that notifies
+    S3_EVENTS_REPLICA: Final = 30  # e2e on S3: the replica the warmer fills from events
+    S3_EVENTS_REFERENCE: Final = 31
+    S3_EVENTS_STATE: Final = 32
+    S3_EVENTS_BROKER: Final = 33
 
 
 #: DBs of the shared server: every name of DB has one below it.
-DB_COUNT = 32
+DB_COUNT = 40
 
 
 def shared_env(

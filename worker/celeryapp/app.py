@@ -40,7 +40,8 @@ from worker.core.clients import build_cache, build_state, build_store
 from worker.core.service import CachedBlobService
 from worker.errors import WarmerError
 from worker.registry.events import Message
-from worker.settings import Settings, parse_schedule
+from worker.schedules import parse_schedule
+from worker.settings import Settings
 from worker.state import StateStore
 from worker.state.figures import Figures
 from worker.storage import Store

@@ -111,9 +111,10 @@ def _record_last(ctx: typer.Context, job: str, summary: Mapping[str, object]) ->
 
 
 def _describe(s: RewarmSummary) -> str:
+    requests = f", {s.s3_requests} S3 requests" if s.s3_requests else ""
     return (
         f"{s.repositories} repositories, {s.blobs} blobs, {s.manifests} manifests "
-        f"({s.hits} hits, {s.misses} misses, {s.errors} errors)"
+        f"({s.hits} hits, {s.misses} misses, {s.errors} errors{requests})"
     )
 
 

@@ -18,7 +18,7 @@ from worker.demo import run_demo
 from worker.errors import WarmerError
 from worker.receiver.serve import build_webhook, serve_webhook
 from worker.receiver.webhook import DEFAULT_MAX_BODY
-from worker.settings import is_placeholder
+from worker.secretvalues import is_placeholder
 
 __all__ = ["beat", "demo", "flower", "up", "webhook", "worker"]
 

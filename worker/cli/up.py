@@ -52,7 +52,8 @@ def registry_snippet(settings: Settings, host: str, port: int, *, show_token: bo
     where = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return registry_config(
         version=settings.registry_version,
-        root=str(settings.storage_root),
+        root=settings.storage.root if settings.storage else str(settings.storage_root),
+        storage=settings.storage,
         redis_url=settings.redis_url,
         notify_url=f"http://{where}:{port}/events",
         token=token if show_token else TOKEN_PLACEHOLDER,
@@ -69,8 +70,11 @@ def run_up(
         generated = dev and settings.webhook_token is None
         if dev:
             settings = stack.enter_context(_dev_defaults(settings, say))
-        if settings.storage_root is None:
-            raise ConfigError("WARMER_STORAGE_ROOT is not set (or run `warmer up --dev`)")
+        if settings.storage is None:
+            raise ConfigError(
+                "no storage configured: set WARMER_STORAGE_URL, WARMER_STORAGE_ROOT or "
+                "WARMER_REGISTRY_CONFIG (or run `warmer up --dev`)"
+            )
         asgi = build_webhook(settings, create_app(settings))  # refuses to run without a token
         check_never_evicts(settings)
         snippet = registry_snippet(settings, host, port, show_token=generated)
@@ -107,7 +111,7 @@ def _dev_defaults(settings: Settings, say: Callable[[str], None]) -> Iterator[Se
                 f"dev: started a throwaway redis-server on 127.0.0.1:{port} (noeviction) for "
                 "the broker and the state"
             )
-        if settings.storage_root is None:
+        if settings.storage is None:
             DEV_STORAGE_ROOT.mkdir(parents=True, exist_ok=True)
             changes["storage_root"] = DEV_STORAGE_ROOT.resolve()
             say(f"dev: storage root {DEV_STORAGE_ROOT.resolve()} (WARMER_STORAGE_ROOT to change)")

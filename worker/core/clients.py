@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import redis
 
 from worker.cache import BlobDescriptorCache
@@ -14,6 +12,7 @@ from worker.settings import Settings
 from worker.state import StateStore
 from worker.storage import Store
 from worker.storage.filesystem import FilesystemStore
+from worker.storage.s3 import S3Store
 
 __all__ = [
     "build_cache",
@@ -48,13 +47,25 @@ def build_cache(settings: Settings) -> BlobDescriptorCache:
 
 
 def build_store(settings: Settings) -> Store:
-    """The registry's storage; raise ConfigError when no root is configured."""
-    root: Path | None = settings.storage_root
-    if root is None:
+    """The registry's storage; raise ConfigError when none is configured."""
+    target = settings.storage
+    if target is None:
         raise ConfigError(
-            "WARMER_STORAGE_ROOT is not set: give the registry's storage.filesystem.rootdirectory"
+            "no storage configured: set WARMER_STORAGE_URL (s3://BUCKET/ROOTDIRECTORY or "
+            "file:///PATH), WARMER_STORAGE_ROOT, or WARMER_REGISTRY_CONFIG"
         )
-    return FilesystemStore(root)
+    if target.driver == "filesystem":
+        return FilesystemStore(target.root)
+    return S3Store(
+        target.bucket,
+        target.root,
+        region=target.region or settings.aws_region,
+        endpoint=target.endpoint,
+        access_key=target.access_key,
+        secret_key=target.secret_key,
+        path_style=target.path_style,
+        verify=target.verify,
+    )
 
 
 def build_service(settings: Settings) -> CachedBlobService:

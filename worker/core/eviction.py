@@ -20,7 +20,8 @@ import redis
 
 from worker.connections import RedisTarget, connect, is_cluster, parse_redis_url
 from worker.errors import ConfigError, EvictingRedisError
-from worker.settings import Settings, redact_url
+from worker.secretvalues import redact_url
+from worker.settings import Settings
 
 __all__ = ["OVERRIDE", "check_never_evicts", "eviction_problem"]
 

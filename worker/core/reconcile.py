@@ -35,6 +35,8 @@ class ReconcileSummary:
     descriptors: int = 0
     evicted_descriptors: int = 0
     skipped: int = 0
+    #: Requests sent to S3 (0 on a filesystem): a link read and a HEAD per cached member.
+    s3_requests: int = 0
     dry_run: bool = False
     seconds: float = 0.0
 
@@ -56,6 +58,7 @@ def reconcile(
     cache.ping()
     summary = ReconcileSummary(dry_run=dry_run)
     started = time.perf_counter()
+    requests = store.requests
     for repository in cache.repositories(batch):
         try:
             reference.repository_name(repository)
@@ -86,6 +89,7 @@ def reconcile(
             cache.clear_many(gone)
         if on_progress:
             on_progress(summary)
+    summary.s3_requests = store.requests - requests
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
 

@@ -58,6 +58,8 @@ class RewarmSummary:
     errors: int = 0
     #: Repositories planned but gone from the store by the time their task ran.
     skipped: int = 0
+    #: Requests sent to S3 (0 on a filesystem): listings, and reads of what differs.
+    s3_requests: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, int | float]:
@@ -105,22 +107,29 @@ def rewarm(
                 raise RepositoryNotFoundError(f"repository {name} is not in the store")
     summary = RewarmSummary()
     sizes: dict[str, int] = {}
+    seen: dict[str, int] = {}  # sizes the store's listings showed (S3): bounded the same way
     started = time.perf_counter()
+    requests = store.requests
     for name in names:
         for batch in _batched(store.layers(name, shard), batch_size):
             if len(sizes) > memo_limit:
                 sizes.clear()
-            summary._count(service.fetch_many(name, batch, strict=True, sizes=sizes), name)
+            if len(seen) > memo_limit:
+                seen.clear()
+            results = service.fetch_many(name, batch, strict=True, sizes=sizes, listed=seen)
+            summary._count(results, name)
             summary.blobs += len(batch)
             _report(summary, started, on_progress)
         for batch in _batched(store.revisions(name, shard), batch_size):
-            results = service.fetch_manifests(name, batch, strict=True)
+            results = service.fetch_manifests(name, batch, strict=True, listed=seen)
             summary._count(results, f"{name} (manifest)")
             summary.manifests += len(batch)
             _report(summary, started, on_progress)
         if shard in ("", SHARDS[0]):  # a sharded repository counts once, in its first shard
             summary.repositories += 1
+        summary.s3_requests = store.requests - requests
         _report(summary, started, on_progress)
+    summary.s3_requests = store.requests - requests
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
 

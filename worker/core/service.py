@@ -92,8 +92,14 @@ class CachedBlobService:
         strict: bool = False,
         sizes: MutableMapping[str, int] | None = None,
         manifests: bool = False,
+        listed: MutableMapping[str, int] | None = None,
     ) -> list[FetchResult]:
         """Fetch a batch of blobs of one repository; store errors are returned, not raised.
+
+        ``listed`` (a re-warm's): the digests come from a walk of the store's links, which the
+        store may describe from listings instead of one read a link (``Store.fetch_listed``);
+        the mapping is the run's memory of the blob sizes those listings showed (bounded by the
+        caller). Unlike ``sizes``, it says nothing of what the cache holds.
 
         ``manifests``: the digests are manifests, resolved through revision links as the
         registry's manifest store does (3.x caches them in the repository, as blobs).
@@ -115,9 +121,13 @@ class CachedBlobService:
         missed = [d for d, desc in zip(digests, cached, strict=True) if desc is None]
         # Taken before the store adds this batch: what earlier batches described and wrote.
         described = frozenset(d for d in missed if d in sizes) if sizes else frozenset()
-        resolved = (
-            self.store.fetch_many(repository, missed, sizes, manifests=manifests) if missed else []
-        )
+        resolved: list[Descriptor | StoreError] = []
+        if missed and listed is not None:
+            resolved = self.store.fetch_listed(
+                repository, missed, sizes, manifests=manifests, seen=listed
+            )
+        elif missed:
+            resolved = self.store.fetch_many(repository, missed, sizes, manifests=manifests)
         return self._merge(
             digests,
             cached,
@@ -135,6 +145,7 @@ class CachedBlobService:
         *,
         strict: bool = False,
         pushed: bool = False,
+        listed: MutableMapping[str, int] | None = None,
     ) -> list[FetchResult]:
         """What a pull of these manifests of ``repository`` leaves in the registry's cache.
 
@@ -143,10 +154,12 @@ class CachedBlobService:
         ``pushed``: warming a push (strict), where a delete of the same manifest must win.
         """
         if not self.cache.version.manifests_are_members:
-            return self.stat_many(digests, strict=strict or pushed)
+            if listed is None:
+                return self.stat_many(digests, strict=strict or pushed)
+            return self.stat_many(digests, strict=strict or pushed, listed=(repository, listed))
         if pushed:
             return self.warm_many(repository, digests, manifests=True)
-        return self.fetch_many(repository, digests, strict=strict, manifests=True)
+        return self.fetch_many(repository, digests, strict=strict, manifests=True, listed=listed)
 
     def warm_many(
         self, repository: str, digests: Sequence[str], *, manifests: bool = False
@@ -188,16 +201,29 @@ class CachedBlobService:
         if unstored:
             self.cache.clear_many(unstored)
 
-    def stat_many(self, digests: Sequence[str], *, strict: bool = False) -> list[FetchResult]:
+    def stat_many(
+        self,
+        digests: Sequence[str],
+        *,
+        strict: bool = False,
+        listed: tuple[str, MutableMapping[str, int]] | None = None,
+    ) -> list[FetchResult]:
         """Global descriptors (no repository scope), cache first; fills what the store knows.
 
         This is what a registry leaves for the manifests it serves: a ``blobs::<digest>`` hash
-        and no membership. It is not one of the original's counted operations.
+        and no membership. It is not one of the original's counted operations. ``listed``: the
+        digests are revisions a walk of that repository listed, and the run's memory of sizes
+        (see ``fetch_many``).
         """
         cached = self._read(digests, None, strict=strict)
         resolved: list[Descriptor | StoreError] = []
+        if listed is not None:
+            missed = [d for d, desc in zip(digests, cached, strict=True) if desc is None]
+            if missed:
+                name, seen = listed
+                resolved = self.store.fetch_listed(name, missed, manifests=True, seen=seen)
         for d, desc in zip(digests, cached, strict=True):
-            if desc is None:
+            if desc is None and listed is None:
                 try:
                     resolved.append(self.store.stat(d))
                 except StoreError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from worker.processes import free_port
 from worker.registry.config import registry_config
+from worker.storageurl import StorageTarget
 from worker.versions import RegistryVersion
 
 __all__ = [
@@ -130,9 +131,11 @@ def running_registry(
     binary: RegistryBinary = DEBIAN_REGISTRY,
     environment: dict[str, str] | None = None,
     extra_config: str = "",
+    storage: StorageTarget | None = None,
 ) -> Iterator[Registry]:
     """Start ``BINARY serve`` on free ports with a Redis blob-descriptor cache at ``redis_url``;
-    ``extra_config`` is more top-level YAML (``validation:`` for manifests with urls)."""
+    ``extra_config`` is more top-level YAML (``validation:`` for manifests with urls); an
+    ``s3`` ``storage`` stores there instead of the filesystem at ``root``."""
     port, debug_port = free_port(), free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
@@ -151,6 +154,7 @@ http:
             notify_url=notify_url,
             token=token,
             delete=True,
+            storage=storage,
         )
         + "\n"
         + extra_config

@@ -14,12 +14,14 @@ from dataclasses import replace
 
 from worker.connections import RedisTarget, parse_redis_url
 from worker.errors import ConfigError
+from worker.storageurl import StorageTarget
 from worker.versions import RegistryVersion
 
 __all__ = ["redis_section", "registry_config"]
 
 # What a printed snippet shows for a password.
 _HIDDEN = "<the password in WARMER_REDIS_URL>"
+_HIDDEN_S3 = "<the secret key of WARMER_STORAGE_URL>"
 # Where Debian (and the registry image's Alpine) keep the system's CA bundle.
 _SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -33,19 +35,19 @@ def registry_config(
     token: str | None = None,
     delete: bool = False,
     passwords: bool = True,
+    storage: StorageTarget | None = None,
 ) -> str:
     """The ``storage``, ``redis`` and (with ``notify_url``) ``notifications`` sections, as YAML.
 
     ``token`` is the warmer's ``WARMER_WEBHOOK_TOKEN``, sent as ``Authorization: Bearer``.
     Without ``passwords`` the Redis passwords are placeholders (for a snippet that is printed).
+    An ``s3`` ``storage`` gives an ``s3`` section instead of ``filesystem`` at ``root``.
     """
-    lines = [
-        "storage:",
-        "  cache:",
-        "    blobdescriptor: redis",
-        "  filesystem:",
-        f"    rootdirectory: {os.fspath(root)}",
-    ]
+    lines = ["storage:", "  cache:", "    blobdescriptor: redis"]
+    if storage is not None and storage.driver == "s3":
+        lines += _s3(storage, passwords=passwords)
+    else:
+        lines += ["  filesystem:", f"    rootdirectory: {os.fspath(root)}"]
     if delete:
         lines += ["  delete:", "    enabled: true"]
     lines += redis_section(version, redis_url, passwords=passwords)
@@ -62,6 +64,24 @@ def registry_config(
             "      backoff: 1s",
         ]
     return "\n".join(lines)
+
+
+def _s3(storage: StorageTarget, *, passwords: bool) -> list[str]:
+    lines = ["  s3:", f"    bucket: {storage.bucket}"]
+    lines.append(f"    region: {storage.region or 'us-east-1'}")
+    for key, value in (
+        ("regionendpoint", storage.endpoint),
+        ("rootdirectory", f"/{storage.root}" if storage.root else None),
+        ("accesskey", storage.access_key),
+        ("secretkey", storage.secret_key if passwords else storage.secret_key and _HIDDEN_S3),
+    ):
+        if value:
+            lines.append(f"    {key}: {value}")
+    if storage.path_style or (storage.path_style is None and storage.endpoint):
+        lines.append("    forcepathstyle: true")
+    if not storage.verify:
+        lines.append("    skipverify: true")
+    return lines
 
 
 def redis_section(version: RegistryVersion, redis_url: str, *, passwords: bool = True) -> list[str]:

@@ -1,8 +1,9 @@
 """The interface every store offers: what the cached service, re-warm and reconcile use.
 
 A store reads a registry's storage, never writes it. Like distribution's ``BlobStatter`` and
-``BlobProvider``, it is small: stat a blob, resolve blobs of a repository, read a manifest,
-and walk repositories, their blob links and their manifest revisions (streamed).
+``BlobProvider``, it is small: stat a blob, resolve blobs of a repository (one by one as the
+registry does, or in bulk for what a walk listed), read a manifest, and walk repositories, their
+blob links and their manifest revisions (streamed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ __all__ = ["Store"]
 
 class Store(Protocol):
     """Read access to one registry's storage."""
+
+    @property
+    def requests(self) -> int:
+        """Requests sent to a storage service so far (S3's; 0 for a filesystem)."""
+        ...
 
     def check(self) -> None:
         """Raise StoreUnavailableError unless the storage can be read."""
@@ -38,6 +44,21 @@ class Store(Protocol):
         """Resolve blobs of a repository as the registry does (link, then data); errors in
         place. ``sizes`` (digest to size, owned and bounded by the caller) spares stats.
         ``manifests``: as the manifest store resolves, through revision links too."""
+        ...
+
+    def fetch_listed(
+        self,
+        repository: str,
+        digests: Sequence[str],
+        sizes: MutableMapping[str, int] | None = None,
+        *,
+        manifests: bool = False,
+        seen: MutableMapping[str, int] | None = None,
+    ) -> list[Descriptor | StoreError]:
+        """:meth:`fetch_many` of digests that :meth:`layers` (``manifests``: :meth:`revisions`)
+        just listed, for a re-warm: a store may describe them from listings rather than read
+        link by link (S3), and keep in ``seen`` (the caller's, bounded by it) every size those
+        listings showed; the filesystem resolves them as :meth:`fetch_many` does."""
         ...
 
     def exists(self, repository: str, digest: str) -> bool:
