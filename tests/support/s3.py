@@ -5,10 +5,7 @@ warmer or a registry at it (and nothing of the caller's AWS set-up)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -17,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 import boto3
 
-from worker.demo.registry import free_port, wait_for
+from worker.demo.registry import free_port, http_process
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -42,35 +39,14 @@ def moto_server(log: Path) -> Iterator[str]:
     """moto's S3 server on a free port; yields its endpoint URL, stops it afterwards."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=out,
-            env=aws_environment(endpoint, base={"PATH": os.environ.get("PATH", "")}),
-        )
-    try:
-        wait_for(lambda: _answers(endpoint) or proc.poll() is not None, what=f"moto on {endpoint}")
-        if proc.poll() is not None:
-            raise RuntimeError(f"moto server exited: {log.read_text()[-2000:]}")
+    with http_process(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        url=endpoint,
+        log=log,
+        env=aws_environment(endpoint, base={"PATH": os.environ.get("PATH", "")}),
+        what=f"moto on {endpoint}",
+    ):
         yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=1).close()
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def aws_environment(endpoint: str, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -25,6 +25,7 @@ __all__ = [
     "Registry",
     "RegistryBinary",
     "free_port",
+    "http_process",
     "run",
     "running_registry",
     "skopeo_copy",
@@ -160,19 +161,31 @@ http:
         + extra_config
     )
     log = workdir / f"registry-{port}.log"
+    with http_process(
+        [binary.path, "serve", str(config)],
+        url=f"http://127.0.0.1:{port}/v2/",
+        log=log,
+        env=environment,
+        what=f"registry on 127.0.0.1:{port}",
+    ) as proc:
+        yield Registry(
+            f"127.0.0.1:{port}", f"127.0.0.1:{debug_port}", root, proc, log, config, binary
+        )
+
+
+@contextmanager
+def http_process(
+    args: list[str], *, url: str, log: Path, env: dict[str, str] | None, what: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server; yield it once ``url`` answers HTTP (any status); stop it afterwards
+    (SIGTERM, then SIGKILL). Its output goes to ``log``, whose end a start failure shows."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [binary.path, "serve", str(config)], stdout=out, stderr=out, env=environment
-        )
-    reg = Registry(f"127.0.0.1:{port}", f"127.0.0.1:{debug_port}", root, proc, log, config, binary)
+        proc = subprocess.Popen(args, stdout=out, stderr=out, env=env)
     try:
-        wait_for(
-            lambda: _answers(f"http://{reg.addr}/v2/") or proc.poll() is not None,
-            what=f"registry on {reg.addr}",
-        )
+        wait_for(lambda: _answers(url) or proc.poll() is not None, what=what)
         if proc.poll() is not None:
-            raise RuntimeError(f"registry exited: {log.read_text()[-2000:]}")
-        yield reg
+            raise RuntimeError(f"{what} exited: {log.read_text()[-2000:]}")
+        yield proc
     finally:
         proc.terminate()
         try:
