@@ -60,3 +60,20 @@ def test_every_submitter_of_a_failed_batch_gets_the_error() -> None:
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="max_size"):
         Batcher(print, max_size=0)
+
+
+def test_a_lone_submission_leaves_at_once_and_the_next_waits_the_window() -> None:
+    sent: list[list[Any]] = []
+
+    async def main() -> None:
+        batcher = Batcher(sent.append, window=3600, max_size=1000)
+        # Nothing left within the window before it: no wait (wait_for fails the test if it did).
+        await asyncio.wait_for(batcher.submit([[1]]), 5)
+        second = asyncio.ensure_future(batcher.submit([[2]]))
+        await asyncio.sleep(0.05)
+        assert not second.done()  # within the window of the first: it gathers company
+        await batcher.drain()
+        await second
+
+    asyncio.run(main())
+    assert sent == [[[1]], [[2]]]

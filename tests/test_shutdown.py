@@ -202,24 +202,44 @@ def test_a_signal_stops_warmer_worker_with_its_pool(
     )
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_warmer_webhook(
     sig: signal.Signals,
+    workers: int,
     redis_proc: Any,
     tmp_path: Path,
     started: list[subprocess.Popen[bytes]],
 ) -> None:
     port = free_port()
     log = tmp_path / "webhook.log"
-    hook = _start(["webhook", "--port", str(port)], _env(redis_proc, tmp_path), log, started)
+    args = ["webhook", "--port", str(port), "--workers", str(workers)]
+    hook = _start(args, _env(redis_proc, tmp_path), log, started)
     wait_for(lambda: webhook_ready(f"http://127.0.0.1:{port}"), timeout=60, what="readyz")
+    family = _descendants(hook.pid)
+    # --workers 2: two receiver processes under the one started (1: none, uvicorn serves in it).
+    assert len(family) == (workers if workers > 1 else 0), family
     hook.send_signal(sig)
     wait_for(
-        lambda: not _alive(hook.pid) or hook.poll() is not None,
+        lambda: _all_gone(family) and (not _alive(hook.pid) or hook.poll() is not None),
         timeout=STOP_SECONDS,
-        what=f"warmer webhook to end after {sig.name}",
+        what=f"warmer webhook and its receivers to end after {sig.name}",
     )
     assert hook.wait() == 0, log.read_text()
+
+
+def test_after_a_sigkill_of_warmer_webhook_its_receivers_end_on_their_own(
+    redis_proc: Any, tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    args = ["webhook", "--port", str(port), "--workers", "2"]
+    hook = _start(args, _env(redis_proc, tmp_path), tmp_path / "webhook.log", started)
+    wait_for(lambda: webhook_ready(f"http://127.0.0.1:{port}"), timeout=60, what="readyz")
+    family = _descendants(hook.pid)
+    assert len(family) == 2, family
+    hook.kill()
+    hook.wait()
+    wait_for(lambda: _all_gone(family), timeout=10, what="the receivers of a killed webhook")
 
 
 def _started_tasks(state_redis: redis.Redis) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import httpx2
 import pytest
 import redis
 from starlette.testclient import TestClient
@@ -266,3 +268,51 @@ def test_events_of_another_registry_version_are_logged_once(
         assert response.status_code == 202  # the events are handled all the same
     lines = [r.getMessage() for r in caplog.records if "WARMER_REGISTRY_VERSION" in r.getMessage()]
     assert len(lines) == (1 if warned else 0), lines
+
+
+class CountingState(StateStore):
+    """A real state store that counts its dedup round trips."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(client)
+        self.lookups = 0
+
+    def unseen(self, event_ids: Sequence[str]) -> list[str]:
+        self.lookups += 1
+        return super().unseen(event_ids)
+
+
+def test_concurrent_requests_share_one_dedup_round_trip(
+    state_redis: redis.Redis, published: Published
+) -> None:
+    state = CountingState(state_redis)
+    state.mark_seen(["old"])
+    app = create_webhook(state=state, publish=published, token=TOKEN, window=0.2)
+    headers = {"content-type": V1, "authorization": f"Bearer {TOKEN}"}
+    ids = ["old", *(f"e{i}" for i in range(19)), "e0"]  # a resend, and one id in two requests
+
+    async def main() -> list[Any]:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://warmer") as c:
+            # The first request leaves alone (nothing left before it); the rest share a batch.
+            first = await c.post(
+                "/events", content=envelope(event("push", "a", D)), headers=headers
+            )
+            rest = await asyncio.gather(
+                *(
+                    c.post(
+                        "/events",
+                        content=envelope(event("push", "a", D, event_id=i)),
+                        headers=headers,
+                    )
+                    for i in ids
+                )
+            )
+            return [first, *rest]
+
+    responses = asyncio.run(main())
+    assert all(r.status_code == 202 for r in responses)
+    assert state.lookups == 2  # one a batch, not one a request
+    assert sorted(m[0] for m in published.messages[1:]) == sorted(f"e{i}" for i in range(19))
+    assert responses[1].json()["duplicates"] == 1  # "old" was seen before
+    assert state.unseen(ids) == []  # every id sent is now marked seen

@@ -6,6 +6,7 @@ import os
 from typing import Annotated
 
 import typer
+from starlette.applications import Starlette
 
 from tasks import worker_app
 from worker.celeryapp import create_app
@@ -16,14 +17,14 @@ from worker.core.clients import build_store
 from worker.core.eviction import check_never_evicts
 from worker.demo import run_demo
 from worker.errors import WarmerError
-from worker.receiver.serve import build_webhook, serve_webhook
+from worker.receiver.serve import build_webhook, serve_webhooks
 from worker.receiver.webhook import DEFAULT_MAX_BODY
 from worker.secretvalues import is_placeholder
 
 __all__ = ["beat", "demo", "flower", "up", "webhook", "worker"]
 
 
-def webhook(
+def webhook(  # noqa: PLR0917 (typer passes each option by name)
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
@@ -33,18 +34,27 @@ def webhook(
     insecure_no_auth: Annotated[
         bool, typer.Option("--insecure-no-auth", help="Accept callers without the token.")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Receiver processes on the port (one core each)."),
+    ] = 1,
 ) -> None:
     """Serve POST /events, the registry's notification endpoint (and /healthz, /readyz)."""
     settings = settings_of(ctx)
-    init_sentry(settings, "webhook")
-    try:
-        asgi = build_webhook(
+
+    def build() -> Starlette:
+        init_sentry(settings, "webhook")
+        return build_webhook(
             settings, create_app(settings), insecure_no_auth=insecure_no_auth, max_body=max_body
         )
+
+    try:
+        asgi = build()  # a configuration error stops here, before any receiver process
         check_never_evicts(settings)
     except WarmerError as exc:
         fail(str(exc))
-    serve_webhook(asgi, host, port)
+    # Several receivers build their own app and clients in their own process.
+    serve_webhooks(lambda: asgi if workers == 1 else build(), host, port, workers)
 
 
 def up(

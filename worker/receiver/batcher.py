@@ -1,24 +1,28 @@
 """Coalescing: events from many requests leave as one task, and each request learns when.
 
 One task per event caps a receiver at the broker's task rate (hundreds a second). A
-:class:`Batcher` gathers what arrives within ``window`` seconds (or until ``max_size`` events),
-publishes it as one batch in a thread, and only then answers every request that contributed: a
-request's 202 still means "your events are with the broker".
+:class:`Batcher` publishes what arrived as one batch, in one thread hop, and only then answers
+every request that contributed: a request's 202 still means "your events are with the broker".
+A batch leaves at once when none left within the last ``window`` seconds (a lone event does not
+wait), else ``window`` after the last one (so at most 1/window tasks a second), or as soon as it
+holds ``max_size`` events. Whatever the publish function returns about a batch (the ids it found
+already seen) goes back to every request of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
 from worker.registry.events import Message
 
 __all__ = ["DEFAULT_MAX_SIZE", "DEFAULT_WINDOW", "Batcher"]
 
-#: How long the first event of a batch waits for company. Small against the registry's own
-#: notification latency, large enough to gather a burst.
+#: The least time between two batches: small against the registry's own notification latency,
+#: large enough that a burst leaves in few tasks (at most 100 a second).
 DEFAULT_WINDOW: Final = 0.01
 #: Events in one task at most: a task's work stays short, so a redelivery costs little.
 DEFAULT_MAX_SIZE: Final = 500
@@ -31,7 +35,7 @@ class Batcher:
 
     def __init__(
         self,
-        publish: Callable[[list[Message]], None],
+        publish: Callable[[list[Message]], Collection[str] | None],
         *,
         window: float = DEFAULT_WINDOW,
         max_size: int = DEFAULT_MAX_SIZE,
@@ -42,24 +46,28 @@ class Batcher:
         self._window = window
         self._max_size = max_size
         self._pending: list[Message] = []
-        self._done: asyncio.Future[None] | None = None
+        self._done: asyncio.Future[frozenset[str]] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        self._last = -math.inf  # loop time of the last batch
 
-    async def submit(self, messages: Sequence[Message]) -> None:
-        """Add messages to the current batch; return once it is published, or raise why not."""
+    async def submit(self, messages: Sequence[Message]) -> frozenset[str]:
+        """Add messages to the current batch; once it is published, return what the publish
+        function said of the batch (ids already seen); raise why it was not published."""
         if not messages:
-            return
+            return frozenset()
         loop = asyncio.get_running_loop()
         if self._done is None:
             self._done = loop.create_future()
-            self._timer = loop.call_later(self._window, self._flush)
+            # A delay of 0 still lets what arrives in this turn of the loop join the batch.
+            delay = max(0.0, self._last + self._window - loop.time())
+            self._timer = loop.call_later(delay, self._flush)
         done = self._done
         self._pending.extend(messages)
         if len(self._pending) >= self._max_size:
             self._flush()
         # shield: a client that hangs up must not cancel the batch other requests wait for.
-        await asyncio.shield(done)
+        return await asyncio.shield(done)
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -69,20 +77,28 @@ class Batcher:
         self._pending, self._done = [], None
         if done is None or not batch:
             return
-        task = asyncio.get_running_loop().create_task(self._send(batch, done))
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        task = loop.create_task(self._send(batch, done))
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
-    async def _send(self, batch: list[Message], done: asyncio.Future[None]) -> None:
+    async def _send(self, batch: list[Message], done: asyncio.Future[frozenset[str]]) -> None:
         try:
-            # In chunks of max_size: a burst that overflowed stays within the task size.
-            for start in range(0, len(batch), self._max_size):
-                await asyncio.to_thread(self._publish, batch[start : start + self._max_size])
+            said = await asyncio.to_thread(self._publish_all, batch)
         except Exception as exc:
             _log.warning("publishing %d events failed: %s", len(batch), exc)
             done.set_exception(exc)
         else:
-            done.set_result(None)
+            done.set_result(said)
+
+    def _publish_all(self, batch: list[Message]) -> frozenset[str]:
+        # One thread hop a batch. In chunks of max_size: a burst that overflowed stays within
+        # the task size.
+        said: set[str] = set()
+        for start in range(0, len(batch), self._max_size):
+            said.update(self._publish(batch[start : start + self._max_size]) or ())
+        return frozenset(said)
 
     async def drain(self) -> None:
         """Publish what is pending and wait for every batch under way (at shutdown)."""

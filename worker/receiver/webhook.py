@@ -95,15 +95,26 @@ def create_webhook(
     ``checks`` are what ``/readyz`` runs (each raises when its service is away).
     """
 
-    def publish_and_mark(messages: list[Message]) -> None:
-        publish(messages)
-        # Seen only once the broker has them: one round trip a batch, not one a request.
-        try:
-            state.mark_seen([m[0] for m in messages])
-        except StateError as exc:  # with the broker already: at worst a duplicate later
-            _log.warning("could not mark %d events seen: %s", len(messages), exc)
+    def publish_fresh(messages: list[Message]) -> set[str]:
+        # Dedup once a batch, in the batch's thread: one state round trip for every request
+        # of it, none in a request's own path. Returns the ids already seen (duplicates).
+        ids = [m[0] for m in messages]
+        unseen = set(state.unseen(list(dict.fromkeys(ids))))
+        fresh: list[Message] = []
+        for message in messages:
+            if message[0] in unseen:
+                unseen.discard(message[0])  # the same id in two requests of a batch: once
+                fresh.append(message)
+        if fresh:
+            publish(fresh)
+            # Seen only once the broker has them.
+            try:
+                state.mark_seen([m[0] for m in fresh])
+            except StateError as exc:  # with the broker already: at worst a duplicate later
+                _log.warning("could not mark %d events seen: %s", len(fresh), exc)
+        return set(ids) - {m[0] for m in fresh}
 
-    batcher = Batcher(publish_and_mark, window=window, max_size=max_size)
+    batcher = Batcher(publish_fresh, window=window, max_size=max_size)
     pulls = PullCounter(state, pull_flush_interval)
     receiver = _Receiver(
         state, batcher, pulls, token=token, max_body=max_body, checks=dict(checks or {})
@@ -197,6 +208,8 @@ class _Receiver:
                 pulled.append(classified.repository)  # no task, no dedup key: a sum
             else:
                 valid.setdefault(classified.id, classified)  # the same id twice: once
+        work = [e for e in valid.values() if e.kind is not Kind.IGNORE]
+        ignored = [e.id for e in valid.values() if e.kind is Kind.IGNORE]
         try:
             if rejected:
                 letters = [(r.reason, r.event) for r in rejected]
@@ -207,28 +220,26 @@ class _Receiver:
                     len(rejected),
                     rejected[0].reason[:300],  # a reason quotes the event: keep the line short
                 )
-            fresh_ids = set(await asyncio.to_thread(self._state.unseen, list(valid)))
-        except StateError as exc:
+            # Tag deletes are rare and never sent: their dedup stays here, off the batch.
+            fresh_ignored = await asyncio.to_thread(self._state.unseen, ignored) if ignored else []
+            seen = await self._batcher.submit([e.as_message() for e in work])
+        except StateError as exc:  # raised here or by the batch's dedup
             _log.error("state Redis unavailable: %s", exc)
             return _error(503, "state store unavailable, send again later")
-        fresh = [e for e in valid.values() if e.id in fresh_ids]
-        work = [e for e in fresh if e.kind is not Kind.IGNORE]
-        try:
-            await self._batcher.submit([e.as_message() for e in work])
         except Exception as exc:  # whatever the broker client raises: the registry retries
             _log.error("broker unavailable: %s", exc)
             return _error(503, "broker unavailable, send again later")
-        ignored = [e.id for e in fresh if e.kind is Kind.IGNORE]
-        if ignored:  # not sent, so not marked by the batch: tag deletes are marked here
+        if fresh_ignored:
             try:
-                await asyncio.to_thread(self._state.mark_seen, ignored)
+                await asyncio.to_thread(self._state.mark_seen, fresh_ignored)
             except StateError as exc:
-                _log.warning("could not mark %d events seen: %s", len(ignored), exc)
+                _log.warning("could not mark %d events seen: %s", len(fresh_ignored), exc)
+        duplicates = sum(1 for e in work if e.id in seen)
         self._pulls.add(pulled)
         figures = {
-            "accepted": len(work) + len(pulled),
-            "duplicates": len(valid) - len(fresh),
-            "ignored": len(fresh) - len(work),
+            "accepted": len(work) - duplicates + len(pulled),
+            "duplicates": duplicates + len(ignored) - len(fresh_ignored),
+            "ignored": len(fresh_ignored),
             "rejected": len(rejected),
         }
         self.counts.update(figures)
