@@ -33,8 +33,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
@@ -44,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.layout import LayoutWriter  # noqa: E402
-from worker.processes import free_port, stop_group, throwaway_redis  # noqa: E402
+from worker.processes import background, free_port, throwaway_redis  # noqa: E402
 
 TOKEN = "bench-token"
 REPOS = 10
@@ -58,22 +56,6 @@ def _wait(condition: object, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
         time.sleep(0.02)
-
-
-@contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            args,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield
-    finally:
-        stop_group(proc)
 
 
 def _body(repo: str, digest: str) -> bytes:
@@ -216,7 +198,7 @@ def noop_rate(broker: str, tasks: int, work: Path) -> float:
         noop.delay()
     client = redis.Redis.from_url(broker)
     started = time.perf_counter()
-    with _process(
+    with background(
         [
             sys.executable,
             "-m",
@@ -291,13 +273,13 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/events"
         warmer = str(Path(sys.executable).with_name("warmer"))
         with (
-            _process(
+            background(
                 [warmer, "webhook", "--port", str(port)]
                 + (["--workers", str(args.workers)] if args.workers != 1 else []),
                 env,
                 work / "webhook.log",
             ),
-            _process(
+            background(
                 [
                     warmer,
                     "worker",

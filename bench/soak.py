@@ -17,15 +17,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx2
@@ -35,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.layout import LayoutWriter  # noqa: E402
-from worker.processes import free_port, stop_group, throwaway_redis  # noqa: E402
+from worker.processes import background, free_port, throwaway_redis  # noqa: E402
 
 TOKEN = "soak-token"
 REPOS = 20
@@ -43,22 +40,6 @@ BLOBS_PER_REPO = 10
 PER_REQUEST = 5
 SAMPLE_SECONDS = 2.0
 SERVERS = ("broker", "state", "cache")
-
-
-@contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            args,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield
-    finally:
-        stop_group(proc)
 
 
 def _event(action: str, repo: str, digest: str) -> dict[str, object]:
@@ -123,11 +104,13 @@ def soak(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
         warmer = str(Path(sys.executable).with_name("warmer"))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        stack.enter_context(_process([warmer, "webhook", "--port", str(port)], env, work / "w.log"))
+        stack.enter_context(
+            background([warmer, "webhook", "--port", str(port)], env, work / "w.log")
+        )
         worker = [warmer, "worker", "--concurrency", "2", "--without-mingle", "--without-gossip"]
-        stack.enter_context(_process(worker, env, work / "worker.log"))
+        stack.enter_context(background(worker, env, work / "worker.log"))
         beat = [warmer, "beat", "--schedule", str(work / "beat-schedule")]
-        stack.enter_context(_process(beat, env, work / "beat.log"))
+        stack.enter_context(background(beat, env, work / "beat.log"))
         _wait(lambda: _ready(url), 60, "the receiver")
         time.sleep(2)  # the worker and beat connect; memory before the stream is the baseline
         samples: list[dict[str, float]] = []

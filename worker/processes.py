@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Final
@@ -24,6 +24,7 @@ import redis
 from worker.errors import ConfigError
 
 __all__ = [
+    "background",
     "die_with_parent",
     "free_port",
     "stop_group",
@@ -125,3 +126,23 @@ def throwaway_redis(*, directory: Path | None = None, extra: Sequence[str] = ())
         client.close()
         proc.terminate()
         proc.wait(10)
+
+
+@contextmanager
+def background(
+    args: Sequence[str], env: Mapping[str, str], log: Path, *, timeout: float = 20
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``args`` in a session of its own, with ``env`` over this process's environment and
+    its output appended to ``log``; stop it and its children afterwards (:func:`stop_group`)."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            list(args),
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        stop_group(proc, timeout=timeout)

@@ -4,7 +4,6 @@ end-to-end tests."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import urllib.error
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from worker.processes import stop_group
+from worker.processes import background
 
 __all__ = ["warmer_process", "webhook_ready"]
 
@@ -36,15 +35,5 @@ def warmer_process(
     args: list[str], env: dict[str, str], log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``warmer ARGS`` in the background; stop it (SIGTERM, then SIGKILL) afterwards."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [_warmer(), *args],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with background([_warmer(), *args], env, log, timeout=15) as proc:
         yield proc
-    finally:
-        stop_group(proc, timeout=15)
