@@ -8,14 +8,14 @@ blob links and their manifest revisions (streamed).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Protocol
 
-from worker.errors import StoreError
+from worker.errors import BlobNotFoundError, StoreError
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import Manifest
 
-__all__ = ["Store"]
+__all__ = ["Store", "resolve_linked"]
 
 
 class Store(Protocol):
@@ -84,3 +84,23 @@ class Store(Protocol):
     def revisions(self, repository: str, shard: str = "") -> Iterator[str]:
         """Manifest revisions of ``repository`` (``shard`` as above), streamed."""
         ...
+
+
+def resolve_linked(
+    repository: str,
+    digest: str,
+    folders: Sequence[str],
+    read_link: Callable[[str], str | None],
+    stat: Callable[[str], Descriptor],
+) -> Descriptor | StoreError:
+    """Resolve a blob of a repository as distribution's linked blob statter does: the first of
+    ``folders`` (driver paths of link folders) whose ``<alg>/<hex>/link`` names the digest
+    wins, then the data is statted. The store's error is returned, not raised (batches)."""
+    algorithm, _, hex_ = digest.partition(":")
+    try:
+        for folder in folders:
+            if read_link(f"{folder}/{algorithm}/{hex_}/link") == digest:
+                return stat(digest)
+        return BlobNotFoundError(f"blob {digest} is not linked into {repository}")
+    except StoreError as exc:
+        return exc

@@ -24,6 +24,7 @@ from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from worker.storage import paths
+from worker.storage.base import resolve_linked
 
 __all__ = ["FilesystemStore"]
 
@@ -144,14 +145,9 @@ class FilesystemStore:
         digest: str,
         sizes: MutableMapping[str, int] | None,
     ) -> Descriptor | StoreError:
-        algorithm, _, hex_ = digest.partition(":")
-        try:
-            for folder in folders:
-                if self._read_link(f"{folder}/{algorithm}/{hex_}/link") == digest:
-                    return self._stat(digest, sizes)
-            return BlobNotFoundError(f"blob {digest} is not linked into {repository}")
-        except StoreError as exc:
-            return exc
+        return resolve_linked(
+            repository, digest, folders, self._read_link, lambda d: self._stat(d, sizes)
+        )
 
     def exists(self, repository: str, digest: str) -> bool:
         """True when ``digest`` is linked into ``repository`` and its data is in the store."""

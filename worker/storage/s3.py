@@ -31,6 +31,7 @@ from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from worker.storage import paths
+from worker.storage.base import resolve_linked
 from worker.storage.s3listing import (
     LISTERS,
     FolderListing,
@@ -217,20 +218,18 @@ class S3Store:
         digest: str,
         sizes: MutableMapping[str, int] | None,
     ) -> Descriptor | StoreError:
-        algorithm, _, hex_ = digest.partition(":")
-        try:
-            for folder in folders:
-                if self._read_link(self.key(f"{folder}/{algorithm}/{hex_}/link")) == digest:
-                    known = sizes.get(digest) if sizes is not None else None
-                    if known is not None:
-                        return Descriptor(digest, known, path=paths.blob_data(digest))
-                    found = self.stat(digest)
-                    if sizes is not None:
-                        sizes[digest] = found.size
-                    return found
-            return BlobNotFoundError(f"blob {digest} is not linked into {repository}")
-        except StoreError as exc:
-            return exc
+        def stat(d: str) -> Descriptor:
+            known = sizes.get(d) if sizes is not None else None
+            if known is not None:
+                return Descriptor(d, known, path=paths.blob_data(d))
+            found = self.stat(d)
+            if sizes is not None:
+                sizes[d] = found.size
+            return found
+
+        return resolve_linked(
+            repository, digest, folders, lambda path: self._read_link(self.key(path)), stat
+        )
 
     def fetch_listed(
         self,
