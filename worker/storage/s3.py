@@ -257,7 +257,9 @@ class S3Store:
         try:
             for algorithm, hexes in wanted.items():
                 base = self.key(f"{paths.DRIVER_ROOT}/blobs/{algorithm}/")
-                blob_sizes(self._list, base, algorithm, sorted(set(hexes)), memo)
+                blob_sizes(
+                    self._list, base, algorithm, sorted(set(hexes)), memo, pool=self._executor()
+                )
         except StoreError as exc:
             return [exc for _ in digests]
         results: list[Descriptor | StoreError] = []
