@@ -9,16 +9,23 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery.contrib.testing.worker import start_worker
 
+from tasks import worker_app
 from tests.support.layout import LayoutWriter
+from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
-from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, client, put_tree
+from tests.support.registry import wait_for
+from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, aws_environment, client, put_tree
 from worker.cache import BlobDescriptorCache
+from worker.celeryapp.names import REWARM_TASK
 from worker.core.reconcile import reconcile
-from worker.core.rewarm import rewarm
+from worker.core.rewarm import SHARDS, plan, rewarm, summarize
 from worker.core.service import CachedBlobService
 from worker.errors import BlobNotFoundError, StoreUnavailableError
 from worker.registry.descriptor import Descriptor
+from worker.settings import load_settings
+from worker.state import StateStore
 from worker.storage import paths
 from worker.storage.filesystem import FilesystemStore
 from worker.storage.s3 import S3Store
@@ -157,6 +164,62 @@ def test_rewarm_lists_and_fills_what_the_filesystem_rewarm_fills(
     again = rewarm(service)
     assert (again.hits, again.misses) == (links, 0)
     assert again.s3_requests < summary.s3_requests  # the hits need no sizes
+
+
+def test_the_shards_of_a_large_repository_leave_what_one_rewarm_leaves(
+    layout: LayoutWriter, s3_endpoint: str, bucket: str, cache_redis: redis.Redis
+) -> None:
+    for i in range(40):
+        layout.image("big", f"v{i}", f"layer {i}".encode())
+    _upload(layout, s3_endpoint, bucket)
+    cache = BlobDescriptorCache(cache_redis, RegistryVersion.V3)
+    whole = rewarm(CachedBlobService(cache, _store(s3_endpoint, bucket))).as_dict()
+    expected = dump(cache_redis)
+    cache_redis.flushdb()
+    store = _store(s3_endpoint, bucket)  # a new one: no folder listing kept from the walk
+    assert plan(store, [], large=5) == [("big", shard) for shard in SHARDS]
+    service = CachedBlobService(cache, store)
+    parts = [rewarm(service, ["big"], shard=shard).as_dict() for shard in SHARDS]
+    assert dump(cache_redis) == expected
+    total = summarize(parts)
+    for key in ("repositories", "blobs", "manifests", "misses", "errors"):
+        assert total[key] == whole[key], key
+
+
+def test_the_fanned_out_rewarm_of_a_bucket_equals_the_in_process_one(
+    layout: LayoutWriter,
+    s3_endpoint: str,
+    bucket: str,
+    cache_redis: redis.Redis,
+    state: StateStore,
+    redis_proc: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    layout.image("team/app", "v1", b"shared", b"a")
+    layout.image("other/app", "v1", b"shared", b"b")
+    _upload(layout, s3_endpoint, bucket)
+    for key, value in aws_environment(s3_endpoint, base={}).items():
+        monkeypatch.setenv(key, value)  # what a worker's environment gives boto3
+    env = {
+        **shared_env(redis_proc, broker=DB.S3_FANOUT_BROKER),
+        "WARMER_STORAGE_URL": f"s3://{bucket}{ROOT}",
+    }
+    settings = load_settings(**{k.removeprefix("WARMER_").lower(): v for k, v in env.items()})
+    app = worker_app(settings)
+    app.conf.worker_hijack_root_logger = False
+    with start_worker(app, pool="solo", perform_ping_check=False):
+        app.send_task(REWARM_TASK).get(timeout=60)
+        wait_for(lambda: state.last("rewarm") is not None, timeout=60, what="the summary")
+    fanned = state.last("rewarm")
+    assert fanned is not None
+    warmed = dump(cache_redis)
+    cache_redis.flushdb()
+    cache = BlobDescriptorCache(cache_redis, settings.registry_version)
+    in_process = rewarm(CachedBlobService(cache, _store(s3_endpoint, bucket)))
+    assert warmed == dump(cache_redis) != {}
+    for key in ("repositories", "blobs", "manifests", "misses", "errors"):
+        assert fanned[key] == in_process.as_dict()[key], key
+    assert fanned["s3_requests"] > 0
 
 
 def test_reconcile_on_s3_evicts_what_garbage_collect_removed(

@@ -50,6 +50,7 @@ class DB:
     S3_EVENTS_REFERENCE: Final = 31
     S3_EVENTS_STATE: Final = 32
     S3_EVENTS_BROKER: Final = 33
+    S3_FANOUT_BROKER: Final = 34  # the fanned-out re-warm of an S3 store
 
 
 #: DBs of the shared server: every name of DB has one below it.
