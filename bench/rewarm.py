@@ -2,6 +2,7 @@
 
     python bench/rewarm.py [--repos 1000] [--links 100] [--blobs 20000]
     python bench/rewarm.py --store s3 [--repos 100] [--links 1000] [--blobs 50000]
+                                      [--naive-repos 10]
 
 (``--store s3``: see ``bench/s3.py``.)
 
@@ -177,6 +178,9 @@ def main() -> None:
     parser.add_argument("--links", type=int)
     parser.add_argument("--blobs", type=int)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument(
+        "--naive-repos", type=int, default=10, help="s3: repositories the naive way reads"
+    )
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "warmer-bench")
     args = parser.parse_args()
     shape = (100, 1000, 50_000) if args.store == "s3" else (1000, 100, 20_000)

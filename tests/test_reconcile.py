@@ -96,3 +96,21 @@ def test_batches_change_round_trips_not_results(
     service = CachedBlobService(BlobDescriptorCache(cache_redis), layout.store)
     summary = reconcile(service.cache, service.store, batch=1)
     assert (summary.evicted_members, summary.evicted_descriptors) == (1, 1)
+
+
+def test_an_entry_the_store_cannot_answer_for_is_left_and_counted(
+    service: CachedBlobService, layout: LayoutWriter, warmed: dict[str, str]
+) -> None:
+    # The blob's folder is a file now: its stat fails with ENOTDIR, not "not there".
+    data = layout.store.os_path(paths.blob_data(warmed["kept"]))
+    folder = os.path.dirname(data)
+    os.remove(data)
+    os.rmdir(folder)
+    with open(folder, "w") as f:
+        f.write("not a folder")
+    summary = reconcile(service.cache, service.store)
+    # One member in each of two repositories and the global descriptor: left, counted.
+    assert summary.errors == 3
+    assert (summary.evicted_members, summary.evicted_descriptors) == (0, 0)
+    assert service.cache.contains("team/app", warmed["kept"])
+    assert service.cache.contains("other", warmed["kept"])

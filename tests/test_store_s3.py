@@ -240,6 +240,30 @@ def test_reconcile_on_s3_evicts_what_garbage_collect_removed(
     assert not cache.contains("team/app", blobs[-1])
 
 
+def test_reconcile_of_a_large_cache_lists_instead_of_checking_entry_by_entry(
+    layout: LayoutWriter, s3_endpoint: str, bucket: str, cache_redis: redis.Redis
+) -> None:
+    blobs = [layout.blob(f"layer {i}".encode()) for i in range(300)]
+    for d in blobs:
+        layout.link("big/repo", d)
+    _upload(layout, s3_endpoint, bucket)
+    cache = BlobDescriptorCache(cache_redis, RegistryVersion.V2)
+    rewarm(CachedBlobService(cache, _store(s3_endpoint, bucket)))
+    s3, root = client(s3_endpoint), ROOT.lstrip("/")
+    collected, unlinked = blobs[10:13], blobs[200:202]
+    for d in collected:
+        s3.delete_object(Bucket=bucket, Key=root + paths.blob_data(d))
+    for d in unlinked:
+        s3.delete_object(Bucket=bucket, Key=root + paths.layer_link("big/repo", d))
+    summary = reconcile(cache, _store(s3_endpoint, bucket))
+    assert (summary.members, summary.evicted_members) == (300, 5)
+    assert (summary.descriptors, summary.evicted_descriptors) == (300, 3)
+    assert summary.errors == 0
+    assert {d for d in blobs if not cache.contains("big/repo", d)} == {*collected, *unlinked}
+    # A GET and a HEAD an entry would be 900 requests: the links and blobs, listed, are few.
+    assert summary.s3_requests <= 10, summary
+
+
 def test_the_filesystem_store_makes_no_requests(tmp_path: Path) -> None:
     assert FilesystemStore(tmp_path).requests == 0
 

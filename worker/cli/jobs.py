@@ -87,6 +87,7 @@ def reconcile(
         f"reconcile: {summary.repositories} repositories, {summary.members} members "
         f"({verb} {summary.evicted_members}), {summary.descriptors} descriptors "
         f"({verb} {summary.evicted_descriptors}), {summary.skipped} skipped, "
+        f"{summary.errors} left on store errors, "
         f"in {summary.seconds:.2f}s"
     )
 

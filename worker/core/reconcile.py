@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from worker.cache import BlobDescriptorCache
-from worker.errors import BlobNotFoundError, InvalidReferenceError
+from worker.core.rewarm import DEFAULT_MEMO_LIMIT
+from worker.errors import BlobNotFoundError, InvalidReferenceError, StoreError
 from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.storage import Store
@@ -35,7 +36,10 @@ class ReconcileSummary:
     descriptors: int = 0
     evicted_descriptors: int = 0
     skipped: int = 0
-    #: Requests sent to S3 (0 on a filesystem): a link read and a HEAD per cached member.
+    #: Entries the store could not answer for (an error other than "not there"): left alone.
+    errors: int = 0
+    #: Requests sent to S3 (0 on a filesystem): listings for large batches, else a link read
+    #: and a HEAD per cached member.
     s3_requests: int = 0
     dry_run: bool = False
     seconds: float = 0.0
@@ -59,6 +63,7 @@ def reconcile(
     summary = ReconcileSummary(dry_run=dry_run)
     started = time.perf_counter()
     requests = store.requests
+    seen: dict[str, int] = {}  # sizes the store's listings showed (S3), bounded as a re-warm's
     for repository in cache.repositories(batch):
         try:
             reference.repository_name(repository)
@@ -69,11 +74,12 @@ def reconcile(
         summary.repositories += 1
         for digests in cache.members(repository, batch):
             valid = _valid(digests, summary)
+            _bound(seen)
             # Registry 3.x keeps manifests as members too: a member is live through either link.
-            found = store.fetch_many(
-                repository, valid, manifests=cache.version.manifests_are_members
+            found = store.fetch_cached(
+                repository, valid, manifests=cache.version.manifests_are_members, seen=seen
             )
-            gone = [d for d, f in zip(valid, found, strict=True) if _gone(f)]
+            gone = _judged(valid, found, summary)
             summary.members += len(digests)
             summary.evicted_members += len(gone)
             if gone and not dry_run:
@@ -82,7 +88,9 @@ def reconcile(
                 on_progress(summary)
     for digests in cache.described(batch):
         valid = _valid(digests, summary)
-        gone = [d for d in valid if not _has_data(store, d)]
+        _bound(seen)
+        found = store.fetch_cached(None, valid, seen=seen)
+        gone = _judged(valid, found, summary)
         summary.descriptors += len(digests)
         summary.evicted_descriptors += len(gone)
         if gone and not dry_run:
@@ -105,13 +113,20 @@ def _valid(digests: list[str], summary: ReconcileSummary) -> list[str]:
     return valid
 
 
-def _gone(found: Descriptor | Exception) -> bool:
-    return isinstance(found, BlobNotFoundError)
+def _judged(
+    digests: list[str], found: list[Descriptor | StoreError], summary: ReconcileSummary
+) -> list[str]:
+    # The digests the store says are gone; an error says nothing, so its entry stays.
+    gone = []
+    for d, f in zip(digests, found, strict=True):
+        if isinstance(f, BlobNotFoundError):
+            gone.append(d)
+        elif isinstance(f, StoreError):
+            summary.errors += 1
+            _log.warning("left %s in the cache: %s", d, f)
+    return gone
 
 
-def _has_data(store: Store, digest: str) -> bool:
-    try:
-        store.stat(digest)
-    except BlobNotFoundError:
-        return False
-    return True
+def _bound(seen: dict[str, int]) -> None:
+    if len(seen) > DEFAULT_MEMO_LIMIT:
+        seen.clear()

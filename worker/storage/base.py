@@ -2,8 +2,8 @@
 
 A store reads a registry's storage, never writes it. Like distribution's ``BlobStatter`` and
 ``BlobProvider``, it is small: stat a blob, resolve blobs of a repository (one by one as the
-registry does, or in bulk for what a walk listed), read a manifest, and walk repositories, their
-blob links and their manifest revisions (streamed).
+registry does, or in bulk for what a walk listed or a cache names), read a manifest, and walk
+repositories, their blob links and their manifest revisions (streamed).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from worker.errors import BlobNotFoundError, StoreError
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import Manifest
 
-__all__ = ["Store", "resolve_linked"]
+__all__ = ["Store", "resolve_linked", "stat_or_error"]
 
 
 class Store(Protocol):
@@ -61,6 +61,20 @@ class Store(Protocol):
         listings showed; the filesystem resolves them as :meth:`fetch_many` does."""
         ...
 
+    def fetch_cached(
+        self,
+        repository: str | None,
+        digests: Sequence[str],
+        *,
+        manifests: bool = False,
+        seen: MutableMapping[str, int] | None = None,
+    ) -> list[Descriptor | StoreError]:
+        """What the store still holds of digests a cache names, for reconcile: with
+        ``repository``, resolved as :meth:`fetch_many` resolves them; without, the blob data
+        alone. A store may answer a large batch from listings (S3), keeping the sizes they
+        show in ``seen`` as :meth:`fetch_listed` does; errors in place."""
+        ...
+
     def exists(self, repository: str, digest: str) -> bool:
         """True when ``digest`` is linked into ``repository`` and its data is there."""
         ...
@@ -102,5 +116,13 @@ def resolve_linked(
             if read_link(f"{folder}/{algorithm}/{hex_}/link") == digest:
                 return stat(digest)
         return BlobNotFoundError(f"blob {digest} is not linked into {repository}")
+    except StoreError as exc:
+        return exc
+
+
+def stat_or_error(stat: Callable[[str], Descriptor], digest: str) -> Descriptor | StoreError:
+    """``stat(digest)``, its StoreError returned instead of raised (batches)."""
+    try:
+        return stat(digest)
     except StoreError as exc:
         return exc

@@ -24,7 +24,7 @@ from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from worker.storage import paths
-from worker.storage.base import resolve_linked
+from worker.storage.base import resolve_linked, stat_or_error
 
 __all__ = ["FilesystemStore"]
 
@@ -137,6 +137,20 @@ class FilesystemStore:
         """:meth:`fetch_many`: reading a link costs no more here than listing it."""
         del seen  # a stat costs less than remembering
         return self.fetch_many(repository, digests, sizes, manifests=manifests)
+
+    def fetch_cached(
+        self,
+        repository: str | None,
+        digests: Sequence[str],
+        *,
+        manifests: bool = False,
+        seen: MutableMapping[str, int] | None = None,
+    ) -> list[Descriptor | StoreError]:
+        """:meth:`fetch_many`, or a stat of each blob without ``repository``."""
+        del seen  # a stat costs less than remembering
+        if repository is not None:
+            return self.fetch_many(repository, digests, manifests=manifests)
+        return [stat_or_error(self.stat, d) for d in digests]
 
     def _fetch(
         self,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -31,15 +30,9 @@ from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from worker.storage import paths
-from worker.storage.base import resolve_linked
-from worker.storage.s3listing import (
-    LISTERS,
-    FolderListing,
-    blob_sizes,
-    is_name,
-    linked,
-    read_folder,
-)
+from worker.storage.base import resolve_linked, stat_or_error
+from worker.storage.s3listing import LISTERS, RepositoryWalk, linked
+from worker.storage.s3merge import links_among, sizes_by_listing
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -52,9 +45,9 @@ _NOT_FOUND: Final = frozenset({"404", "NoSuchKey", "NotFound"})
 #: Threads of a batch's link reads and of a walk's listings: S3 answers in tens of ms, so a
 #: few requests in flight keep one process busy.
 DEFAULT_WORKERS: Final = 16
-#: How long a walk's listing of a small folder answers ``layers`` and ``revisions``: the re-warm
-#: asks right after the walk yields the repository.
-_FOLDER_FRESH: Final = 5.0
+#: A reconcile's batch this large is checked from listings (a few pages) rather than with a GET
+#: and a HEAD a digest: below it, the listings' seeks would cost about as many requests.
+_LISTED_FROM: Final = 64
 
 
 class S3Store:
@@ -114,7 +107,7 @@ class S3Store:
         self._requests = 0
         self._lock = threading.Lock()
         self._client.meta.events.register("before-send.s3", self._count)
-        self._folder: FolderListing | None = None
+        self._walk = RepositoryWalk(self._list, self._pages)
         self._pool: ThreadPoolExecutor | None = None
         self._lister_pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
@@ -242,37 +235,80 @@ class S3Store:
     ) -> list[Descriptor | StoreError]:
         """Descriptors of digests that :meth:`layers` (or :meth:`revisions`) just listed.
 
-        The listing showed their links, so no link is read: the sizes come from a listing of
-        ``blobs/`` that starts at the first digest wanted and seeks past gaps. Every size a
-        page shows goes into ``seen`` (up to ``_SEEN_LIMIT``), so the blobs shared by many
-        repositories are listed once a run, not once a repository.
+        The listing showed their links, so no link is read: the sizes come from a merge with a
+        listing of ``blobs/`` (:mod:`worker.storage.s3merge`). Every size a page shows goes into
+        ``seen`` (up to ``SEEN_LIMIT``), so the blobs shared by many repositories are listed
+        once a run, not once a repository.
         """
-        del repository, manifests  # the walk that listed them checked the link already
-        memo: MutableMapping[str, int] = seen if seen is not None else {}
-        wanted: dict[str, list[str]] = {}
+        del manifests  # the walk that listed them checked the link already
+        memo = seen if seen is not None else {}
+        unknown = {d for d in digests if (sizes is None or d not in sizes) and d not in memo}
+        return self._by_listing(repository, digests, unknown, memo, sizes=sizes)
+
+    def fetch_cached(
+        self,
+        repository: str | None,
+        digests: Sequence[str],
+        *,
+        manifests: bool = False,
+        seen: MutableMapping[str, int] | None = None,
+    ) -> list[Descriptor | StoreError]:
+        """What the store still holds of digests a cache names (reconcile's check).
+
+        A small batch is resolved as :meth:`fetch_many` (or HEADs, without ``repository``). A
+        large one is merged with listings: of the repository's link folders (a link's key says
+        its digest), then of ``blobs/`` for the sizes, kept in ``seen`` as :meth:`fetch_listed`
+        keeps them: a few pages for a thousand digests, not two thousand requests.
+        """
+        if len(digests) < _LISTED_FROM:
+            if repository is not None:
+                return self.fetch_many(repository, digests, manifests=manifests)
+            checked = [reference.digest(d) for d in digests]
+            return list(self._executor().map(lambda d: stat_or_error(self.stat, d), checked))
+        memo = seen if seen is not None else {}
+        folders = [] if repository is None else [paths.layers(repository)]
+        if repository is not None and manifests:  # live through either link will do
+            folders.append(paths.revisions(repository))
+        return self._by_listing(repository, digests, None, memo, folders=folders)
+
+    def _by_listing(
+        self,
+        repository: str | None,
+        digests: Sequence[str],
+        unknown: set[str] | None,
+        memo: MutableMapping[str, int],
+        *,
+        sizes: MutableMapping[str, int] | None = None,
+        folders: Sequence[str] = (),
+    ) -> list[Descriptor | StoreError]:
+        # Links in ``folders`` (any will do), then sizes (``unknown``'s, else all not in memo).
         for d in digests:
-            if (sizes is None or d not in sizes) and d not in memo:
-                algorithm, _, hex_ = reference.digest(d).partition(":")
-                wanted.setdefault(algorithm, []).append(hex_)
+            reference.digest(d)
+        live: set[str] = set()
         try:
-            for algorithm, hexes in wanted.items():
-                base = self.key(f"{paths.DRIVER_ROOT}/blobs/{algorithm}/")
-                blob_sizes(
-                    self._list, base, algorithm, sorted(set(hexes)), memo, pool=self._executor()
-                )
+            for folder in folders:
+                rest = [d for d in digests if d not in live]
+                if rest:
+                    live |= links_among(
+                        self._list, self.key(folder) + "/", rest, pool=self._executor()
+                    )
+            if unknown is None:
+                unknown = {d for d in digests if d not in memo and (not folders or d in live)}
+            blobs = self.key(f"{paths.DRIVER_ROOT}/blobs/")
+            sizes_by_listing(self._list, blobs, unknown, memo, pool=self._executor())
         except StoreError as exc:
             return [exc for _ in digests]
         results: list[Descriptor | StoreError] = []
         for d in digests:
-            size = memo.get(d)
-            if size is None and sizes is not None:
-                size = sizes.get(d)
-            if size is None:
+            size = memo.get(d, sizes.get(d) if sizes is not None else None)
+            if folders and d not in live:
+                results.append(BlobNotFoundError(f"blob {d} is not linked into {repository}"))
+            elif size is None:
                 results.append(BlobNotFoundError(f"blob {d} is not in the store"))
-                continue
-            if sizes is not None:
-                sizes[d] = size
-            results.append(Descriptor(d, size, path=paths.blob_data(d)))
+            else:
+                if sizes is not None:
+                    sizes[d] = size
+                results.append(Descriptor(d, size, path=paths.blob_data(d)))
         return results
 
     def exists(self, repository: str, digest: str) -> bool:
@@ -320,55 +356,19 @@ class S3Store:
                 return
 
     def repositories(self) -> Iterator[str]:
-        """Every repository, streamed: a walk of the "folders" under ``repositories/``.
-
-        A folder whose keys fit in one page is read whole (one request): its repositories,
-        and their links, which ``layers`` and ``revisions`` then answer without a request.
-        """
-        yield from self._walk_repositories(self.key(paths.REPOSITORIES) + "/", "")
-
-    def _walk_repositories(self, prefix: str, name: str) -> Iterator[str]:
-        first = self._list(Prefix=prefix)
-        if not first.get("IsTruncated"):
-            keys = [obj["Key"] for obj in first.get("Contents", [])]
-            self._folder = read_folder(prefix, name, keys, time.monotonic())
-            yield from list(self._folder.repositories)
-            return
-        is_repository = False
-        for page in self._pages(Prefix=prefix, Delimiter="/"):
-            for common in page.get("CommonPrefixes", []):
-                component = common["Prefix"][len(prefix) :].rstrip("/")
-                if component.startswith("_"):
-                    if component in (paths.LAYERS, paths.MANIFESTS) and not is_repository:
-                        is_repository = True
-                        if is_name(name):
-                            yield name
-                    continue
-                child = f"{name}/{component}" if name else component
-                if not reference.repository_prefix(child):
-                    _log.warning("skipping %s: no repository name begins %r", prefix, child)
-                    continue
-                yield from self._walk_repositories(common["Prefix"], child)
-
-    def _listed(self, repository: str, which: int, shard: str) -> Iterator[str] | None:
-        folder = self._folder
-        if folder is None or time.monotonic() - folder.at > _FOLDER_FRESH:
-            return None
-        entry = folder.repositories.get(repository)
-        if entry is None:
-            return None
-        return (d for d in entry[which] if d.partition(":")[2].startswith(shard))
+        """Every repository, streamed (see :class:`RepositoryWalk`)."""
+        return self._walk.repositories(self.key(paths.REPOSITORIES) + "/")
 
     def layers(self, repository: str, shard: str = "") -> Iterator[str]:
         """Digests linked into ``repository``, from a listing of its link keys, streamed."""
-        listed = self._listed(reference.repository_name(repository), 0, shard)
+        listed = self._walk.listed(reference.repository_name(repository), 0, shard)
         if listed is not None:
             return listed
         return self._linked(self.key(paths.layers(repository)), shard)
 
     def revisions(self, repository: str, shard: str = "") -> Iterator[str]:
         """Digests of the manifest revisions of ``repository``, streamed (``shard`` as above)."""
-        listed = self._listed(reference.repository_name(repository), 1, shard)
+        listed = self._walk.listed(reference.repository_name(repository), 1, shard)
         if listed is not None:
             return listed
         return self._linked(self.key(paths.revisions(repository)), shard)

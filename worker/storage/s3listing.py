@@ -1,6 +1,6 @@
-"""What the S3 store reads from listings, apart from S3 itself: digests spelled by keys, blob
-sizes by a merge of wanted digests with a sorted listing, the repositories (and their links) of
-a folder listed whole, and pages read ahead in parallel with bounded memory.
+"""What the S3 store reads from listings, apart from S3 itself: digests spelled by keys, the
+repositories (and their links) of a folder listed whole, and pages read ahead in parallel with
+bounded memory. Merges of wanted digests with a listing are in :mod:`worker.storage.s3merge`.
 
 Every function takes the keys (or a function that lists one page); none sends a request itself.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, MutableMapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -22,7 +23,7 @@ from worker.storage import paths
 __all__ = [
     "LISTERS",
     "FolderListing",
-    "blob_sizes",
+    "RepositoryWalk",
     "is_name",
     "link_digests",
     "linked",
@@ -33,16 +34,10 @@ __all__ = [
 _log = logging.getLogger(__name__)
 #: Pages a prefix's lister may hold ahead of the walk (1000 keys each): what bounds memory.
 _PAGES_AHEAD: Final = 2
-#: Sizes a listing page may add to a run's memory beyond the ones wanted (about 40 MB).
-SEEN_LIMIT: Final = 200_000
 _END: Final = object()
-#: Keys a listing page holds (S3's default and largest).
-_PAGE_KEYS: Final = 1000
-#: A merge goes on in parallel when what is left of it looks longer than this many pages: below
-#: it, pages one after another cost fewer requests than a lister per hex digit.
-_PARALLEL_PAGES: Final = 4
-_SPACE: Final = float(16**12)
-_TINY: Final = 1 / _SPACE
+#: How long a walk's listing of a small folder answers ``layers`` and ``revisions``: the re-warm
+#: asks right after the walk yields the repository.
+_FOLDER_FRESH: Final = 5.0
 
 ListPage = Callable[..., dict[str, Any]]
 Pages = Callable[..., Iterator[dict[str, Any]]]
@@ -62,120 +57,6 @@ def link_digests(folder: str, keys: list[str]) -> Iterator[str]:
             yield reference.digest(f"{algorithm}:{hex_}")
         except InvalidReferenceError:
             _log.warning("skipping %s: not a digest", key)
-
-
-def blob_sizes(
-    list_page: ListPage,
-    base: str,
-    algorithm: str,
-    hexes: list[str],
-    memo: MutableMapping[str, int],
-    *,
-    pool: Executor | None = None,
-) -> None:
-    """Put the sizes of the blobs ``hexes`` (sorted) in ``memo``, from ``blobs/<alg>/`` listed
-    at ``base`` (keys ``hh/<hex>/data``). Other sizes a page shows go in too, up to SEEN_LIMIT:
-    blobs are shared, so a later batch finds most of its sizes there without a request.
-
-    Pages run on from one another, from the folder's first key to its last, except over a
-    stretch that looks longer than a page (judged by the keys a page spanned): the next request
-    starts just before the next digest wanted instead, so a gap costs no page. When what is
-    left after a page looks longer than ``_PARALLEL_PAGES`` pages, it is listed on by one
-    thread of ``pool`` per first hex digit.
-    """
-    _SizeMerge(list_page, base, algorithm, memo, pool).run(base, hexes, _Stretch(0.0, 1.0))
-
-
-@dataclass
-class _Stretch:
-    """Where a merge is in the digest space (0 to 1): what it listed last, where it ends, and
-    the keys a unit of the space holds, once a page has shown it."""
-
-    at: float
-    end: float
-    density: float | None = None
-    after: str = ""  # the last key listed: a request with it runs on
-
-    def far(self, to: float) -> bool:
-        """True when ``to`` looks more than a page past what was listed last."""
-        return self.density is not None and (to - self.at) * self.density > _PAGE_KEYS
-
-
-@dataclass
-class _SizeMerge:
-    list_page: ListPage
-    base: str
-    algorithm: str
-    memo: MutableMapping[str, int]
-    pool: Executor | None
-
-    def run(self, prefix: str, hexes: list[str], where: _Stretch) -> None:
-        """Merge ``hexes`` with the keys under ``prefix``, from ``where`` on."""
-        base, memo, i = self.base, self.memo, 0
-        while True:
-            if i < len(hexes) and where.far(_place(hexes[i])):
-                start = f"{base}{hexes[i][:2]}/{hexes[i]}/dat"  # sorts just before .../data
-            elif i >= len(hexes) and (where.density is None or where.far(where.end)):
-                return  # all found, and the rest of the folder would cost pages
-            else:
-                start = where.after
-            page = self.list_page(Prefix=prefix, **({"StartAfter": start} if start else {}))
-            contents = page.get("Contents", [])
-            listed: list[str] = []
-            for obj in contents:
-                _, _, rest = obj["Key"][len(base) :].partition("/")
-                hex_, _, tail = rest.partition("/")
-                if tail != "data":
-                    continue
-                listed.append(hex_)
-                digest = f"{self.algorithm}:{hex_}"
-                if digest in memo or len(memo) < SEEN_LIMIT:
-                    memo[digest] = obj["Size"]
-                while i < len(hexes) and hexes[i] < hex_:
-                    i += 1  # not in the store: the caller finds no size
-                if i < len(hexes) and hexes[i] == hex_:
-                    memo[digest] = obj["Size"]
-                    i += 1
-            if not contents or not page.get("IsTruncated"):
-                return
-            where.after = contents[-1]["Key"]
-            if len(listed) > 1:
-                spanned = _place(listed[-1]) - _place(listed[0])
-                where.density = len(contents) / max(spanned, _TINY)
-                where.at = _place(listed[-1])
-            # Longer than _PARALLEL_PAGES pages to the last digest wanted: in parallel.
-            left = (_place(hexes[-1]) - where.at) / _PARALLEL_PAGES if i < len(hexes) else 0.0
-            if self.pool is not None and where.far(where.at + left):
-                self._fan_out(hexes[i:], where)
-                return
-
-    def _fan_out(self, hexes: list[str], where: _Stretch) -> None:
-        # One lister per first hex digit, on the pool; the one of the last key's runs on.
-        assert self.pool is not None
-        groups: dict[str, list[str]] = {}
-        for hex_ in hexes:
-            groups.setdefault(hex_[0], []).append(hex_)
-        current = where.after[len(self.base) : len(self.base) + 1]
-        one = _SizeMerge(self.list_page, self.base, self.algorithm, self.memo, None)
-        futures = []
-        for c, group in groups.items():
-            first, end = int(c, 16) / 16, (int(c, 16) + 1) / 16
-            stretch = (
-                _Stretch(where.at, end, where.density, where.after)
-                if c == current
-                else _Stretch(first, end, where.density)
-            )
-            futures.append(self.pool.submit(one.run, self.base + c, group, stretch))
-        for future in futures:
-            future.result()  # a StoreError of any lister is the merge's
-
-
-def _place(hex_: str) -> float:
-    """Where a digest's hex falls in the digest space, from 0 to 1 (0 for what is not hex)."""
-    try:
-        return int(hex_[:12].ljust(12, "0"), 16) / _SPACE
-    except ValueError:
-        return 0.0
 
 
 @dataclass
@@ -214,6 +95,54 @@ def read_folder(prefix: str, name: str, keys: list[str], at: float) -> FolderLis
             except InvalidReferenceError:
                 _log.warning("skipping %s: not a digest", key)
     return listing
+
+
+@dataclass
+class RepositoryWalk:
+    """The walk of the "folders" under ``repositories/``, by the store's list functions.
+
+    A folder whose keys fit in one page is read whole (one request): its repositories, and
+    their links, which :meth:`listed` then gives without a request for a few seconds.
+    """
+
+    list_page: ListPage
+    pages: Pages
+    folder: FolderListing | None = None
+
+    def repositories(self, prefix: str, name: str = "") -> Iterator[str]:
+        """Every repository below ``prefix`` (named ``name`` + the path below it), streamed."""
+        first = self.list_page(Prefix=prefix)
+        if not first.get("IsTruncated"):
+            keys = [obj["Key"] for obj in first.get("Contents", [])]
+            self.folder = read_folder(prefix, name, keys, time.monotonic())
+            yield from list(self.folder.repositories)
+            return
+        is_repository = False
+        for page in self.pages(Prefix=prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                component = common["Prefix"][len(prefix) :].rstrip("/")
+                if component.startswith("_"):
+                    if component in (paths.LAYERS, paths.MANIFESTS) and not is_repository:
+                        is_repository = True
+                        if is_name(name):
+                            yield name
+                    continue
+                child = f"{name}/{component}" if name else component
+                if not reference.repository_prefix(child):
+                    _log.warning("skipping %s: no repository name begins %r", prefix, child)
+                    continue
+                yield from self.repositories(common["Prefix"], child)
+
+    def listed(self, repository: str, which: int, shard: str) -> Iterator[str] | None:
+        """The links (``which``: 0 blobs, 1 revisions) of ``repository`` whose hex starts with
+        ``shard``, when the last folder read whole showed them lately; else None."""
+        folder = self.folder
+        if folder is None or time.monotonic() - folder.at > _FOLDER_FRESH:
+            return None
+        entry = folder.repositories.get(repository)
+        if entry is None:
+            return None
+        return (d for d in entry[which] if d.partition(":")[2].startswith(shard))
 
 
 def is_name(name: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from worker.storage.s3listing import blob_sizes
+from worker.storage.s3merge import blob_sizes
 
 BASE = "root/docker/registry/v2/blobs/sha256/"
 
