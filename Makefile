@@ -28,10 +28,11 @@ lint: setup
 
 # Everything on one machine, on throwaway defaults: see `warmer up --help`. With
 # REGISTRY_CONFIG=/path/to/config.yml, storage, cache Redis and version come from that registry's
-# own config (WARMER_REGISTRY_CONFIG).
+# own config (WARMER_REGISTRY_CONFIG). PORT: where the receiver listens.
 REGISTRY_CONFIG ?=
+PORT ?= 8000
 run: setup
-	$(if $(REGISTRY_CONFIG),WARMER_REGISTRY_CONFIG=$(abspath $(REGISTRY_CONFIG)) )$(BIN)/warmer up --dev
+	$(if $(REGISTRY_CONFIG),WARMER_REGISTRY_CONFIG=$(abspath $(REGISTRY_CONFIG)) )$(BIN)/warmer up --dev --port $(PORT)
 
 # Needs docker-registry and skopeo (apt-get install docker-registry skopeo redis-server).
 demo: setup

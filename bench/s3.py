@@ -11,7 +11,9 @@ LINKS*REPOS/BLOBS repositories), then measures, in links/s and S3 requests a lin
 - **naive**: what a registry's miss does for each link, a GET of the link and a HEAD of the
   blob's data, on as many threads as the store uses (16), over the links of the first
   NAIVE_REPOS repositories (``--naive-repos``, 10 by default: 10,000 links take moto minutes);
-- **rewarm, cold** (empty cache: every link a miss) and **warm** (every link a hit).
+- **rewarm, cold** (empty cache: every link a miss) and **warm** (every link a hit);
+- **reconcile** of the full cache (every member and descriptor live): entries/s, where the
+  naive way's check of an entry is the same GET and HEAD as its read of a link.
 
 moto keeps its objects in one Python process: listing and reading are both far slower than on
 a real S3, so read the ratios. Everything started here is stopped at the end.
@@ -34,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, client
 from worker.cache import BlobDescriptorCache
+from worker.core.reconcile import reconcile
 from worker.core.rewarm import rewarm
 from worker.core.service import CachedBlobService
 from worker.demo.registry import wait_for
@@ -131,16 +134,24 @@ def main(args: argparse.Namespace) -> None:
         cache.flushdb()
         cold = rewarm(service, batch_size=args.batch_size)
         warm = rewarm(service, batch_size=args.batch_size)
+        checked = reconcile(service.cache, store)
         n_links, n_s, n_requests = naive(
             store, args.repos, args.links, args.blobs, args.naive_repos
         )
         assert cold.errors == 0, cold
         assert cold.blobs == args.repos * args.links
+        assert checked.evicted_members == checked.evicted_descriptors == checked.errors == 0
     naive_rate = n_links / n_s
     rows = [
         (f"naive: GET link + HEAD blob, {DEFAULT_WORKERS} threads", n_links, n_s, n_requests),
         ("warmer rewarm, cold cache (all misses)", cold.blobs, cold.seconds, cold.s3_requests),
         ("warmer rewarm, warm cache (all hits)", warm.blobs, warm.seconds, warm.s3_requests),
+        (
+            "warmer reconcile, full cache (entries)",
+            checked.members + checked.descriptors,
+            checked.seconds,
+            checked.s3_requests,
+        ),
     ]
     print(
         f"S3 store (moto): {args.repos} repositories x {args.links} links, {args.blobs} "

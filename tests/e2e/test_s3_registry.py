@@ -11,6 +11,9 @@ image misses nothing.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ from worker.demo.registry import Registry, RegistryBinary
 from worker.storageurl import StorageTarget, s3_url
 
 pytestmark = pytest.mark.e2e
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 PUSH_DB, REFERENCE_DB, WARM_DB = DB.S3_PUSH, DB.S3_REFERENCE, DB.S3_WARM
 EVENTS_ORIGIN, EVENTS_REPLICA = DB.S3_EVENTS_ORIGIN, DB.S3_EVENTS_REPLICA
@@ -205,6 +209,50 @@ def test_rewarm_by_storage_url_and_aws_variables(bucket: Bucket, warm_db: redis.
     assert isinstance(team, Image)
     digest = team.layers[-1].digest
     assert _by_storage_url(bucket, "exists", "team/app", digest)["hit"] is True
+
+
+def test_make_run_with_the_registrys_config_warms_from_the_bucket(
+    bucket: Bucket, warm_db: redis.Redis, tmp_path: Path
+) -> None:
+    # `make run REGISTRY_CONFIG=...` as the README gives it: storage, keys, endpoint, cache
+    # Redis and version from the replica's config.yml alone; broker and state where nothing
+    # answers, so `up --dev` brings its own. Beat, starting on an empty cache, re-warms it.
+    dead = f"redis://127.0.0.1:{free_port()}"
+    env = aws_environment("http://unused.invalid") | {
+        "WARMER_BROKER_URL": f"{dead}/1",
+        "WARMER_STATE_URL": f"{dead}/2",
+    }
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3"):
+        env.pop(name)
+    config = _replica_config(bucket)
+    command = ["make", "-C", str(REPOSITORY), "run", f"REGISTRY_CONFIG={config}"]
+    with (tmp_path / "make-run.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*command, f"PORT={free_port()}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C at a terminal reaches the whole group
+        )
+    try:
+        wait_for(
+            lambda: proc.poll() is None and dump(warm_db) == bucket.reference,
+            timeout=120,
+            what=f"make run to warm the replica's Redis (log: {tmp_path / 'make-run.log'})",
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(60)
+        wait_for(lambda: not _group(proc.pid), timeout=30, what="make run's processes to end")
+
+
+def _group(pgid: int) -> list[str]:
+    # Live processes of a process group (zombies are dead for our purpose).
+    ps = subprocess.run(
+        ["ps", "-o", "stat=", "-g", str(pgid)], check=False, capture_output=True, text=True
+    )
+    return [s for s in ps.stdout.split() if not s.startswith("Z")]
 
 
 def test_reconcile_after_delete_and_garbage_collect(bucket: Bucket, warm_db: redis.Redis) -> None:
