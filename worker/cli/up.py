@@ -18,6 +18,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -137,7 +138,20 @@ def _answers(url: str) -> bool:
 def _worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     # The child reads the same settings the way every warmer process does: the environment.
     env = {**os.environ, **settings.environment()}
-    schedule = Path(settings.storage_root or ".").parent / ".warmer-beat-schedule"
+    with ExitStack() as stack:
+        # Beside a local store; with S3, a folder of this run's own (not the working directory,
+        # which may be a checkout or read-only).
+        folder = (
+            Path(settings.storage_root).parent
+            if settings.storage_root is not None
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="warmer-beat-")))
+        )
+        yield from _beat_worker(settings, env, folder / ".warmer-beat-schedule")
+
+
+def _beat_worker(
+    settings: Settings, env: dict[str, str], schedule: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker", "worker", "-B", "--schedule", str(schedule)],
         env=env,

@@ -15,6 +15,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Final
 
+from worker.errors import StoreError
+from worker.registry.reference import DIGEST_ALGORITHMS
 from worker.storage.s3listing import ListPage
 
 __all__ = ["SEEN_LIMIT", "blob_sizes", "links_among", "sizes_by_listing"]
@@ -28,6 +30,11 @@ _PAGE_KEYS: Final = 1000
 _PARALLEL_PAGES: Final = 4
 _SPACE: Final = float(16**12)
 _TINY: Final = 1 / _SPACE
+_HEX_DIGITS: Final = frozenset("0123456789abcdef")
+_UNSORTED: Final = (
+    "an S3 listing came out of key order: only general purpose buckets list in order (an "
+    "S3 Express directory bucket does not), and a merge with one could miss what is there"
+)
 
 
 def sizes_by_listing(
@@ -95,12 +102,20 @@ class _Layout:
     nested: bool
     leaf: str
 
-    def hex_of(self, rest: str) -> str | None:
-        """The hex of a key below the folder, or None for a key of another kind."""
+    def hex_of(self, rest: str, length: int) -> str | None:
+        """The hex of a key below the folder, or None for a key of another kind.
+
+        Only a digest's own spelling counts (``length`` hex digits, its folder its first two):
+        then keys and hexes sort alike, which the merge relies on. A stray ``<hex>.bak/link``
+        sorts before ``<hex>/link`` but its "hex" after it, and would hide it.
+        """
+        folder = ""
         if self.nested:
-            rest = rest.partition("/")[2]
+            folder, _, rest = rest.partition("/")
         hex_, _, tail = rest.partition("/")
-        return hex_ if tail == self.leaf else None
+        if tail != self.leaf or len(hex_) != length or not _HEX_DIGITS.issuperset(hex_):
+            return None
+        return hex_ if not self.nested or folder == hex_[:2] else None
 
     def before(self, hex_: str) -> str:
         """What sorts just before the key of ``hex_``, below the folder."""
@@ -141,19 +156,25 @@ class _Merge:
     def run(self, prefix: str, hexes: list[str], where: _Stretch) -> None:
         """Merge ``hexes`` with the keys under ``prefix``, from ``where`` on."""
         base, memo, i = self.base, self.memo, 0
+        length = DIGEST_ALGORITHMS[self.algorithm]
+        others = self.layout is _BLOB_DATA  # sizes are worth keeping; links are not
         while True:
             if i < len(hexes) and where.far(_place(hexes[i])):
-                start = base + self.layout.before(hexes[i])
-            elif i >= len(hexes) and (where.density is None or where.far(where.end)):
+                # Never back: a seek must not ask again for what a page already gave.
+                start = max(base + self.layout.before(hexes[i]), where.after)
+            elif i >= len(hexes) and (not others or where.density is None or where.far(where.end)):
                 return  # all found, and the rest of the folder would cost pages
             else:
                 start = where.after
             page = self.list_page(Prefix=prefix, **({"StartAfter": start} if start else {}))
             contents = page.get("Contents", [])
             listed: list[str] = []
-            others = self.layout is _BLOB_DATA
+            previous = start
             for obj in contents:
-                hex_ = self.layout.hex_of(obj["Key"][len(base) :])
+                if obj["Key"] <= previous:
+                    raise StoreError(_UNSORTED)
+                previous = obj["Key"]
+                hex_ = self.layout.hex_of(obj["Key"][len(base) :], length)
                 if hex_ is None:
                     continue
                 listed.append(hex_)
@@ -195,8 +216,10 @@ class _Merge:
                 else _Stretch(first, end, where.density)
             )
             futures.append(self.pool.submit(one.run, self.base + c, group, stretch))
-        for future in futures:
-            future.result()  # a StoreError of any lister is the merge's
+        errors = [f.exception() for f in futures]  # each waited for: none lists on after us
+        for error in errors:
+            if error is not None:
+                raise error  # a StoreError of any lister is the merge's
 
 
 def _place(hex_: str) -> float:
