@@ -11,18 +11,23 @@ and the repository media type.
 Write. KEYS as for the read. ARGV: scoped, descriptor fields?, layerinfo fields?, then per blob:
 digest, size, media type, driver path, write the global hash? ("0" when the caller wrote it
 already). HSETNX: the first global media type stays.
+
+A call covers one repository (its membership set is KEYS[1]); a batch of several repositories
+is one call each, all in one round trip: the EVALSHAs in one pipeline, or one Cluster pipeline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, Protocol, TypeAlias
 
 import redis
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from worker.cache.keys import MEDIATYPE
 
-__all__ = ["Batches", "PipelineBatches", "ScriptBatches", "execute_replicated"]
+__all__ = ["Batches", "Call", "PipelineBatches", "ScriptBatches", "execute_replicated"]
 
 #: How long a write waits for a replica to confirm it (milliseconds).
 REPLICA_WAIT_MS: Final = 1000
@@ -73,15 +78,20 @@ return 1
 """
 
 
-class Batches(Protocol):
-    """Runs the read and the write protocol above; raises redis.RedisError."""
+#: One script call of a batch: its KEYS and its ARGV.
+Call: TypeAlias = tuple[Sequence[str], Sequence[Any]]
 
-    def read(self, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
-        """One read of a batch."""
+
+class Batches(Protocol):
+    """Runs the read and the write protocol above, several calls (one per repository) in one
+    round trip; raises redis.RedisError."""
+
+    def read(self, calls: Sequence[Call]) -> list[list[Any]]:
+        """One read of each call, in one round trip: the replies, in order."""
         ...
 
-    def write(self, keys: Sequence[str], args: Sequence[Any]) -> None:
-        """One write of a batch."""
+    def write(self, calls: Sequence[Call]) -> None:
+        """One write of each call, in one round trip."""
         ...
 
 
@@ -111,7 +121,7 @@ def execute_replicated(
 
 
 class ScriptBatches:
-    """One server: each batch is one EVALSHA (redis-py loads the script when it is missing).
+    """One server: each call is one EVALSHA, a batch's calls one pipeline (one round trip).
 
     ``replicas``: how many replicas must confirm a write (behind a Sentinel: one).
     """
@@ -128,17 +138,30 @@ class ScriptBatches:
         self._read = client.register_script(_READ_LUA)
         self._write = client.register_script(_WRITE_LUA)
 
-    def read(self, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
-        reply: list[Any] = self._read(keys, args)
-        return reply
+    def read(self, calls: Sequence[Call]) -> list[list[Any]]:
+        replies: list[list[Any]] = self._evalsha(self._read, calls, 0)
+        return replies
 
-    def write(self, keys: Sequence[str], args: Sequence[Any]) -> None:
-        if not self._replicas:
-            self._write(keys, args)
-            return
-        pipe = self._redis.pipeline(transaction=False)  # the WAIT must share its connection
-        self._write(keys, args, client=pipe)
-        execute_replicated(pipe, self._replicas, self._still_master)
+    def write(self, calls: Sequence[Call]) -> None:
+        self._evalsha(self._write, calls, self._replicas)
+
+    def _evalsha(self, script: Script, calls: Sequence[Call], replicas: int) -> list[Any]:
+        # EVALSHA straight into the pipeline: redis-py's own scripts in a pipeline first ask
+        # SCRIPT EXISTS, a second round trip. A server that lost the script (a restart, SCRIPT
+        # FLUSH) answers NOSCRIPT: load it and send the batch again (every call is idempotent).
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                replies = execute_replicated(pipe, replicas, self._still_master)
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                script.sha = self._redis.script_load(script.script)
+                continue
+            return replies[: len(calls)]
+        raise AssertionError("unreachable")
 
 
 class PipelineBatches:
@@ -152,47 +175,63 @@ class PipelineBatches:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
 
-    def read(self, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
-        scoped, override = args[0] == 1, args[1] == 1
-        fields, digests = list(args[2:7]), args[7:]
+    def read(self, calls: Sequence[Call]) -> list[list[Any]]:
         pipe = self._redis.pipeline(transaction=False)
-        k = 1 if scoped else 0
-        for d in digests:
-            if scoped:
-                pipe.sismember(keys[0], d)
-            pipe.hmget(keys[k], fields)
-            if override:
-                pipe.hget(keys[k + 1], MEDIATYPE)
-            k += 2 if override else 1
+        for keys, args in calls:
+            _queue_read(pipe, keys, args)
         replies = iter(pipe.execute())
-        out: list[Any] = []
-        for _ in digests:
-            member = next(replies) if scoped else 1
-            values = next(replies)
-            repository_type = next(replies) if override else None
-            if not member:
-                out.append(0)
-                continue
-            out += [1, *values, repository_type]
-        return out
+        return [_read_reply(replies, args) for _, args in calls]
 
-    def write(self, keys: Sequence[str], args: Sequence[Any]) -> None:
-        scoped, desc, layerinfo = args[0] == 1, args[1] == 1, args[2] == 1
+    def write(self, calls: Sequence[Call]) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        k = 1 if scoped else 0
-        members: list[str] = []
-        for i in range(3, len(args), 5):
-            d, size, mediatype, path, global_ = args[i : i + 5]
-            if desc and global_ == 1:
-                pipe.hset(keys[k], mapping={"digest": d, "size": size})
-                pipe.hsetnx(keys[k], MEDIATYPE, mediatype)
-            if layerinfo and global_ == 1:
-                pipe.hset(keys[k], mapping={"path": path, "length": size})
-            if scoped:
-                if desc:
-                    pipe.hset(keys[k + 1], MEDIATYPE, mediatype)
-                members.append(d)
-            k += 2 if scoped and desc else 1
-        if members:
-            pipe.sadd(keys[0], *members)
+        for keys, args in calls:
+            _queue_write(pipe, keys, args)
         pipe.execute()
+
+
+def _queue_read(pipe: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
+    scoped, override = args[0] == 1, args[1] == 1
+    fields = list(args[2:7])
+    k = 1 if scoped else 0
+    for d in args[7:]:
+        if scoped:
+            pipe.sismember(keys[0], d)
+        pipe.hmget(keys[k], fields)
+        if override:
+            pipe.hget(keys[k + 1], MEDIATYPE)
+        k += 2 if override else 1
+
+
+def _read_reply(replies: Iterator[Any], args: Sequence[Any]) -> list[Any]:
+    # The read script's reply, from the pipeline's replies to what _queue_read queued.
+    scoped, override = args[0] == 1, args[1] == 1
+    out: list[Any] = []
+    for _ in args[7:]:
+        member = next(replies) if scoped else 1
+        values = next(replies)
+        repository_type = next(replies) if override else None
+        if not member:
+            out.append(0)
+            continue
+        out += [1, *values, repository_type]
+    return out
+
+
+def _queue_write(pipe: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
+    scoped, desc, layerinfo = args[0] == 1, args[1] == 1, args[2] == 1
+    k = 1 if scoped else 0
+    members: list[str] = []
+    for i in range(3, len(args), 5):
+        d, size, mediatype, path, global_ = args[i : i + 5]
+        if desc and global_ == 1:
+            pipe.hset(keys[k], mapping={"digest": d, "size": size})
+            pipe.hsetnx(keys[k], MEDIATYPE, mediatype)
+        if layerinfo and global_ == 1:
+            pipe.hset(keys[k], mapping={"path": path, "length": size})
+        if scoped:
+            if desc:
+                pipe.hset(keys[k + 1], MEDIATYPE, mediatype)
+            members.append(d)
+        k += 2 if scoped and desc else 1
+    if members:
+        pipe.sadd(keys[0], *members)

@@ -19,12 +19,12 @@ fatal (a warm run) or a reason to fall back to the store (a lookup).
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
 
-from worker.cache.batches import Batches, PipelineBatches, ScriptBatches, execute_replicated
+from worker.cache.batches import Batches, Call, PipelineBatches, ScriptBatches, execute_replicated
 from worker.cache.keys import (
     GLOBAL_FIELDS,
     blob_key,
@@ -50,7 +50,8 @@ class BlobDescriptorCache:
 
     The interface is distribution's: :meth:`stat`, :meth:`set_descriptor`, :meth:`clear` (with
     an optional repository scope) and :meth:`contains`, :meth:`add`; plus :meth:`stat_many` and
-    :meth:`set_descriptors` that do a whole batch in one round trip.
+    :meth:`set_descriptors` that do a whole batch in one round trip, and :meth:`stat_groups` and
+    :meth:`set_descriptor_groups` that do so for several repositories at once.
     """
 
     def __init__(self, client: redis.Redis, version: RegistryVersion = RegistryVersion.V3) -> None:
@@ -106,27 +107,53 @@ class BlobDescriptorCache:
             reference.digest(d)
         return self._stat_many(digests, repository)
 
+    def stat_groups(
+        self, groups: Mapping[str, Sequence[str]]
+    ) -> dict[str, list[Descriptor | None]]:
+        """:meth:`stat_many` of several repositories (repository to digests), in one round trip."""
+        for repository, digests in groups.items():
+            reference.repository_name(repository)
+            for d in digests:
+                reference.digest(d)
+        calls = {r: self._read_call(d, r) for r, d in groups.items() if d}
+        replies = iter(self._call(self._batches.read, list(calls.values())) if calls else ())
+        return {
+            r: self._found(d, next(replies), self._overrides(r)) if d else []
+            for r, d in groups.items()
+        }
+
     def _stat_many(self, digests: Sequence[str], repository: str | None) -> list[Descriptor | None]:
         if not digests:
             return []
-        scoped = repository is not None
-        keys: list[str] = [repository_blobs_key(repository)] if repository is not None else []
+        call = self._read_call(digests, repository)
+        (reply,) = self._call(self._batches.read, [call])
+        return self._found(digests, reply, self._overrides(repository))
+
+    def _overrides(self, repository: str | None) -> bool:
         # The per-repository media type exists only in the blobdescriptor schema.
-        override_in = repository if self.version.has_descriptor else None
+        return repository is not None and self.version.has_descriptor
+
+    def _read_call(self, digests: Sequence[str], repository: str | None) -> Call:
+        keys: list[str] = [repository_blobs_key(repository)] if repository is not None else []
+        override_in = repository if self._overrides(repository) else None
         for d in digests:
             keys.append(blob_key(d))
             if override_in is not None:
                 keys.append(repository_blob_key(override_in, d))
-        override = override_in is not None
-        args = [int(scoped), int(override), *GLOBAL_FIELDS, *digests]
-        reply = iter(self._call(self._batches.read, keys, args))
+        override = int(override_in is not None)
+        return keys, [int(repository is not None), override, *GLOBAL_FIELDS, *digests]
+
+    def _found(
+        self, digests: Sequence[str], reply: list[Any], override: bool
+    ) -> list[Descriptor | None]:
+        values = iter(reply)
         found: list[Descriptor | None] = []
         for d in digests:
-            if not next(reply):
+            if not next(values):
                 found.append(None)
                 continue
-            fields = [next(reply) for _ in GLOBAL_FIELDS]
-            found.append(self._decode(d, fields, next(reply), override))
+            fields = [next(values) for _ in GLOBAL_FIELDS]
+            found.append(self._decode(d, fields, next(values), override))
         return found
 
     def _decode(
@@ -170,17 +197,34 @@ class BlobDescriptorCache:
         if repository is not None:
             reference.repository_name(repository)
         batch = list(descriptors)
+        self._check(batch)
+        self._set_descriptors(batch, repository, described)
+
+    def set_descriptor_groups(self, groups: Mapping[str, Sequence[Descriptor]]) -> None:
+        """:meth:`set_descriptors` of several repositories (repository to descriptors), in one
+        round trip."""
+        for repository, batch in groups.items():
+            reference.repository_name(repository)
+            self._check(batch)
+        calls = [self._write_call(list(b), r) for r, b in groups.items() if b]
+        if calls:
+            self._call(self._batches.write, calls)
+
+    def _check(self, batch: Iterable[Descriptor]) -> None:
         for desc in batch:
             reference.digest(desc.digest)
             if self.version.has_layerinfo and desc.path is None:
                 raise ValueError(f"the layerinfo schema needs the path of {desc.digest}")
-        self._set_descriptors(batch, repository, described)
 
     def _set_descriptors(
         self, batch: list[Descriptor], repository: str | None, described: Container[str] = ()
     ) -> None:
-        if not batch:
-            return
+        if batch:
+            self._call(self._batches.write, [self._write_call(batch, repository, described)])
+
+    def _write_call(
+        self, batch: list[Descriptor], repository: str | None, described: Container[str] = ()
+    ) -> Call:
         keys: list[str] = [repository_blobs_key(repository)] if repository is not None else []
         override_in = repository if self.version.has_descriptor else None
         args: list[str | int] = [
@@ -194,7 +238,7 @@ class BlobDescriptorCache:
                 keys.append(repository_blob_key(override_in, desc.digest))
             global_ = 0 if repository is not None and desc.digest in described else 1
             args += [desc.digest, desc.size, desc.media_type, desc.path or "", global_]
-        self._call(self._batches.write, keys, args)
+        return keys, args
 
     def clear(self, digest: str, repository: str | None = None) -> None:
         """Forget ``digest``: in ``repository`` (membership and override), or globally."""
