@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from worker.cache.batches import Batches, Call, PipelineBatches, ScriptBatches, execute_replicated
+from worker.cache.batches import Batches, PipelineBatches, ScriptBatches, execute_replicated
 from worker.cache.keys import (
     GLOBAL_FIELDS,
     blob_key,
@@ -115,45 +115,44 @@ class BlobDescriptorCache:
             reference.repository_name(repository)
             for d in digests:
                 reference.digest(d)
-        calls = {r: self._read_call(d, r) for r, d in groups.items() if d}
-        replies = iter(self._call(self._batches.read, list(calls.values())) if calls else ())
-        return {
-            r: self._found(d, next(replies), self._overrides(r)) if d else []
-            for r, d in groups.items()
-        }
+        found = iter(self._stat_groups([(r, d) for r, d in groups.items() if d]))
+        return {r: next(found) if d else [] for r, d in groups.items()}
 
     def _stat_many(self, digests: Sequence[str], repository: str | None) -> list[Descriptor | None]:
-        if not digests:
+        return self._stat_groups([(repository, digests)])[0] if digests else []
+
+    def _stat_groups(
+        self, groups: Sequence[tuple[str | None, Sequence[str]]]
+    ) -> list[list[Descriptor | None]]:
+        # One read of every group; all are scoped (a repository each) or none is.
+        if not groups:
             return []
-        call = self._read_call(digests, repository)
-        (reply,) = self._call(self._batches.read, [call])
-        return self._found(digests, reply, self._overrides(repository))
-
-    def _overrides(self, repository: str | None) -> bool:
+        scoped = groups[0][0] is not None
         # The per-repository media type exists only in the blobdescriptor schema.
-        return repository is not None and self.version.has_descriptor
-
-    def _read_call(self, digests: Sequence[str], repository: str | None) -> Call:
-        keys: list[str] = [repository_blobs_key(repository)] if repository is not None else []
-        override_in = repository if self._overrides(repository) else None
-        for d in digests:
-            keys.append(blob_key(d))
-            if override_in is not None:
-                keys.append(repository_blob_key(override_in, d))
-        override = int(override_in is not None)
-        return keys, [int(repository is not None), override, *GLOBAL_FIELDS, *digests]
+        override = scoped and self.version.has_descriptor
+        keys: list[str] = []
+        args: list[str | int] = [int(scoped), int(override), *GLOBAL_FIELDS]
+        for repository, digests in groups:
+            if repository is not None:
+                keys.append(repository_blobs_key(repository))
+            for d in digests:
+                keys.append(blob_key(d))
+                if override and repository is not None:
+                    keys.append(repository_blob_key(repository, d))
+            args += [len(digests), *digests]
+        reply = iter(self._call(self._batches.read, keys, args))
+        return [self._found(digests, reply, override) for _, digests in groups]
 
     def _found(
-        self, digests: Sequence[str], reply: list[Any], override: bool
+        self, digests: Sequence[str], reply: Iterator[Any], override: bool
     ) -> list[Descriptor | None]:
-        values = iter(reply)
         found: list[Descriptor | None] = []
         for d in digests:
-            if not next(values):
+            if not next(reply):
                 found.append(None)
                 continue
-            fields = [next(values) for _ in GLOBAL_FIELDS]
-            found.append(self._decode(d, fields, next(values), override))
+            fields = [next(reply) for _ in GLOBAL_FIELDS]
+            found.append(self._decode(d, fields, next(reply), override))
         return found
 
     def _decode(
@@ -206,9 +205,7 @@ class BlobDescriptorCache:
         for repository, batch in groups.items():
             reference.repository_name(repository)
             self._check(batch)
-        calls = [self._write_call(list(b), r) for r, b in groups.items() if b]
-        if calls:
-            self._call(self._batches.write, calls)
+        self._write_groups([(r, b, ()) for r, b in groups.items() if b])
 
     def _check(self, batch: Iterable[Descriptor]) -> None:
         for desc in batch:
@@ -220,25 +217,33 @@ class BlobDescriptorCache:
         self, batch: list[Descriptor], repository: str | None, described: Container[str] = ()
     ) -> None:
         if batch:
-            self._call(self._batches.write, [self._write_call(batch, repository, described)])
+            self._write_groups([(repository, batch, described)])
 
-    def _write_call(
-        self, batch: list[Descriptor], repository: str | None, described: Container[str] = ()
-    ) -> Call:
-        keys: list[str] = [repository_blobs_key(repository)] if repository is not None else []
-        override_in = repository if self.version.has_descriptor else None
+    def _write_groups(
+        self, groups: Sequence[tuple[str | None, Sequence[Descriptor], Container[str]]]
+    ) -> None:
+        # One write of every group; all are scoped (a repository each) or none is.
+        if not groups:
+            return
+        scoped = groups[0][0] is not None
+        override = scoped and self.version.has_descriptor
+        keys: list[str] = []
         args: list[str | int] = [
-            int(repository is not None),
+            int(scoped),
             int(self.version.has_descriptor),
             int(self.version.has_layerinfo),
         ]
-        for desc in batch:
-            keys.append(blob_key(desc.digest))
-            if override_in is not None:
-                keys.append(repository_blob_key(override_in, desc.digest))
-            global_ = 0 if repository is not None and desc.digest in described else 1
-            args += [desc.digest, desc.size, desc.media_type, desc.path or "", global_]
-        return keys, args
+        for repository, batch, described in groups:
+            if repository is not None:
+                keys.append(repository_blobs_key(repository))
+            args.append(len(batch))
+            for desc in batch:
+                keys.append(blob_key(desc.digest))
+                if override and repository is not None:
+                    keys.append(repository_blob_key(repository, desc.digest))
+                global_ = 0 if repository is not None and desc.digest in described else 1
+                args += [desc.digest, desc.size, desc.media_type, desc.path or "", global_]
+        self._call(self._batches.write, keys, args)
 
     def clear(self, digest: str, repository: str | None = None) -> None:
         """Forget ``digest``: in ``repository`` (membership and override), or globally."""
