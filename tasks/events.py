@@ -10,13 +10,26 @@ from tasks.base import DeadLetterOnFailure, RetryOnStateTrouble
 from worker.celeryapp.names import EVENTS_TASK, REDELIVER_TASK
 from worker.core.pipeline import process
 from worker.registry.events import Message
-from worker.state.figures import record
 from worker.state.ledger import parse_messages, redeliver, settle
 
 if TYPE_CHECKING:
     from worker.celeryapp import WarmerCelery
+    from worker.core.service import CachedBlobService
+    from worker.state import StateStore
 
-__all__ = ["register_event_tasks"]
+__all__ = ["apply_events", "register_event_tasks"]
+
+
+def apply_events(
+    messages: list[Message], service: CachedBlobService, state: StateStore, now: float
+) -> dict[str, Any]:
+    """What ``warmer.events`` does with its messages: process them, then settle them in the
+    ledger with the task's figures; return the task's result."""
+    batch, bad = parse_messages(messages)
+    result = process(batch, service, state)
+    figures = (result.figures, result.repositories)
+    settle(state, batch, retry=result.retry, dead=result.dead, bad=bad, now=now, figures=figures)
+    return result.as_dict()
 
 
 def register_event_tasks(app: WarmerCelery) -> None:
@@ -26,24 +39,7 @@ def register_event_tasks(app: WarmerCelery) -> None:
     # this app's closure, and would shadow their own: each app must run with its own context.
     @app.task(shared=False, name=EVENTS_TASK, base=DeadLetterOnFailure)
     def events(messages: list[Message]) -> dict[str, Any]:
-        batch, bad = parse_messages(messages)
-        result = process(batch, app.context.service(), app.context.state)
-        state = app.context.state
-
-        def record_figures(dead_lettered: int) -> None:
-            result.figures.dead_lettered = dead_lettered
-            record(state, result.figures, result.repositories)
-
-        settle(
-            state,
-            batch,
-            retry=result.retry,
-            dead=result.dead,
-            bad=bad,
-            now=time.time(),
-            before_release=lambda settled: record_figures(settled.dead_lettered),
-        )
-        return result.as_dict()
+        return apply_events(messages, app.context.service(), app.context.state, time.time())
 
     @app.task(shared=False, name=REDELIVER_TASK, base=RetryOnStateTrouble)
     def redeliver_overdue() -> dict[str, int]:

@@ -37,8 +37,10 @@ class _HookedStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def fetch_many(self, repository: str, digests: Sequence[str], sizes: Any = None) -> Any:
-        found = self._store.fetch_many(repository, digests, sizes)
+    def fetch_many(
+        self, repository: str, digests: Sequence[str], sizes: Any = None, *, manifests: bool = False
+    ) -> Any:
+        found = self._store.fetch_many(repository, digests, sizes, manifests=manifests)
         if self._hook is not None:
             hook, self._hook = self._hook, None
             hook()  # the link was read; the membership is not written yet
@@ -52,8 +54,8 @@ class _HookedCache(BlobDescriptorCache):
         super().__init__(client)
         self._hook: Callable[[], None] | None = hook
 
-    def set_descriptors(self, *args: Any, **kwargs: Any) -> None:
-        super().set_descriptors(*args, **kwargs)
+    def set_descriptor_groups(self, *args: Any, **kwargs: Any) -> None:
+        super().set_descriptor_groups(*args, **kwargs)
         if self._hook is not None:
             hook, self._hook = self._hook, None
             hook()  # the membership is written; the push has not finished

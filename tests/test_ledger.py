@@ -10,6 +10,7 @@ import pytest
 from tests.support.notifications import event
 from worker.registry.events import Event, Kind
 from worker.state import StateStore
+from worker.state.figures import Figures, read
 from worker.state.ledger import MAX_DELIVERIES, parse_messages, redeliver, replay, settle
 
 D = "sha256:" + "d" * 64
@@ -117,21 +118,25 @@ def test_a_replay_that_cannot_enqueue_loses_nothing(state: StateStore) -> None:
     assert [d.event for d in state.dead_letters()] == [E1.as_message()]
 
 
-def test_before_release_runs_while_the_batch_is_still_pending(state: StateStore) -> None:
+def test_the_figures_are_recorded_as_the_batch_is_released(state: StateStore) -> None:
     now = time.time()
-    state.track([E1.as_message()], now)
-    pending_then: list[int] = []
+    state.track([E1.as_message(), E3.as_message()], now)
+    totals = Figures(warmed=1, evicted=1)
+    totals.fetch.miss()
     settle(
         state,
-        [E1],
+        [E1, E3],
         retry=[],
-        dead=[],
+        dead=[(E3, "gone")],
         bad=[],
         now=now,
-        before_release=lambda _: pending_then.append(state.pending_count()),
+        figures=(totals, {"team/app": Figures(warmed=1, evicted=1)}),
     )
-    assert pending_then == [1]
     assert state.pending_count() == 0
+    recorded = read(state)
+    assert (recorded.warmed, recorded.evicted, recorded.dead_lettered) == (1, 1, 1)
+    assert (recorded.fetch.requests, recorded.fetch.misses) == (1, 1)
+    assert read(state, "team/app").warmed == 1
 
 
 def test_during_a_backlog_an_overdue_event_is_sent_once_then_only_postponed(

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from typing import Any
 
 import redis
 
+from tasks.events import apply_events
 from tests.support.layout import LayoutWriter
-from tests.support.redisdump import dump
+from tests.support.redisdbs import DB
+from tests.support.redisdump import CountingConnection, dump
 from tests.support.registry import free_port
 from worker.cache import BlobDescriptorCache
 from worker.core.clients import build_cache
@@ -18,9 +22,16 @@ from worker.core.service import CachedBlobService
 from worker.registry.events import Event, Kind
 from worker.settings import load_settings
 from worker.state import StateStore
+from worker.state.figures import Figures
 from worker.storage import paths
 
 ABSENT = "sha256:" + "0" * 64
+
+
+class Counting(CountingConnection):
+    """Round trips of this module's tests alone."""
+
+    sent = 0
 
 
 def _e(kind: Kind, repository: str, digest: str | None = None, n: int = 0) -> Event:
@@ -240,3 +251,65 @@ def test_processing_a_batch_twice_leaves_the_same_cache(
     once = dump(cache_redis)
     process(events, service, state)
     assert dump(cache_redis) == once
+
+
+def _pushes_to_many_repositories(layout: LayoutWriter, *, absent: bool) -> list[Event]:
+    shared = layout.blob(b"shared")
+    events = []
+    for r in range(4):
+        for i in range(3):
+            digest = layout.blob(f"{r} {i}".encode())
+            layout.link(f"team/app{r}", digest)
+            events.append(_e(Kind.WARM_BLOB, f"team/app{r}", digest))
+        layout.link(f"team/app{r}", shared)
+        events.append(_e(Kind.WARM_BLOB, f"team/app{r}", shared, n=r))
+    if absent:  # dead: not in the store
+        events.append(_e(Kind.WARM_BLOB, "team/app1", ABSENT))
+    return events
+
+
+def test_a_batch_across_repositories_leaves_what_its_events_leave_one_by_one(
+    layout: LayoutWriter, state: StateStore, redis_proc: Any, cache_redis: redis.Redis
+) -> None:
+    events = _pushes_to_many_repositories(layout, absent=True)
+    cache = BlobDescriptorCache(cache_redis)
+    figures = Figures()
+    for event in events:
+        figures.add(process([event], CachedBlobService(cache, layout.store), state).figures)
+    one_by_one = dump(cache_redis)
+    cache_redis.flushdb()
+    result = process(events, CachedBlobService(cache, layout.store), state)
+    assert dump(cache_redis) == one_by_one
+    assert result.figures == figures
+    assert [e for e, _ in result.dead] == events[-1:]
+    assert {r: f.warmed for r, f in result.repositories.items()} == {
+        f"team/app{r}": 4 for r in range(4)
+    }
+
+
+def test_a_batch_of_pushes_to_many_repositories_costs_three_round_trips(
+    layout: LayoutWriter, redis_proc: Any, cache_redis: redis.Redis, state_redis: redis.Redis
+) -> None:
+    # One read and one write of the cache for every repository at once, then one release of
+    # the batch from the ledger with its figures.
+    events = _pushes_to_many_repositories(layout, absent=False)
+    messages = [e.as_message() for e in events]
+    clients = [
+        redis.Redis(
+            connection_pool=redis.ConnectionPool(
+                host=redis_proc.host, port=redis_proc.port, db=db, connection_class=Counting
+            )
+        )
+        for db in (DB.CACHE, DB.STATE)
+    ]
+    cache, state = BlobDescriptorCache(clients[0]), StateStore(clients[1])
+    service = CachedBlobService(cache, layout.store)
+    state.track(messages, time.time() + 60)
+    apply_events(messages[:1], service, state, time.time())  # scripts loaded, connections open
+    Counting.sent = 0
+    result = apply_events(messages, service, state, time.time())
+    assert Counting.sent == 3
+    assert (result["warmed"], result["dead"]) == (16, 0)
+    assert state.pending_count() == 0
+    for client in clients:
+        client.close()

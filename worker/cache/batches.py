@@ -3,19 +3,23 @@
 Both run the same protocol, so the cache does not know which it has. Per blob they send exactly
 the commands the registry sends; :mod:`worker.cache.keys` spells the keys, passed in as KEYS.
 
-Read. KEYS: [membership if scoped], then per digest ``blobs::<d>`` [, repository hash if
-override]. ARGV: scoped, override, the five global fields, then the digests. Returns per digest:
-0 when it is not a member (a miss, whatever the hashes hold), else 1, the five global fields
-and the repository media type.
+A batch holds one or more groups, each the digests of one repository (or of none: unscoped), so
+that a task's pushes to many repositories are one command each way.
 
-Write. KEYS as for the read. ARGV: scoped, descriptor fields?, layerinfo fields?, then per blob:
-digest, size, media type, driver path, write the global hash? ("0" when the caller wrote it
-already). HSETNX: the first global media type stays.
+Read. KEYS: per group, [its membership set if scoped], then per digest ``blobs::<d>`` [, the
+repository hash if override]. ARGV: scoped, override, the five global fields, then per group
+the count of its digests and the digests. Returns per digest, in order: 0 when it is not a
+member (a miss, whatever the hashes hold), else 1, the five global fields and the repository
+media type.
+
+Write. KEYS as for the read. ARGV: scoped, descriptor fields?, layerinfo fields?, then per
+group the count of its blobs and per blob: digest, size, media type, driver path, write the
+global hash? ("0" when the caller wrote it already). HSETNX: the first global media type stays.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, Protocol
 
 import redis
@@ -28,47 +32,59 @@ __all__ = ["Batches", "PipelineBatches", "ScriptBatches", "execute_replicated"]
 REPLICA_WAIT_MS: Final = 1000
 
 # On one server a batch is one script each way: Python's per-command cost in a pipeline (about
-# 5 us) would otherwise dominate a walk of millions of links. Membership goes in SADDs of up to
-# 1000 members (Lua's unpack has a stack limit).
+# 5 us) would otherwise dominate a walk of millions of links, and a command per repository a
+# task of many. Membership goes in SADDs of up to 1000 members (Lua's unpack has a stack limit).
 _READ_LUA: Final = """
 local scoped, override = ARGV[1] == '1', ARGV[2] == '1'
-local out, k = {}, scoped and 2 or 1
-for i = 8, #ARGV do
-  if scoped and redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then
-    out[#out + 1] = 0
-  else
-    out[#out + 1] = 1
-    local values = redis.call('HMGET', KEYS[k], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
-    for j = 1, 5 do out[#out + 1] = values[j] end
-    out[#out + 1] = override and redis.call('HGET', KEYS[k + 1], 'mediatype') or false
+local out, k, i = {}, 1, 8
+while i <= #ARGV do
+  local set = k
+  if scoped then k = k + 1 end
+  local last = i + tonumber(ARGV[i])
+  for j = i + 1, last do
+    if scoped and redis.call('SISMEMBER', KEYS[set], ARGV[j]) == 0 then
+      out[#out + 1] = 0
+    else
+      out[#out + 1] = 1
+      local values = redis.call('HMGET', KEYS[k], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+      for f = 1, 5 do out[#out + 1] = values[f] end
+      out[#out + 1] = override and redis.call('HGET', KEYS[k + 1], 'mediatype') or false
+    end
+    k = k + (override and 2 or 1)
   end
-  k = k + (override and 2 or 1)
+  i = last + 1
 end
 return out
 """
 
 _WRITE_LUA: Final = """
 local scoped, desc, layerinfo = ARGV[1] == '1', ARGV[2] == '1', ARGV[3] == '1'
-local k, members = scoped and 2 or 1, {}
-for i = 4, #ARGV, 5 do
-  local d, size, mediatype, path = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local global = ARGV[i + 4] == '1'
-  if desc and global then
-    redis.call('HSET', KEYS[k], 'digest', d, 'size', size)
-    redis.call('HSETNX', KEYS[k], 'mediatype', mediatype)
-  end
-  if layerinfo and global then redis.call('HSET', KEYS[k], 'path', path, 'length', size) end
-  if scoped then
-    if desc then redis.call('HSET', KEYS[k + 1], 'mediatype', mediatype) end
-    members[#members + 1] = d
-    if #members == 1000 then
-      redis.call('SADD', KEYS[1], unpack(members))
-      members = {}
+local k, i = 1, 4
+while i <= #ARGV do
+  local set, members = k, {}
+  if scoped then k = k + 1 end
+  local last = i + 5 * tonumber(ARGV[i])
+  for b = i + 1, last, 5 do
+    local d, size, mediatype, path = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+    local global = ARGV[b + 4] == '1'
+    if desc and global then
+      redis.call('HSET', KEYS[k], 'digest', d, 'size', size)
+      redis.call('HSETNX', KEYS[k], 'mediatype', mediatype)
     end
+    if layerinfo and global then redis.call('HSET', KEYS[k], 'path', path, 'length', size) end
+    if scoped then
+      if desc then redis.call('HSET', KEYS[k + 1], 'mediatype', mediatype) end
+      members[#members + 1] = d
+      if #members == 1000 then
+        redis.call('SADD', KEYS[set], unpack(members))
+        members = {}
+      end
+    end
+    k = k + ((scoped and desc) and 2 or 1)
   end
-  k = k + ((scoped and desc) and 2 or 1)
+  if #members > 0 then redis.call('SADD', KEYS[set], unpack(members)) end
+  i = last + 1
 end
-if #members > 0 then redis.call('SADD', KEYS[1], unpack(members)) end
 return 1
 """
 
@@ -154,45 +170,63 @@ class PipelineBatches:
 
     def read(self, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
         scoped, override = args[0] == 1, args[1] == 1
-        fields, digests = list(args[2:7]), args[7:]
+        fields = list(args[2:7])
         pipe = self._redis.pipeline(transaction=False)
-        k = 1 if scoped else 0
-        for d in digests:
-            if scoped:
-                pipe.sismember(keys[0], d)
-            pipe.hmget(keys[k], fields)
-            if override:
-                pipe.hget(keys[k + 1], MEDIATYPE)
-            k += 2 if override else 1
+        per = 2 if override else 1
+        groups = list(_groups(keys, args, start=7, width=1, scoped=scoped, per=per))
+        for members, blobs in groups:
+            for k, (d,) in blobs:
+                if members is not None:
+                    pipe.sismember(members, d)
+                pipe.hmget(keys[k], fields)
+                if override:
+                    pipe.hget(keys[k + 1], MEDIATYPE)
         replies = iter(pipe.execute())
         out: list[Any] = []
-        for _ in digests:
-            member = next(replies) if scoped else 1
-            values = next(replies)
-            repository_type = next(replies) if override else None
-            if not member:
-                out.append(0)
-                continue
-            out += [1, *values, repository_type]
+        for members, blobs in groups:
+            for _ in blobs:
+                member = next(replies) if members is not None else 1
+                values = next(replies)
+                repository_type = next(replies) if override else None
+                if not member:
+                    out.append(0)
+                    continue
+                out += [1, *values, repository_type]
         return out
 
     def write(self, keys: Sequence[str], args: Sequence[Any]) -> None:
         scoped, desc, layerinfo = args[0] == 1, args[1] == 1, args[2] == 1
         pipe = self._redis.pipeline(transaction=False)
-        k = 1 if scoped else 0
-        members: list[str] = []
-        for i in range(3, len(args), 5):
-            d, size, mediatype, path, global_ = args[i : i + 5]
-            if desc and global_ == 1:
-                pipe.hset(keys[k], mapping={"digest": d, "size": size})
-                pipe.hsetnx(keys[k], MEDIATYPE, mediatype)
-            if layerinfo and global_ == 1:
-                pipe.hset(keys[k], mapping={"path": path, "length": size})
-            if scoped:
-                if desc:
+        per = 2 if scoped and desc else 1
+        for members, blobs in _groups(keys, args, start=3, width=5, scoped=scoped, per=per):
+            digests: list[str] = []
+            for k, (d, size, mediatype, path, global_) in blobs:
+                if desc and global_ == 1:
+                    pipe.hset(keys[k], mapping={"digest": d, "size": size})
+                    pipe.hsetnx(keys[k], MEDIATYPE, mediatype)
+                if layerinfo and global_ == 1:
+                    pipe.hset(keys[k], mapping={"path": path, "length": size})
+                if scoped and desc:
                     pipe.hset(keys[k + 1], MEDIATYPE, mediatype)
-                members.append(d)
-            k += 2 if scoped and desc else 1
-        if members:
-            pipe.sadd(keys[0], *members)
+                digests.append(d)
+            if members is not None and digests:
+                pipe.sadd(members, *digests)
         pipe.execute()
+
+
+def _groups(
+    keys: Sequence[str], args: Sequence[Any], *, start: int, width: int, scoped: bool, per: int
+) -> Iterator[tuple[str | None, list[tuple[int, Sequence[Any]]]]]:
+    # The protocol's groups: each one's membership key (None unscoped), and per digest the
+    # index of its first key and its ``width`` arguments. ``per``: keys per digest.
+    k, i = 0, start
+    while i < len(args):
+        count = int(args[i])
+        members = keys[k] if scoped else None
+        k += 1 if scoped else 0
+        blobs = []
+        for b in range(i + 1, i + 1 + width * count, width):
+            blobs.append((k, args[b : b + width]))
+            k += per
+        yield members, blobs
+        i += 1 + width * count

@@ -19,7 +19,7 @@ fatal (a warm run) or a reason to fall back to the store (a lookup).
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -50,7 +50,8 @@ class BlobDescriptorCache:
 
     The interface is distribution's: :meth:`stat`, :meth:`set_descriptor`, :meth:`clear` (with
     an optional repository scope) and :meth:`contains`, :meth:`add`; plus :meth:`stat_many` and
-    :meth:`set_descriptors` that do a whole batch in one round trip.
+    :meth:`set_descriptors` that do a whole batch in one round trip, and :meth:`stat_groups` and
+    :meth:`set_descriptor_groups` that do so for several repositories at once.
     """
 
     def __init__(self, client: redis.Redis, version: RegistryVersion = RegistryVersion.V3) -> None:
@@ -106,20 +107,45 @@ class BlobDescriptorCache:
             reference.digest(d)
         return self._stat_many(digests, repository)
 
+    def stat_groups(
+        self, groups: Mapping[str, Sequence[str]]
+    ) -> dict[str, list[Descriptor | None]]:
+        """:meth:`stat_many` of several repositories (repository to digests), in one round trip."""
+        for repository, digests in groups.items():
+            reference.repository_name(repository)
+            for d in digests:
+                reference.digest(d)
+        found = iter(self._stat_groups([(r, d) for r, d in groups.items() if d]))
+        return {r: next(found) if d else [] for r, d in groups.items()}
+
     def _stat_many(self, digests: Sequence[str], repository: str | None) -> list[Descriptor | None]:
-        if not digests:
+        return self._stat_groups([(repository, digests)])[0] if digests else []
+
+    def _stat_groups(
+        self, groups: Sequence[tuple[str | None, Sequence[str]]]
+    ) -> list[list[Descriptor | None]]:
+        # One read of every group; all are scoped (a repository each) or none is.
+        if not groups:
             return []
-        scoped = repository is not None
-        keys: list[str] = [repository_blobs_key(repository)] if repository is not None else []
+        scoped = groups[0][0] is not None
         # The per-repository media type exists only in the blobdescriptor schema.
-        override_in = repository if self.version.has_descriptor else None
-        for d in digests:
-            keys.append(blob_key(d))
-            if override_in is not None:
-                keys.append(repository_blob_key(override_in, d))
-        override = override_in is not None
-        args = [int(scoped), int(override), *GLOBAL_FIELDS, *digests]
+        override = scoped and self.version.has_descriptor
+        keys: list[str] = []
+        args: list[str | int] = [int(scoped), int(override), *GLOBAL_FIELDS]
+        for repository, digests in groups:
+            if repository is not None:
+                keys.append(repository_blobs_key(repository))
+            for d in digests:
+                keys.append(blob_key(d))
+                if override and repository is not None:
+                    keys.append(repository_blob_key(repository, d))
+            args += [len(digests), *digests]
         reply = iter(self._call(self._batches.read, keys, args))
+        return [self._found(digests, reply, override) for _, digests in groups]
+
+    def _found(
+        self, digests: Sequence[str], reply: Iterator[Any], override: bool
+    ) -> list[Descriptor | None]:
         found: list[Descriptor | None] = []
         for d in digests:
             if not next(reply):
@@ -170,30 +196,53 @@ class BlobDescriptorCache:
         if repository is not None:
             reference.repository_name(repository)
         batch = list(descriptors)
+        self._check(batch)
+        self._set_descriptors(batch, repository, described)
+
+    def set_descriptor_groups(self, groups: Mapping[str, Sequence[Descriptor]]) -> None:
+        """:meth:`set_descriptors` of several repositories (repository to descriptors), in one
+        round trip."""
+        for repository, batch in groups.items():
+            reference.repository_name(repository)
+            self._check(batch)
+        self._write_groups([(r, b, ()) for r, b in groups.items() if b])
+
+    def _check(self, batch: Iterable[Descriptor]) -> None:
         for desc in batch:
             reference.digest(desc.digest)
             if self.version.has_layerinfo and desc.path is None:
                 raise ValueError(f"the layerinfo schema needs the path of {desc.digest}")
-        self._set_descriptors(batch, repository, described)
 
     def _set_descriptors(
         self, batch: list[Descriptor], repository: str | None, described: Container[str] = ()
     ) -> None:
-        if not batch:
+        if batch:
+            self._write_groups([(repository, batch, described)])
+
+    def _write_groups(
+        self, groups: Sequence[tuple[str | None, Sequence[Descriptor], Container[str]]]
+    ) -> None:
+        # One write of every group; all are scoped (a repository each) or none is.
+        if not groups:
             return
-        keys: list[str] = [repository_blobs_key(repository)] if repository is not None else []
-        override_in = repository if self.version.has_descriptor else None
+        scoped = groups[0][0] is not None
+        override = scoped and self.version.has_descriptor
+        keys: list[str] = []
         args: list[str | int] = [
-            int(repository is not None),
+            int(scoped),
             int(self.version.has_descriptor),
             int(self.version.has_layerinfo),
         ]
-        for desc in batch:
-            keys.append(blob_key(desc.digest))
-            if override_in is not None:
-                keys.append(repository_blob_key(override_in, desc.digest))
-            global_ = 0 if repository is not None and desc.digest in described else 1
-            args += [desc.digest, desc.size, desc.media_type, desc.path or "", global_]
+        for repository, batch, described in groups:
+            if repository is not None:
+                keys.append(repository_blobs_key(repository))
+            args.append(len(batch))
+            for desc in batch:
+                keys.append(blob_key(desc.digest))
+                if override and repository is not None:
+                    keys.append(repository_blob_key(repository, desc.digest))
+                global_ = 0 if repository is not None and desc.digest in described else 1
+                args += [desc.digest, desc.size, desc.media_type, desc.path or "", global_]
         self._call(self._batches.write, keys, args)
 
     def clear(self, digest: str, repository: str | None = None) -> None:

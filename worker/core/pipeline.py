@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from worker.core.service import CachedBlobService
+from worker.core.service import CachedBlobService, FetchResult
 from worker.errors import (
     BlobNotFoundError,
     CacheError,
@@ -78,21 +78,23 @@ def process(
     for event in events:
         if event.kind is not Kind.ACCESS:
             groups[event.repository].append(event)
+    # Each repository's figures are its own.
+    figures = {repository: Figures() for repository in groups}
+    # Blob pushes first, every repository's at once: one cache read and one write a batch.
+    pushes = {r: [e for e in group if e.kind is Kind.WARM_BLOB] for r, group in groups.items()}
+    _warm_blob_groups(service, {r: g for r, g in pushes.items() if g}, result, figures)
     for repository, group in groups.items():
-        # A service of its own per repository: its figures are that repository's.
-        figures = Figures()
-        scoped = CachedBlobService(service.cache, service.store, figures)
+        scoped = CachedBlobService(service.cache, service.store, figures[repository])
         _process_repository(
             scoped,
-            repository,
             group,
             result=result,
-            figures=figures,
+            figures=figures[repository],
             manifest_wait=manifest_wait,
             sleep=sleep,
         )
-        result.repositories[repository] = figures
-        result.figures.add(figures)
+        result.repositories[repository] = figures[repository]
+        result.figures.add(figures[repository])
     # Pulls reach a task only from a receiver older than the one that adds them up itself.
     accesses = [e for e in events if e.kind is Kind.ACCESS]
     if accesses:
@@ -116,7 +118,6 @@ def _fail(result: BatchResult, event: Event, exc: BaseException) -> None:
 
 def _process_repository(
     service: CachedBlobService,
-    repository: str,
     group: list[Event],
     *,
     result: BatchResult,
@@ -124,12 +125,7 @@ def _process_repository(
     manifest_wait: float,
     sleep: Callable[[float], None],
 ) -> None:
-    blobs = [e for e in group if e.kind is Kind.WARM_BLOB]
-    if blobs:
-        try:
-            _warm_blobs(service, repository, blobs, result, figures)
-        except Exception as exc:  # a group of one that failed: that event alone
-            _fail(result, blobs[0], exc)
+    # Blob pushes are done already (_warm_blob_groups): the rest, in order.
     for event in group:
         try:
             if event.kind is Kind.WARM_MANIFEST:
@@ -144,6 +140,34 @@ def _process_repository(
             _fail(result, event, exc)
 
 
+def _warm_blob_groups(
+    service: CachedBlobService,
+    groups: dict[str, list[Event]],
+    result: BatchResult,
+    figures: dict[str, Figures],
+) -> None:
+    if not groups:
+        return
+    digests = {r: list(dict.fromkeys(_digest(e) for e in group)) for r, group in groups.items()}
+    try:
+        fetched = service.warm_groups(digests, figures)
+    except CacheError as exc:
+        result.retry.extend((e, str(exc)) for group in groups.values() for e in group)
+        return
+    except Exception:
+        # Something in the batch fails the whole fetch: a repository at a time, then an event
+        # at a time, so only it fails.
+        for repository, group in groups.items():
+            scoped = CachedBlobService(service.cache, service.store, figures[repository])
+            try:
+                _warm_blobs(scoped, repository, group, result, figures[repository])
+            except Exception as exc:  # a group of one that failed: that event alone
+                _fail(result, group[0], exc)
+        return
+    for repository, group in groups.items():
+        _count(group, digests[repository], fetched[repository], result, figures[repository])
+
+
 def _warm_blobs(
     service: CachedBlobService,
     repository: str,
@@ -151,14 +175,13 @@ def _warm_blobs(
     result: BatchResult,
     figures: Figures,
 ) -> None:
-    digests = list(dict.fromkeys(e.digest for e in group if e.digest is not None))
+    digests = list(dict.fromkeys(_digest(e) for e in group))
     try:
-        fetched = {r.digest: r for r in service.warm_many(repository, digests)}
+        fetched = service.warm_many(repository, digests)
     except CacheError as exc:
         result.retry.extend((e, str(exc)) for e in group)
         return
     except Exception:
-        # Something in the batch fails the whole fetch: one at a time, so only it fails.
         if len(group) == 1:
             raise
         for event in group:
@@ -167,17 +190,32 @@ def _warm_blobs(
             except Exception as exc:
                 _fail(result, event, exc)
         return
+    _count(group, digests, fetched, result, figures)
+
+
+def _count(
+    group: list[Event],
+    digests: list[str],
+    fetched: list[FetchResult],
+    result: BatchResult,
+    figures: Figures,
+) -> None:
     # Each push is one cached fetch; a blob pushed again in the same batch is fetched once,
     # and its repeats count as the hits they would be one after the other.
-    service.figures.fetch.hit(len(group) - len(digests))
+    figures.fetch.hit(len(group) - len(digests))
+    outcomes = {r.digest: r for r in fetched}
     for event in group:
-        assert event.digest is not None  # classify gives every push a digest
-        outcome = fetched[event.digest]
+        outcome = outcomes[_digest(event)]
         if outcome.error is None:
             figures.warmed += 1
         else:
             # Not found (pushed, yet not in the store: deleted meanwhile) is dead at once.
             _fail(result, event, outcome.error)
+
+
+def _digest(event: Event) -> str:
+    assert event.digest is not None  # classify gives every push and evict a digest
+    return event.digest
 
 
 def _warm_manifest(

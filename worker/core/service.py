@@ -18,7 +18,7 @@ round trip to read and one to write, with the same counts as one ``fetch`` per d
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import NamedTuple
 
 from worker.cache import BlobDescriptorCache
@@ -174,7 +174,43 @@ class CachedBlobService:
         gone (the registry removes it before it notifies) and the membership ends gone. A digest
         not found at all is forgotten too, so a retried push converges the same way.
         """
-        results = self.fetch_many(repository, digests, strict=True, manifests=manifests)
+        return self.warm_groups({repository: digests}, manifests=manifests)[repository]
+
+    def warm_groups(
+        self,
+        groups: Mapping[str, Sequence[str]],
+        figures: Mapping[str, Figures] | None = None,
+        *,
+        manifests: bool = False,
+    ) -> dict[str, list[FetchResult]]:
+        """:meth:`warm_many` of several repositories (repository to digests) at once: one cache
+        read and one cache write for them all. Each repository's lookups count in its own
+        ``figures`` when given, else in this service's."""
+        cached = self.cache.stat_groups(groups)  # strict: a warm is for the cache's sake
+        results: dict[str, list[FetchResult]] = {}
+        fills: dict[str, list[Descriptor]] = {}
+        for repository, digests in groups.items():
+            found = cached[repository]
+            missed = [d for d, desc in zip(digests, found, strict=True) if desc is None]
+            resolved = (
+                self.store.fetch_many(repository, missed, manifests=manifests) if missed else []
+            )
+            results[repository], fills[repository] = _pair(digests, found, resolved)
+        # Counted once every lookup is answered: a batch that raises is tried again smaller.
+        for repository, found in cached.items():
+            hits = sum(desc is not None for desc in found)
+            tally = (figures[repository] if figures is not None else self.figures).fetch
+            tally.hit(hits)
+            tally.miss(len(found) - hits)
+        self.cache.set_descriptor_groups({r: f for r, f in fills.items() if f})
+        for repository, found_results in results.items():
+            results[repository] = self._delete_wins(repository, found_results, manifests)
+        return results
+
+    def _delete_wins(
+        self, repository: str, results: list[FetchResult], manifests: bool
+    ) -> list[FetchResult]:
+        # See warm_many: links read again after the write; what is gone now is forgotten.
         written = [r.digest for r in results if not r.hit and r.error is None]
         again = self.store.fetch_many(repository, written, manifests=manifests) if written else []
         deleted = {
@@ -263,19 +299,7 @@ class CachedBlobService:
     ) -> list[FetchResult]:
         # Put the cache's hits and the store's answers for the misses back in order, and
         # fill the cache with what the store found.
-        answers = iter(resolved)
-        results: list[FetchResult] = []
-        fill: list[Descriptor] = []
-        for d, desc in zip(digests, cached, strict=True):
-            if desc is not None:
-                results.append(FetchResult(d, desc, None, hit=True))
-                continue
-            found = next(answers)
-            if isinstance(found, StoreError):
-                results.append(FetchResult(d, None, found, hit=False))
-            else:
-                fill.append(found)
-                results.append(FetchResult(d, found, None, hit=False))
+        results, fill = _pair(digests, cached, resolved)
         if fill:
             self._fill(fill, repository, described, strict=strict, sizes=sizes)
         return results
@@ -322,3 +346,26 @@ class CachedBlobService:
             write(*args)
         except CacheError as exc:
             _log.error("error writing to cache (%s): %s", write.__name__, exc)
+
+
+def _pair(
+    digests: Sequence[str],
+    cached: list[Descriptor | None],
+    resolved: list[Descriptor | StoreError],
+) -> tuple[list[FetchResult], list[Descriptor]]:
+    # The cache's hits and the store's answers for the misses, back in order; and what the
+    # store found, for the cache.
+    answers = iter(resolved)
+    results: list[FetchResult] = []
+    fill: list[Descriptor] = []
+    for d, desc in zip(digests, cached, strict=True):
+        if desc is not None:
+            results.append(FetchResult(d, desc, None, hit=True))
+            continue
+        found = next(answers)
+        if isinstance(found, StoreError):
+            results.append(FetchResult(d, None, found, hit=False))
+        else:
+            fill.append(found)
+            results.append(FetchResult(d, found, None, hit=False))
+    return results, fill

@@ -3,10 +3,11 @@
 A cached service counts into a :class:`Figures` (Exists and Fetch, each a :class:`Tally` of
 requests, hits and misses: what the original ``cachedLayerService`` kept), a batch adds what it
 warmed and evicted, and every task adds its figures, in all and per repository, to the state
-Redis in one atomic round trip (:func:`record`). :func:`take_snapshot` (the ``warmer.stats``
-beat task) keeps a snapshot of the totals with the interval's rates and hit ratio, the last
-:data:`SNAPSHOTS_KEPT` of them. :func:`read` is what ``warmer stats``, ``/metrics`` and
-``/debug/vars`` show.
+Redis in one atomic round trip (:func:`record`; a ``warmer.events`` task's go with the release
+of its batch from the ledger, :func:`worker.state.ledger.settle`). :func:`take_snapshot` (the
+``warmer.stats`` beat task) keeps a snapshot of the totals with the interval's rates and hit
+ratio, the last :data:`SNAPSHOTS_KEPT` of them. :func:`read` is what ``warmer stats``,
+``/metrics`` and ``/debug/vars`` show.
 """
 
 from __future__ import annotations

@@ -18,11 +18,12 @@ Every write is idempotent, so a second delivery costs a little work and changes 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from worker.registry.events import Event, Message, Rejected, classify
+from worker.state.figures import Figures
 from worker.state.store import StateStore
 
 __all__ = [
@@ -73,7 +74,7 @@ def settle(
     dead: list[tuple[Event, str]],
     bad: list[tuple[str, Any]],
     now: float,
-    before_release: Callable[[Settled], None] | None = None,
+    figures: tuple[Figures, Mapping[str, Figures]] | None = None,
 ) -> Settled:
     """Record what a task did with its batch in the ledger; say how many are due again and how
     many were dead-lettered.
@@ -81,8 +82,9 @@ def settle(
     ``retry`` (worth another try, with the reason) are due again after a backoff, or
     dead-lettered once they had :data:`MAX_DELIVERIES`; ``dead`` (never going to work) and
     ``bad`` (malformed messages) are dead-lettered; the rest of ``events`` are done.
-    ``before_release`` runs before the ledger lets go of the done events: what it records (the
-    task's figures) is there by the time a reader sees an empty ledger.
+    ``figures`` (the task's, in all and per repository; the dead-lettered count is filled in
+    here) are recorded in the transaction that lets go of the done events: they are there by the
+    time a reader sees an empty ledger, and a task that fails to settle records none.
     """
     failed = [e.as_message() for e, _ in retry]
     counts = state.reschedule(failed, lambda n: now + backoff(n, RETRY_BASE))
@@ -95,10 +97,14 @@ def settle(
             again.add(tuple(message))
     state.dead_letter(letters)
     settled = Settled(again=len(again), dead_lettered=len(letters))
-    if before_release is not None:
-        before_release(settled)
+    flat = None
+    if figures is not None:
+        totals, by_repository = figures
+        totals.dead_lettered = settled.dead_lettered
+        flat = (totals.flat(), {repo: f.flat() for repo, f in by_repository.items()})
     batch = [e.as_message() for e in events]
-    state.untrack([m for m in batch if tuple(m) not in again] + [m for _, m in bad])
+    done = [m for m in batch if tuple(m) not in again] if again else batch
+    state.untrack(done + [m for _, m in bad], flat)
     return settled
 
 

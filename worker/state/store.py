@@ -29,13 +29,17 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import redis
 
 from worker.errors import StateError
+from worker.state.scripts import REFRESH_LUA, RELEASE_LUA, UNTRACK_LUA
 
-__all__ = ["DeadLetter", "StateStore"]
+__all__ = ["DeadLetter", "FlatFigures", "StateStore"]
+
+#: A task's figures, flat (``fetch.hits``...): in all, and per repository.
+FlatFigures: TypeAlias = tuple[Mapping[str, int], Mapping[str, Mapping[str, int]]]
 
 _SEEN_PREFIX: Final = "warmer:seen:"
 _DEADLETTER: Final = "warmer:deadletter"
@@ -49,15 +53,6 @@ _PULLS: Final = "warmer:pulls"
 _PENDING: Final = "warmer:pending"
 _LOCK: Final = "warmer:lock:"
 _CACHE_KEYS: Final = "warmer:cache:keys"
-# Compare-and-set on a lock's token: only its holder refreshes or releases it.
-_REFRESH_LUA: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE_LUA: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 _DELIVERIES: Final = "warmer:deliveries"
 #: A dead letter's largest size (a registry's event is well under 2 KiB); past it the event is
 #: kept cut, with its length and hash. The list is at most this times WARMER_DEADLETTER_MAX.
@@ -89,9 +84,13 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# Built once: json.dumps with options builds an encoder on every call (a tenth of a member's cost).
+_MEMBER_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def _member(message: Any) -> str:
     # The same message always gives the same member: compact, key order fixed.
-    return json.dumps(message, separators=(",", ":"), sort_keys=True)
+    return _MEMBER_ENCODER.encode(message)
 
 
 def _letter(at: float, reason: str, event: Any) -> str:
@@ -122,6 +121,7 @@ class StateStore:
         deadletter_max: int = DEADLETTER_MAX,
     ) -> None:
         self._redis = client
+        self._untrack = client.register_script(UNTRACK_LUA)
         self._seen_ttl = seen_ttl
         self._deadletter_max = deadletter_max
 
@@ -196,16 +196,26 @@ class StateStore:
         if messages:
             self._call(self._redis.zadd, _PENDING, {_member(m): due for m in messages}, False, True)
 
-    def untrack(self, messages: Sequence[Any]) -> None:
-        """A task is done with these messages (warmed, evicted or dead-lettered)."""
-        if not messages:
-            return
+    def untrack(self, messages: Sequence[Any], figures: FlatFigures | None = None) -> None:
+        """A task is done with these messages (warmed, evicted or dead-lettered).
+
+        ``figures``, the task's (flat, in all and per repository), are added in the same
+        script: one command, and whoever sees the messages gone sees the figures.
+        """
         members = [_member(m) for m in messages]
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zrem(_PENDING, *members)
-        pipe.hdel(_DELIVERIES, *members)
-        pipe.srem(_WAITING, *members)
-        self._call(pipe.execute)
+        keys = [_PENDING, _DELIVERIES, _WAITING]
+        args: list[str | int] = [len(members), *members]
+        if figures is not None:
+            totals, by_repository = figures
+            for key, values in [(_FIGURES, totals)] + [
+                (_REPOSITORY_FIGURES + repo, f) for repo, f in by_repository.items()
+            ]:
+                added = [(field, value) for field, value in values.items() if value]
+                if added:
+                    keys.append(key)
+                    args += [len(added), *(x for pair in added for x in pair)]
+        if len(keys) > 3 or members:
+            self._call(self._untrack, keys, args)
 
     def due(self, now: float, limit: int) -> list[Any]:
         """Pending messages whose time has come, oldest first."""
@@ -223,15 +233,7 @@ class StateStore:
         self, totals: Mapping[str, int], by_repository: Mapping[str, Mapping[str, int]]
     ) -> None:
         """Add a task's figures (flat) to the cluster-wide ones: one atomic round trip."""
-        pipe = self._redis.pipeline(transaction=True)
-        for key, figures in [(_FIGURES, totals)] + [
-            (_REPOSITORY_FIGURES + repo, f) for repo, f in by_repository.items()
-        ]:
-            for field, value in figures.items():
-                if value:
-                    pipe.hincrby(key, field, value)
-        if pipe.command_stack:
-            self._call(pipe.execute)
+        self.untrack([], (totals, by_repository))
 
     def figures(self, repository: str | None = None) -> dict[str, int]:
         """The cluster-wide figures, flat (of one repository, when given)."""
@@ -348,12 +350,12 @@ class StateStore:
 
     def refresh_lock(self, name: str, token: str, ttl: float) -> bool:
         """Extend the lock by ``ttl`` seconds from now if ``token`` still holds it."""
-        script = self._redis.register_script(_REFRESH_LUA)
+        script = self._redis.register_script(REFRESH_LUA)
         return bool(self._call(script, [_LOCK + name], [token, int(ttl * 1000)]))
 
     def release_lock(self, name: str, token: str) -> bool:
         """Let go of the lock if ``token`` holds it."""
-        script = self._redis.register_script(_RELEASE_LUA)
+        script = self._redis.register_script(RELEASE_LUA)
         return bool(self._call(script, [_LOCK + name], [token]))
 
     def lock_holder(self, name: str) -> str | None:

@@ -31,6 +31,8 @@ __all__ = ["FilesystemStore"]
 _log = logging.getLogger(__name__)
 # A link holds "<alg>:<hex>"; sha512 is the longest. Reading a little more catches junk.
 _MAX_LINK_BYTES: Final = 160
+#: Repositories whose link folders are kept (see FilesystemStore._link_folders).
+_FOLDERS_KEPT: Final = 4096
 
 
 class FilesystemStore:
@@ -39,6 +41,7 @@ class FilesystemStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self._root = os.path.abspath(os.fspath(root))
         self._v2 = os.path.join(self._root, paths.DRIVER_ROOT.lstrip("/"))
+        self._folders: dict[tuple[str, bool], tuple[str, ...]] = {}
 
     def __repr__(self) -> str:
         return f"FilesystemStore({self._root!r})"
@@ -118,12 +121,26 @@ class FilesystemStore:
         owns it and bounds it: a walk's blobs are shared by many repositories. ``manifests``
         resolves as the registry's manifest store does: the revision link, else the blob link.
         """
-        folders = [self._inside(paths.layers(repository))]
-        if manifests:
-            folders.insert(0, self._inside(paths.revisions(repository)))
+        folders = self._link_folders(repository, manifests)
         for d in digests:
             reference.digest(d)
         return [self._fetch(repository, folders, d, sizes) for d in digests]
+
+    def _link_folders(self, repository: str, manifests: bool) -> tuple[str, ...]:
+        # A pure function of the name, asked for by every batch of a repository: kept, so the
+        # name's check and the path's (normpath, commonpath) are paid once per repository.
+        key = (repository, manifests)
+        folders = self._folders.get(key)
+        if folders is None:
+            layers = self._inside(paths.layers(repository))
+            # The manifest store resolves through revision links first, then blob links.
+            folders = (
+                (self._inside(paths.revisions(repository)), layers) if manifests else (layers,)
+            )
+            if len(self._folders) >= _FOLDERS_KEPT:
+                self._folders.clear()  # bounded: a walk meets every repository once
+            self._folders[key] = folders
+        return folders
 
     def fetch_listed(
         self,
@@ -155,7 +172,7 @@ class FilesystemStore:
     def _fetch(
         self,
         repository: str,
-        folders: list[str],
+        folders: Sequence[str],
         digest: str,
         sizes: MutableMapping[str, int] | None,
     ) -> Descriptor | StoreError:
