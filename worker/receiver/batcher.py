@@ -22,8 +22,10 @@ from worker.registry.events import Message
 __all__ = ["DEFAULT_MAX_SIZE", "DEFAULT_WINDOW", "Batcher"]
 
 #: The least time between two batches: small against the registry's own notification latency,
-#: large enough that a burst leaves in few tasks (at most 100 a second).
-DEFAULT_WINDOW: Final = 0.01
+#: large enough that a burst leaves in few tasks (at most 200 a second). Each request waits for
+#: its batch, so a sender's requests are at most one a window: 10 ms capped 32 connections near
+#: 2,900 events/s, below what the worker warms (BENCHMARKS.md, "the batch window").
+DEFAULT_WINDOW: Final = 0.005
 #: Events in one task at most: a task's work stays short, so a redelivery costs little.
 DEFAULT_MAX_SIZE: Final = 500
 
