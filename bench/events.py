@@ -14,7 +14,8 @@ links of one blob each, one event per request (as a registry sends them):
 - pulls: EVENTS blob pulls the same way; events/s until the access figures count every one;
 - latency: RATE push events/s for SECONDS (this script's own client); for each event the time
   from its request to its blob in the cache (polled every 2 ms): p50 and p99;
-- baseline: the same machine's Celery draining no-op tasks (prefork 2, same broker).
+- baseline: the same machine's Celery draining no-op tasks (prefork 2, same broker), timed from
+  its first task taken (its start-up is no part of its rate, as the warmer's is not).
 
 ``--sweep`` measures pushes at each number of connections and plots events/s against them
 beside the no-op rate (needs matplotlib: ``pip install -e '.[bench]'``).
