@@ -19,6 +19,7 @@ from tests.support.layout import LayoutWriter
 from worker.cache import BlobDescriptorCache
 from worker.core.pipeline import process
 from worker.core.service import CachedBlobService
+from worker.errors import StoreUnavailableError
 from worker.registry.events import Event, Kind
 from worker.state import StateStore
 from worker.storage import paths
@@ -118,3 +119,56 @@ def test_a_delete_before_or_after_a_push_wins(
     result = process([Event("push", Kind.WARM_BLOB, REPO, digest)], worker, state)
     assert len(result.dead) == 1
     _gone(cache_redis, digest)
+
+
+class _FlakyAfterRead:
+    """The store of a batch pushing to two repositories: the other worker's delete of B's
+    blob runs once B's link was read, and A's check meets a passing storage error once."""
+
+    def __init__(self, store: FilesystemStore, delete: Callable[[], None], flaky: str) -> None:
+        self._store, self._delete, self._flaky = store, delete, flaky
+        self._deleted = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def fetch_many(
+        self, repository: str, digests: Sequence[str], sizes: Any = None, *, manifests: bool = False
+    ) -> Any:
+        found = self._store.fetch_many(repository, digests, sizes, manifests=manifests)
+        if repository == "team/b" and not self._deleted:
+            self._deleted = True
+            self._delete()  # B's link was read; its membership is not written yet
+        return found
+
+    def stat(self, digest: str) -> Any:
+        if digest == self._flaky:
+            self._flaky = ""
+            raise StoreUnavailableError("storage timed out")  # once
+        return self._store.stat(digest)
+
+
+def test_a_failed_check_of_one_repository_does_not_skip_the_others(
+    layout: LayoutWriter, cache_redis: redis.Redis, state: StateStore
+) -> None:
+    layout.store.root.mkdir(parents=True, exist_ok=True)
+    unlinked = layout.blob(b"pushed to A, which has no link to it")  # A's check stats it
+    b_digest = layout.blob(b"B's layer, deleted meanwhile")
+    layout.link("team/b", b_digest)
+    layout.link("team/a", layout.blob(b"A exists"))
+    other_worker = CachedBlobService(BlobDescriptorCache(cache_redis), layout.store)
+
+    def delete_b() -> None:
+        os.remove(layout.store.os_path(paths.layer_link("team/b", b_digest)))
+        result = process([Event("del", Kind.EVICT, "team/b", b_digest)], other_worker, state)
+        assert (result.dead, result.retry) == ([], [])
+
+    store = _FlakyAfterRead(layout.store, delete_b, unlinked)
+    service = CachedBlobService(BlobDescriptorCache(cache_redis), store)
+    pushes = [
+        Event("pa", Kind.WARM_BLOB, "team/a", unlinked),
+        Event("pb", Kind.WARM_BLOB, "team/b", b_digest),
+    ]
+    result = process(pushes, service, state)
+    assert not cache_redis.sismember("repository::team/b::blobs", b_digest)  # the delete won
+    assert result.figures.fetch.requests == 2  # each push counted once, not again on the retry

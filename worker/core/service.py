@@ -162,7 +162,12 @@ class CachedBlobService:
         return self.fetch_many(repository, digests, strict=strict, manifests=True, listed=listed)
 
     def warm_many(
-        self, repository: str, digests: Sequence[str], *, manifests: bool = False
+        self,
+        repository: str,
+        digests: Sequence[str],
+        *,
+        manifests: bool = False,
+        recheck: bool = False,
     ) -> list[FetchResult]:
         """Warm blobs of one repository for pushes: :meth:`fetch_many` (strict), then a delete wins.
 
@@ -173,8 +178,12 @@ class CachedBlobService:
         forgotten again. Whatever the interleaving, the last of the two to finish sees the link
         gone (the registry removes it before it notifies) and the membership ends gone. A digest
         not found at all is forgotten too, so a retried push converges the same way.
+
+        ``recheck``: read the links of hits again too, for a push whose earlier try may have
+        written its entry and failed before its own check (see :meth:`warm_groups`).
         """
-        return self.warm_groups({repository: digests}, manifests=manifests)[repository]
+        groups = {repository: digests}
+        return self.warm_groups(groups, manifests=manifests, recheck=recheck)[repository]
 
     def warm_groups(
         self,
@@ -182,10 +191,15 @@ class CachedBlobService:
         figures: Mapping[str, Figures] | None = None,
         *,
         manifests: bool = False,
+        recheck: bool = False,
     ) -> dict[str, list[FetchResult]]:
         """:meth:`warm_many` of several repositories (repository to digests) at once: one cache
         read and one cache write for them all. Each repository's lookups count in its own
-        ``figures`` when given, else in this service's."""
+        ``figures`` when given, else in this service's, once all of it has succeeded.
+
+        Every repository's delete-wins check runs even when another's raises (the first error
+        is raised after them all): the write covered them all, so each needs its check.
+        """
         cached = self.cache.stat_groups(groups)  # strict: a warm is for the cache's sake
         results: dict[str, list[FetchResult]] = {}
         fills: dict[str, list[Descriptor]] = {}
@@ -196,22 +210,30 @@ class CachedBlobService:
                 self.store.fetch_many(repository, missed, manifests=manifests) if missed else []
             )
             results[repository], fills[repository] = _pair(digests, found, resolved)
-        # Counted once every lookup is answered: a batch that raises is tried again smaller.
+        self.cache.set_descriptor_groups({r: f for r, f in fills.items() if f})
+        failed: Exception | None = None
+        for repository, found_results in results.items():
+            try:
+                results[repository] = self._delete_wins(
+                    repository, found_results, manifests, recheck=recheck
+                )
+            except Exception as exc:  # raised below, once every check has run
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+        # Counted once all of it succeeded: a batch that raises is tried again smaller.
         for repository, found in cached.items():
             hits = sum(desc is not None for desc in found)
             tally = (figures[repository] if figures is not None else self.figures).fetch
             tally.hit(hits)
             tally.miss(len(found) - hits)
-        self.cache.set_descriptor_groups({r: f for r, f in fills.items() if f})
-        for repository, found_results in results.items():
-            results[repository] = self._delete_wins(repository, found_results, manifests)
         return results
 
     def _delete_wins(
-        self, repository: str, results: list[FetchResult], manifests: bool
+        self, repository: str, results: list[FetchResult], manifests: bool, *, recheck: bool
     ) -> list[FetchResult]:
         # See warm_many: links read again after the write; what is gone now is forgotten.
-        written = [r.digest for r in results if not r.hit and r.error is None]
+        written = [r.digest for r in results if (recheck or not r.hit) and r.error is None]
         again = self.store.fetch_many(repository, written, manifests=manifests) if written else []
         deleted = {
             d for d, a in zip(written, again, strict=True) if isinstance(a, BlobNotFoundError)
