@@ -22,8 +22,9 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from tests.support.registry import REGISTRY_BINARIES, free_port, registry_binary, wait_for
+from tests.support.registry import REGISTRY_BINARIES, registry_binary, wait_for
 from worker.cli.up import registry_snippet
+from worker.processes import free_ports
 from worker.registryfile import read_registry_config
 from worker.settings import load_settings
 from worker.storageurl import StorageTarget, parse_storage_url
@@ -253,7 +254,7 @@ def test_a_real_registry_starts_with_the_mounted_config_and_sends_the_token(
     token = "Ab0-._~+/x=="
     _Capture.headers_seen.clear()
     config = yaml.safe_load(REGISTRY_CONFIGS[binary.version.value].read_text())
-    port, debug = free_port(), free_port()
+    port, debug = free_ports(2)
     config["http"]["addr"] = f"127.0.0.1:{port}"
     config["http"]["debug"]["addr"] = f"127.0.0.1:{debug}"
     local = f"127.0.0.1:{redis_proc.port}"

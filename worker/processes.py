@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Final
 
@@ -27,6 +27,7 @@ __all__ = [
     "background",
     "die_with_parent",
     "free_port",
+    "free_ports",
     "stop_group",
     "stop_leader_then_group",
     "throwaway_redis",
@@ -58,10 +59,22 @@ def die_with_parent() -> Callable[[], None]:
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different TCP ports on 127.0.0.1 that nothing listens on right now.
+
+    All are held at once while chosen: two calls of :func:`free_port` in a row can return the
+    same port (seen: a registry's debug server took the port of its own listener).
+    """
+    with ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            s = held.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:

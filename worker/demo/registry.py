@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.processes import free_port
+from worker.processes import free_port, free_ports
 from worker.registry.config import registry_config
 from worker.storageurl import StorageTarget
 from worker.versions import RegistryVersion
@@ -137,7 +137,7 @@ def running_registry(
     """Start ``BINARY serve`` on free ports with a Redis blob-descriptor cache at ``redis_url``;
     ``extra_config`` is more top-level YAML (``validation:`` for manifests with urls); an
     ``s3`` ``storage`` stores there instead of the filesystem at ``root``."""
-    port, debug_port = free_port(), free_port()
+    port, debug_port = free_ports(2)
     workdir.mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
     config = workdir / f"config-{port}.yml"
