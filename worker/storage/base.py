@@ -8,14 +8,18 @@ repositories, their blob links and their manifest revisions (streamed).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Protocol
 
-from worker.errors import BlobNotFoundError, StoreError
+from worker.errors import BlobNotFoundError, InvalidReferenceError, StoreError
+from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import Manifest
 
-__all__ = ["Store", "resolve_linked", "stat_or_error"]
+__all__ = ["Store", "is_name", "resolve_linked", "stat_or_error"]
+
+_log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
@@ -126,3 +130,14 @@ def stat_or_error(stat: Callable[[str], Descriptor], digest: str) -> Descriptor 
         return stat(digest)
     except StoreError as exc:
         return exc
+
+
+def is_name(name: str) -> bool:
+    """True for a valid repository name; a warning names an invalid one (a walk skips it)."""
+    try:
+        reference.repository_name(name)
+    except InvalidReferenceError as exc:
+        if name:
+            _log.warning("skipping repository %r: %s", name, exc)
+        return False
+    return True

@@ -24,7 +24,7 @@ from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from worker.storage import paths
-from worker.storage.base import resolve_linked, stat_or_error
+from worker.storage.base import is_name, resolve_linked, stat_or_error
 
 __all__ = ["FilesystemStore"]
 
@@ -237,7 +237,7 @@ class FilesystemStore:
                     if entry.name in (paths.LAYERS, paths.MANIFESTS) and not is_repository:
                         is_repository = True
                         # A host alone ("localhost:5000") begins names but is none itself.
-                        if _is_name(prefix):
+                        if is_name(prefix):
                             yield prefix
                     continue
                 name = f"{prefix}/{entry.name}" if prefix else entry.name
@@ -288,16 +288,6 @@ class FilesystemStore:
             raise StoreError(f"cannot read link {path}: {exc.strerror}") from None
         finally:
             os.close(fd)
-
-
-def _is_name(name: str) -> bool:
-    try:
-        reference.repository_name(name)
-    except InvalidReferenceError as exc:
-        if name:
-            _log.warning("skipping repository %r: %s", name, exc)
-        return False
-    return True
 
 
 def _subdirectories(directory: str) -> Iterator[str]:

@@ -19,12 +19,12 @@ from typing import Any, Final
 from worker.errors import InvalidReferenceError, StoreError
 from worker.registry import reference
 from worker.storage import paths
+from worker.storage.base import is_name
 
 __all__ = [
     "LISTERS",
     "FolderListing",
     "RepositoryWalk",
-    "is_name",
     "link_digests",
     "linked",
     "prefetched",
@@ -143,17 +143,6 @@ class RepositoryWalk:
         if entry is None:
             return None
         return (d for d in entry[which] if d.partition(":")[2].startswith(shard))
-
-
-def is_name(name: str) -> bool:
-    """True for a valid repository name; a warning names an invalid one."""
-    try:
-        reference.repository_name(name)
-    except InvalidReferenceError as exc:
-        if name:
-            _log.warning("skipping repository %r: %s", name, exc)
-        return False
-    return True
 
 
 def prefetched(pool: ThreadPoolExecutor, sources: list[Iterator[list[str]]]) -> Iterator[list[str]]:
