@@ -100,7 +100,7 @@ def test_check_refuses_a_missing_root(tmp_path: Path) -> None:
 def test_repositories_walks_nested_names_and_skips_invalid_directories(
     layout: LayoutWriter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="worker.storage.filesystem")
+    caplog.set_level(logging.WARNING, logger="worker.storage")
     for name in ("app", "org/app", "org/app/sub", "a/b/c/d"):
         layout.link(name, layout.blob(name.encode()))
     layout.revision("manifests-only", layout.blob(b"m"))
@@ -121,7 +121,7 @@ def test_repositories_walks_names_with_a_host_component(
     layout: LayoutWriter, caplog: pytest.LogCaptureFixture
 ) -> None:
     # 2.8 accepts a first HOST[:PORT]/ component; the host alone is no repository.
-    caplog.set_level(logging.WARNING, logger="worker.storage.filesystem")
+    caplog.set_level(logging.WARNING, logger="worker.storage")
     for name in ("localhost:5000/app", "reg.example:443/team/app", "team/manifests"):
         layout.link(name, layout.blob(name.encode()))
     host_only = layout.store.root / "docker/registry/v2/repositories/localhost:5000/_layers"
