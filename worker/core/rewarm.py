@@ -149,7 +149,7 @@ def _batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
 
 
 #: The hex prefixes a large repository is split by: 16 even parts.
-SHARDS: Final = tuple("0123456789abcdef")
+SHARDS: Final = tuple(reference.HEX_DIGITS)
 #: Links from which a repository is re-warmed as 16 tasks rather than one.
 LARGE_REPOSITORY: Final = 10_000
 

@@ -14,6 +14,7 @@ from worker.errors import InvalidDigestError, InvalidReferenceError, InvalidRepo
 
 __all__ = [
     "DIGEST_ALGORITHMS",
+    "HEX_DIGITS",
     "MAX_REPOSITORY_NAME",
     "digest",
     "repository_name",
@@ -27,6 +28,8 @@ MAX_REPOSITORY_NAME: Final = 255
 
 #: Hex length of each accepted digest algorithm; anything else is refused.
 DIGEST_ALGORITHMS: Final = {"sha256": 64, "sha512": 128}
+#: The digits a digest's hex is spelled with (lower case only, as distribution writes them).
+HEX_DIGITS: Final = "0123456789abcdef"
 
 # distribution/reference: path-component = alpha-numeric (separator alpha-numeric)*,
 # separator = [._] | __ | [-]*. No component can be "." or "..", so no name can climb a path.

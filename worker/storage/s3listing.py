@@ -41,9 +41,8 @@ _FOLDER_FRESH: Final = 5.0
 
 ListPage = Callable[..., dict[str, Any]]
 Pages = Callable[..., Iterator[dict[str, Any]]]
-_HEX: Final = "0123456789abcdef"
 #: Listers a large folder needs at most: one per next hex digit, and one per other algorithm.
-LISTERS: Final = len(_HEX) + len(reference.DIGEST_ALGORITHMS)
+LISTERS: Final = len(reference.HEX_DIGITS) + len(reference.DIGEST_ALGORITHMS)
 
 
 def link_digests(folder: str, keys: list[str]) -> Iterator[str]:
@@ -214,7 +213,9 @@ def _rest(pages: Pages, folder: str, shard: str, last: str) -> list[Iterator[lis
     current = rest[: len(shard) + 1]
     sources = [_keys(pages, f"{folder}/{algorithm}/{current}", last)]
     sources += [
-        _keys(pages, f"{folder}/{algorithm}/{shard}{c}") for c in _HEX if shard + c > current
+        _keys(pages, f"{folder}/{algorithm}/{shard}{c}")
+        for c in reference.HEX_DIGITS
+        if shard + c > current
     ]
     if not shard:
         sources += [

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from worker.errors import StoreError
-from worker.registry.reference import DIGEST_ALGORITHMS
+from worker.registry.reference import DIGEST_ALGORITHMS, HEX_DIGITS
 from worker.storage.s3listing import ListPage
 
 __all__ = ["SEEN_LIMIT", "blob_sizes", "links_among", "sizes_by_listing"]
@@ -30,7 +30,7 @@ _PAGE_KEYS: Final = 1000
 _PARALLEL_PAGES: Final = 4
 _SPACE: Final = float(16**12)
 _TINY: Final = 1 / _SPACE
-_HEX_DIGITS: Final = frozenset("0123456789abcdef")
+_HEX_DIGITS: Final = frozenset(HEX_DIGITS)
 _UNSORTED: Final = (
     "an S3 listing came out of key order: only general purpose buckets list in order (an "
     "S3 Express directory bucket does not), and a merge with one could miss what is there"
