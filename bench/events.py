@@ -28,6 +28,7 @@ import asyncio
 import json
 import math
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -36,6 +37,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx2
 import redis
@@ -132,6 +134,47 @@ def _warm_up(url: str, blob: tuple[str, str], cache: redis.Redis, state: redis.R
     )
 
 
+class Run(NamedTuple):
+    """One wrk measure: events/s, CPU microseconds per event by process, events per task."""
+
+    rate: float
+    cpu_us: dict[str, float]
+    per_task: float
+
+
+def _tasks(client: redis.Redis) -> int:
+    # Every task message is one LPUSH onto the queue (kombu's Redis transport); nothing else
+    # of the warmer's pushes to a list but dead letters, which a benchmark run makes none of.
+    return int(client.info("commandstats").get("cmdstat_lpush", {}).get("calls", 0))
+
+
+def _group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) of every live process in process group ``pgid``."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == pgid:  # fields from the state on: pgrp is the third
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _redis_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def _cpu(groups: dict[str, int], client: redis.Redis) -> dict[str, float]:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        **{name: _group_cpu(pgid) for name, pgid in groups.items()},
+        "redis": _redis_cpu(client),
+        "wrk": children.ru_utime + children.ru_stime,  # the one child that ends in a run
+    }
+
+
 def wrk_throughput(
     url: str,
     kind: str,
@@ -142,9 +185,11 @@ def wrk_throughput(
     duration: float,
     cache: redis.Redis,
     state: redis.Redis,
-) -> float:
+    groups: dict[str, int],
+) -> Run:
     """Events/s from wrk's first request until every accepted event has reached the cache
-    (pushes: its blob is there, nothing pending in the ledger) or the access figures (pulls)."""
+    (pushes: its blob is there, nothing pending in the ledger) or the access figures (pulls),
+    and the CPU each process group (and Redis, and wrk) spent per event meanwhile."""
     cache.flushdb()  # every push then adds one blob: the count says what was warmed
     pulls_before = _pulls(state)
     threads = min(2, connections)
@@ -164,6 +209,7 @@ def wrk_throughput(
         return _warmed(cache) if state.zcard("warmer:pending") == 0 else 0
 
     samples: list[tuple[float, int]] = []
+    cpu_before, tasks_before = _cpu(groups, cache), _tasks(cache)
     started = time.perf_counter()
     with subprocess.Popen(args, stdout=subprocess.PIPE, text=True) as proc:
         while proc.poll() is None:
@@ -179,8 +225,10 @@ def wrk_throughput(
             raise SystemExit(f"timed out waiting for {accepted} {kind} events to arrive")
         samples.append((time.perf_counter(), arrived()))
         time.sleep(0.005)
+    cpu_after, tasks = _cpu(groups, cache), _tasks(cache) - tasks_before
     last = next(t for t, count in samples if count >= accepted)
-    return accepted / (last - started)
+    per_event = {k: (cpu_after[k] - cpu_before[k]) / accepted * 1e6 for k in cpu_after}
+    return Run(accepted / (last - started), per_event, accepted / tasks if tasks else math.inf)
 
 
 async def latency(
@@ -305,7 +353,7 @@ def main() -> None:
                 + (["--workers", str(args.workers)] if args.workers != 1 else []),
                 env,
                 work / "webhook.log",
-            ),
+            ) as receiver,
             background(
                 [
                     warmer,
@@ -321,8 +369,9 @@ def main() -> None:
                 ],
                 env,
                 work / "worker.log",
-            ),
+            ) as worker,
         ):
+            groups = {"receiver": receiver.pid, "worker": worker.pid}  # each leads its group
             _wait(lambda: _ready(port), 30, "warmer webhook /readyz")
             _warm_up(url, warm_up, cache, state)
             measure = {
@@ -335,6 +384,7 @@ def main() -> None:
                     duration=args.duration,
                     cache=cache,
                     state=state,
+                    groups=groups,
                 )
                 for kind in ("push", "pull")
             }
@@ -350,6 +400,7 @@ def main() -> None:
                         duration=args.duration,
                         cache=cache,
                         state=state,
+                        groups=groups,
                     ),
                 )
                 for c in sweep
@@ -357,7 +408,18 @@ def main() -> None:
             cache.flushdb()
             times = asyncio.run(latency(url, blobs[pushed_n:], args.rate, cache))
         baseline = noop_rate(f"{base}/3", args.noop_tasks, work)
+    _report(args, baseline, measure, curve, times)
+
+
+def _report(
+    args: argparse.Namespace,
+    baseline: float,
+    measure: dict[str, Run],
+    curve: list[tuple[int, Run]],
+    times: list[float],
+) -> None:
     q = statistics.quantiles(times, n=100)
+    latency_n = int(args.rate * args.seconds)
     print(
         f"events: {args.events} one-event requests from {args.concurrency} connections (wrk), "
         f"{args.workers} receiver process(es); latency: {latency_n} events at {args.rate:g}/s; "
@@ -365,23 +427,27 @@ def main() -> None:
     )
     print(f"{'Celery no-op tasks drained (prefork 2)':44} {baseline:>9,.0f} tasks/s")
     for kind, what in (("push", "pushes to warm cache"), ("pull", "pulls to access figures")):
-        rate = measure[kind]
+        run = measure[kind]
         print(
-            f"{'warmer: ' + what:44} {rate:>9,.0f} events/s "
-            f"({rate / baseline:.2f}x the no-op task rate)"
+            f"{'warmer: ' + what:44} {run.rate:>9,.0f} events/s "
+            f"({run.rate / baseline:.2f}x the no-op task rate)"
         )
-    for connections, rate in curve:
+        cpu = ", ".join(f"{name} {us:.0f}" for name, us in run.cpu_us.items())
+        print(f"{'  CPU per event, µs':44} {cpu}")
+        if kind == "push":
+            print(f"{'  events per task':44} {run.per_task:9.1f}")
+    for connections, run in curve:
         print(
-            f"{'  pushes, ' + str(connections) + ' connections':44} {rate:>9,.0f} events/s "
-            f"({rate / baseline:.2f}x)"
+            f"{'  pushes, ' + str(connections) + ' connections':44} {run.rate:>9,.0f} events/s "
+            f"({run.rate / baseline:.2f}x)"
         )
     if curve:
-        _plot(curve, baseline, args.workers, args.plot)
+        _plot([(c, run.rate) for c, run in curve], baseline, args.workers, args.plot)
     print(
         f"{'warmer: event-to-warm latency at ' + format(args.rate, 'g') + '/s':44} "
         f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(times):.1f} ms"
     )
-    slowest = min(measure.values()) / baseline
+    slowest = min(run.rate for run in measure.values()) / baseline
     print(
         f"targets: >= 3x the no-op rate, pushes and pulls -> "
         f"{'met' if slowest >= 3 else 'NOT met'} ({slowest:.2f}x); "

@@ -59,7 +59,9 @@ def test_one_envelope_of_many_bad_events_is_capped_counted_and_logged_once(
 ) -> None:
     state = build_state(_settings(redis_proc, deadletter_max=1000))
     published: list[Any] = []
-    app = create_webhook(state=state, publish=published.append, token=TOKEN, window=0.001)
+    app = create_webhook(
+        state=state, publish=published.append, token=TOKEN, first_wait=60, window=0.001
+    )
     body = b'{"events": [' + b",".join([b"1"] * 50_000) + b"]}"
     headers = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}"}
     with caplog.at_level(logging.WARNING, logger="worker.receiver.webhook"), TestClient(app) as c:
@@ -91,7 +93,12 @@ def test_pulls_cost_no_task_and_no_key_each_and_are_summed_per_repository(
     state = StateStore(state_redis)
     published: list[Any] = []
     app = create_webhook(
-        state=state, publish=published.append, token=TOKEN, window=0.001, pull_flush_interval=0.05
+        state=state,
+        publish=published.append,
+        token=TOKEN,
+        first_wait=60,
+        window=0.001,
+        pull_flush_interval=0.05,
     )
     headers = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}"}
     with TestClient(app) as client:

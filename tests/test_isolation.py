@@ -107,7 +107,9 @@ def test_whatever_one_blob_raises_only_that_event_is_dead(
 @pytest.fixture
 def receiver(state: StateStore) -> Iterator[tuple[TestClient, list[list[Any]]]]:
     published: list[list[Any]] = []
-    app = create_webhook(state=state, publish=published.append, token=TOKEN, window=0.001)
+    app = create_webhook(
+        state=state, publish=published.append, token=TOKEN, first_wait=60, window=0.001
+    )
     with TestClient(app) as client:
         yield client, published
 

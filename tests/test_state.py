@@ -10,7 +10,7 @@ from worker.core.clients import build_state
 from worker.errors import StateError
 from worker.settings import load_settings
 from worker.state import StateStore
-from worker.state.store import MAX_LETTER_BYTES, MAX_REASON_CHARS
+from worker.state.deadletters import MAX_LETTER_BYTES, MAX_REASON_CHARS
 
 
 def test_ids_are_unseen_until_marked_and_marks_expire(
@@ -20,6 +20,22 @@ def test_ids_are_unseen_until_marked_and_marks_expire(
     state.mark_seen(["a"])
     assert state.unseen(["a", "b"]) == ["b"]
     assert 0 < state_redis.ttl("warmer:seen:a") <= 24 * 3600
+
+
+def test_admit_marks_and_tracks_each_event_once_in_one_round_trip(
+    state: StateStore, state_redis: redis.Redis
+) -> None:
+    state.mark_seen(["old"])
+    ids = ["old", "a", "b", "a"]  # a resend, and one id twice in the batch
+    messages = [[i, "warm-blob", "repo", f"sha256:{n}"] for n, i in enumerate(ids)]
+    assert state.admit(ids, messages, 1e12) == [False, True, True, False]
+    assert state.unseen(["a", "b"]) == []
+    assert 0 < state_redis.ttl("warmer:seen:a") <= 24 * 3600
+    # The ledger holds the fresh events' messages only: nothing is sent twice from it.
+    assert sorted(m[0] for m in state.due(2e12, 10)) == ["a", "b"]
+    state.forget(["a"])  # its publish failed: the registry's resend must be fresh
+    assert state.unseen(["a", "b"]) == ["a"]
+    assert state.admit([], [], 1e12) == []
 
 
 def test_dead_letters_keep_reason_and_event_in_order(state: StateStore) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import httpx2
@@ -55,6 +55,7 @@ def _client(state: StateStore, published: Published, **kwargs: Any) -> TestClien
         state=state,
         publish=published,
         window=0.001,
+        first_wait=60,
         token=kwargs.pop("token", TOKEN),
         **kwargs,
     )
@@ -92,6 +93,12 @@ def test_a_valid_envelope_is_accepted_once_with_the_broker(
     assert response.json() == {"accepted": 2, "duplicates": 0, "ignored": 0, "rejected": 0}
     # A pull is no task: the receiver adds pulls up per repository and writes the sums.
     assert published.messages == [["e1", "warm-blob", "team/app", D]]
+
+
+def test_events_take_post_only_and_other_paths_are_404(client: TestClient) -> None:
+    assert client.get("/events").status_code == 405
+    assert client.put("/events", content=b"{}").status_code == 405
+    assert client.post("/other", content=b"{}").status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -185,11 +192,12 @@ def test_duplicate_deliveries_are_sent_once(client: TestClient, published: Publi
 
 
 def test_a_refused_enqueue_is_503_and_not_marked_seen(
-    client: TestClient, published: Published
+    client: TestClient, published: Published, state: StateStore
 ) -> None:
     body = envelope(event("push", "a", D, event_id="retry-me"))
     published.down = True
     assert _post(client, body).status_code == 503
+    assert state.pending_count() == 1  # the ledger has it: sent again if the registry is not
     published.down = False
     response = _post(client, body)  # the registry sends the same event again
     assert response.json()["accepted"] == 1
@@ -271,23 +279,36 @@ def test_events_of_another_registry_version_are_logged_once(
 
 
 class CountingState(StateStore):
-    """A real state store that counts its dedup round trips."""
+    """A real state store that counts its round trips for events: dedup and the ledger."""
 
     def __init__(self, client: redis.Redis) -> None:
         super().__init__(client)
-        self.lookups = 0
+        self.round_trips = 0
+
+    def admit(self, event_ids: Sequence[str], messages: Sequence[Any], due: float) -> list[bool]:
+        self.round_trips += 1
+        return super().admit(event_ids, messages, due)
 
     def unseen(self, event_ids: Sequence[str]) -> list[str]:
-        self.lookups += 1
+        self.round_trips += 1
         return super().unseen(event_ids)
 
+    def mark_seen(self, event_ids: Iterable[str]) -> None:
+        self.round_trips += 1
+        super().mark_seen(event_ids)
 
-def test_concurrent_requests_share_one_dedup_round_trip(
+    def track(self, messages: Sequence[Any], due: float) -> None:
+        self.round_trips += 1
+        super().track(messages, due)
+
+
+def test_concurrent_requests_share_one_state_round_trip(
     state_redis: redis.Redis, published: Published
 ) -> None:
     state = CountingState(state_redis)
     state.mark_seen(["old"])
-    app = create_webhook(state=state, publish=published, token=TOKEN, window=0.2)
+    state.round_trips = 0
+    app = create_webhook(state=state, publish=published, token=TOKEN, first_wait=60, window=0.2)
     headers = {"content-type": V1, "authorization": f"Bearer {TOKEN}"}
     ids = ["old", *(f"e{i}" for i in range(19)), "e0"]  # a resend, and one id in two requests
 
@@ -312,7 +333,8 @@ def test_concurrent_requests_share_one_dedup_round_trip(
 
     responses = asyncio.run(main())
     assert all(r.status_code == 202 for r in responses)
-    assert state.lookups == 2  # one a batch, not one a request
+    assert state.round_trips == 2  # one a batch, dedup and ledger both, not one a request
     assert sorted(m[0] for m in published.messages[1:]) == sorted(f"e{i}" for i in range(19))
     assert responses[1].json()["duplicates"] == 1  # "old" was seen before
     assert state.unseen(ids) == []  # every id sent is now marked seen
+    assert state.pending_count() == 20  # and every event sent is in the ledger, once

@@ -3,7 +3,9 @@
 sentry-sdk is process-global by design, so this is called once, at the start of ``warmer
 webhook``, ``worker``, ``beat`` or ``up``, never at import. Celery tasks and the ASGI receiver
 are instrumented (sentry-sdk enables its Starlette integration by itself when Starlette is
-installed); beat's schedules are reported as cron monitors. No token reaches Sentry: the
+installed; ``POST /events``, a plain ASGI app, reports through the log: every error the receiver
+logs, and uvicorn's line for an exception it raised, becomes an event); beat's schedules are
+reported as cron monitors. No token reaches Sentry: the
 recursive scrubber drops ``Authorization`` headers and token-named fields, and every string
 holding the webhook token's value is redacted before an event or breadcrumb leaves.
 """

@@ -6,7 +6,7 @@ import os
 from typing import Annotated
 
 import typer
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from tasks import worker_app
 from worker.celeryapp import create_app
@@ -42,7 +42,7 @@ def webhook(  # noqa: PLR0917 (typer passes each option by name)
     """Serve POST /events, the registry's notification endpoint (and /healthz, /readyz)."""
     settings = settings_of(ctx)
 
-    def build() -> Starlette:
+    def build() -> ASGIApp:
         init_sentry(settings, "webhook")
         return build_webhook(
             settings, create_app(settings), insecure_no_auth=insecure_no_auth, max_body=max_body

@@ -8,19 +8,17 @@ import logging
 import os
 import signal
 import socket
-import time
 from collections.abc import Callable
 from typing import Final
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from worker.celeryapp import WarmerCelery
 from worker.core.clients import build_cache, build_state
 from worker.errors import ConfigError
 from worker.processes import die_with_parent
 from worker.receiver.webhook import DEFAULT_MAX_BODY, create_webhook
-from worker.registry.events import Message
 from worker.settings import Settings
 
 __all__ = [
@@ -28,7 +26,6 @@ __all__ = [
     "build_webhook",
     "serve_webhook",
     "serve_webhooks",
-    "tracked_publisher",
 ]
 
 _log = logging.getLogger(__name__)
@@ -36,17 +33,6 @@ _log = logging.getLogger(__name__)
 #: How long open requests may take to finish at shutdown; the batches they were accepted into
 #: are published after (the app's lifespan drains the batcher).
 GRACEFUL_SHUTDOWN_SECONDS: Final = 5
-
-
-def tracked_publisher(app: WarmerCelery) -> Callable[[list[Message]], None]:
-    """Publishing for the receiver: each message is tracked in the ledger before it is sent,
-    so an accepted event survives a broker that loses it."""
-
-    def publish(messages: list[Message]) -> None:
-        app.context.state.track(messages, time.time() + app.context.first_wait)
-        app.context.publish(messages)
-
-    return publish
 
 
 def _broker_check(app: WarmerCelery) -> None:
@@ -60,7 +46,7 @@ def build_webhook(
     *,
     insecure_no_auth: bool = False,
     max_body: int = DEFAULT_MAX_BODY,
-) -> Starlette:
+) -> ASGIApp:
     """The receiver, publishing to ``app``; refuses to exist without a token unless told to."""
     token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
     if token is None and not insecure_no_auth:
@@ -71,8 +57,9 @@ def build_webhook(
     state = build_state(settings)
     return create_webhook(
         state=state,
-        publish=tracked_publisher(app),
+        publish=app.context.publish,
         token=token,
+        first_wait=app.context.first_wait,
         max_body=max_body,
         registry_version=settings.registry_version,
         pull_flush_interval=settings.pull_flush_interval,
@@ -84,7 +71,7 @@ def build_webhook(
     )
 
 
-def _config(asgi: Starlette, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Config:
+def _config(asgi: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Config:
     # access_log off: every registry request would be a line; the receiver logs what matters.
     # uvicorn picks httptools and uvloop, installed with the warmer (BENCHMARKS.md).
     return uvicorn.Config(
@@ -97,7 +84,7 @@ def _config(asgi: Starlette, host: str = "127.0.0.1", port: int = 0) -> uvicorn.
     )
 
 
-def serve_webhook(asgi: Starlette, host: str, port: int) -> None:
+def serve_webhook(asgi: ASGIApp, host: str, port: int) -> None:
     """Run the receiver until SIGTERM or SIGINT; then drain what was accepted, and return."""
     # uvicorn shuts down on SIGTERM, then raises the signal again with the handler it found:
     # Python's default would end the process on the spot, skipping every cleanup of the
@@ -108,7 +95,7 @@ def serve_webhook(asgi: Starlette, host: str, port: int) -> None:
         uvicorn.Server(_config(asgi, host, port)).run()
 
 
-def serve_webhooks(build: Callable[[], Starlette], host: str, port: int, workers: int) -> None:
+def serve_webhooks(build: Callable[[], ASGIApp], host: str, port: int, workers: int) -> None:
     """Run ``workers`` receiver processes on one port until SIGTERM or SIGINT.
 
     One Python process is one core: the receivers share a listening socket this process binds,
@@ -155,7 +142,7 @@ def serve_webhooks(build: Callable[[], Starlette], host: str, port: int, workers
 
 
 def _receiver_child(
-    build: Callable[[], Starlette], listener: socket.socket, on_parent_death: Callable[[], None]
+    build: Callable[[], ASGIApp], listener: socket.socket, on_parent_death: Callable[[], None]
 ) -> None:
     code = 1
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["REFRESH_LUA", "RELEASE_LUA", "UNTRACK_LUA"]
+__all__ = ["ADMIT_LUA", "REFRESH_LUA", "RELEASE_LUA", "UNTRACK_LUA"]
 
 # Compare-and-set on a lock's token: only its holder refreshes or releases it.
 REFRESH_LUA: Final = """
@@ -15,6 +15,22 @@ return 0
 RELEASE_LUA: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# The receiver's one round trip a batch: each event not seen before is marked seen and tracked
+# in the ledger, atomically (a crash between the two would leave an event seen but never sent).
+# KEYS: pending, then each event's seen key; ARGV: the seen keys' TTL, the due time, then each
+# event's ledger member. Returns the (1-based) positions of the events seen for the first time;
+# an id twice in one batch is fresh once.
+ADMIT_LUA: Final = """
+local fresh = {}
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], 1, 'NX', 'EX', ARGV[1]) then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i + 1])
+    fresh[#fresh + 1] = i - 1
+  end
+end
+return fresh
 """
 
 # A task's release: its messages leave the ledger and its figures are added, atomically, in one

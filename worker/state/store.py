@@ -1,8 +1,8 @@
 """The warmer's own state, in its own Redis (``WARMER_STATE_URL``): the one module that spells
 its keys. The registry's cache DB never holds any of these.
 
-    warmer:seen:<event id>   STRING  an event already handed to the broker (expires after
-                                     WARMER_DEDUP_TTL)
+    warmer:seen:<event id>   STRING  an event accepted: in the ledger, handed to the broker
+                                     (expires after WARMER_DEDUP_TTL)
     warmer:pending           ZSET    task message (JSON) -> when to send it again if not done
     warmer:deliveries        HASH    task message (JSON) -> times it was sent or tried
     warmer:waiting           SET     task messages sent again during a backlog: their message
@@ -24,17 +24,16 @@ its keys. The registry's cache DB never holds any of these.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 import redis
 
 from worker.errors import StateError
-from worker.state.scripts import REFRESH_LUA, RELEASE_LUA, UNTRACK_LUA
+from worker.state.deadletters import DeadLetter, letter
+from worker.state.scripts import ADMIT_LUA, REFRESH_LUA, RELEASE_LUA, UNTRACK_LUA
 
 __all__ = ["DeadLetter", "FlatFigures", "StateStore"]
 
@@ -54,10 +53,6 @@ _PENDING: Final = "warmer:pending"
 _LOCK: Final = "warmer:lock:"
 _CACHE_KEYS: Final = "warmer:cache:keys"
 _DELIVERIES: Final = "warmer:deliveries"
-#: A dead letter's largest size (a registry's event is well under 2 KiB); past it the event is
-#: kept cut, with its length and hash. The list is at most this times WARMER_DEADLETTER_MAX.
-MAX_LETTER_BYTES: Final = 8192
-MAX_REASON_CHARS: Final = 500
 _WAITING: Final = "warmer:waiting"
 
 #: How long an event id is remembered by default: a registry resends within seconds, and a
@@ -65,19 +60,6 @@ _WAITING: Final = "warmer:waiting"
 SEEN_TTL_SECONDS: Final = 600
 #: Dead letters kept by default; beyond, the oldest are dropped and counted.
 DEADLETTER_MAX: Final = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An event the warmer gave up on: when, why, and the event as it arrived."""
-
-    at: float
-    reason: str
-    event: Any
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return {"at": self.at, "reason": self.reason, "event": self.event}
 
 
 def _text(value: bytes | str) -> str:
@@ -93,23 +75,6 @@ def _member(message: Any) -> str:
     return _MEMBER_ENCODER.encode(message)
 
 
-def _letter(at: float, reason: str, event: Any) -> str:
-    reason = reason[:MAX_REASON_CHARS]
-    try:
-        text = json.dumps(DeadLetter(at, reason, event).as_dict(), default=str)
-    except (ValueError, RecursionError) as exc:  # nesting or a number json cannot write back
-        return json.dumps(DeadLetter(at, reason, f"<event not serializable: {exc!r}>").as_dict())
-    if len(text) <= MAX_LETTER_BYTES:
-        return text
-    # The cap counts letters, so a letter is bounded too: a 1 MiB event would make the list
-    # 10 GB. What is kept says what it was; an event this large never was a registry's.
-    raw = json.dumps(event, default=str)
-    digest = hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()
-    head = raw[: MAX_LETTER_BYTES // 2]
-    cut = f"<event of {len(raw)} characters, sha256 {digest}, cut: {head}...>"
-    return json.dumps(DeadLetter(at, reason, cut).as_dict())
-
-
 class StateStore:
     """Dedup keys, the dead-letter list and access records in the warmer's own Redis."""
 
@@ -122,6 +87,7 @@ class StateStore:
     ) -> None:
         self._redis = client
         self._untrack = client.register_script(UNTRACK_LUA)
+        self._admit = client.register_script(ADMIT_LUA)
         self._seen_ttl = seen_ttl
         self._deadletter_max = deadletter_max
 
@@ -141,13 +107,36 @@ class StateStore:
         return [e for e, seen in zip(event_ids, flags, strict=True) if not seen]
 
     def mark_seen(self, event_ids: Iterable[str]) -> None:
-        """Remember ids as handed to the broker; call only after the broker took them."""
+        """Remember ids as handed to the broker (events that need no task: :meth:`admit` marks
+        the others); call only after the broker took them."""
         pipe = self._redis.pipeline(transaction=False)
         for event_id in event_ids:
             pipe.set(_SEEN_PREFIX + event_id, 1, ex=self._seen_ttl)
         self._call(pipe.execute)
 
+    def forget(self, event_ids: Sequence[str]) -> None:
+        """Unmark ids :meth:`admit` marked seen, whose publish then failed: the registry's
+        resend of them is then fresh, not a duplicate."""
+        if event_ids:
+            self._call(self._redis.delete, *(_SEEN_PREFIX + e for e in event_ids))
+
     # -- the pending ledger: every accepted event until a task is done with it ---------------
+
+    def admit(self, event_ids: Sequence[str], messages: Sequence[Any], due: float) -> list[bool]:
+        """For each event (its id and its task message), whether it is seen for the first time;
+        those are marked seen and tracked as pending until ``due``, in one atomic round trip.
+        The ledger then holds every fresh event, whatever becomes of its publish."""
+        if not event_ids:
+            return []
+        keys = [_PENDING, *(_SEEN_PREFIX + e for e in event_ids)]
+        members = [_member(m) for m in messages]
+        if len(members) != len(event_ids):
+            raise ValueError("one message an event id")
+        fresh = self._call(self._admit, keys, [self._seen_ttl, due, *members])
+        flags = [False] * len(event_ids)
+        for position in fresh:
+            flags[int(position) - 1] = True
+        return flags
 
     def track(self, messages: Sequence[Any], due: float) -> None:
         """Record messages as pending, to be sent again at ``due`` unless a task settles them."""
@@ -271,7 +260,7 @@ class StateStore:
         (:meth:`dead_letters_dropped`), so one hostile request cannot fill the Redis.
         """
         now = time.time()
-        entries = [_letter(now, reason, event) for reason, event in letters]
+        entries = [letter(now, reason, event) for reason, event in letters]
         if not entries:
             return 0
         cap = self._deadletter_max
