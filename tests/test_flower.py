@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -80,20 +81,29 @@ def test_flower_lists_the_warmers_tasks_with_their_counters(
                 load_settings(**{k.removeprefix("WARMER_").lower(): v for k, v in env.items()})
             )
             message = Event("f1", Kind.WARM_MANIFEST, "team/app", manifest).as_message()
-            task_id = app.send_task(EVENTS_TASK, args=[[message]]).id
+            # The worker sends task events once Flower has turned them on (Flower does so every
+            # 5 s in each worker it sees): a task sent before that is not shown, so one more is
+            # sent every half second until Flower shows one succeeded.
+            sent: list[tuple[str, float]] = []  # task id, when
 
             def done() -> bool:
                 tasks = _api(port, "/api/tasks") or {}
-                state: str | None = tasks.get(task_id, {}).get("state")
-                return state == "SUCCESS"
+                if any(tasks.get(t, {}).get("state") == "SUCCESS" for t, _ in sent):
+                    return True
+                if time.monotonic() - (sent[-1][1] if sent else 0.0) > 0.5:
+                    task_id = app.send_task(EVENTS_TASK, args=[[message]]).id
+                    sent.append((task_id, time.monotonic()))
+                return False
 
-            wait_for(done, timeout=60, what="Flower to show the task succeeded")
-            task = _api(port, "/api/tasks")[task_id]
+            wait_for(done, timeout=60, what="Flower to show a task succeeded")
+            tasks = _api(port, "/api/tasks")
+            task = next(tasks[t] for t, _ in sent if tasks.get(t, {}).get("state") == "SUCCESS")
     finally:
         proc.terminate()
         proc.wait(20)
     assert task["name"] == EVENTS_TASK
-    assert "'fetch': {'requests': 4, 'hits': 0, 'misses': 4}" in task["result"]
+    # The first task misses (a cold cache), any later one hits: four lookups either way.
+    assert "'fetch': {'requests': 4," in task["result"]
     assert len(blobs) == 3
 
 

@@ -19,7 +19,7 @@ from tests.support.layout import LayoutWriter
 from tests.support.redisdbs import shared_env
 from tests.support.redisdump import dump
 from worker.celeryapp import WarmerCelery
-from worker.celeryapp.names import EVENTS_TASK
+from worker.celeryapp.names import EVENTS_TASK, REWARM_TASK
 from worker.registry.events import Event, Kind
 from worker.settings import load_settings
 from worker.state import StateStore
@@ -109,8 +109,13 @@ def test_the_app_is_configured_for_at_least_once_delivery(app: WarmerCelery) -> 
     assert conf.task_acks_late
     assert conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
-    assert conf.worker_send_task_events
     assert conf.task_send_sent_event
+    # Task events on demand (Flower turns them on: tests/test_flower.py); no STARTED state for
+    # the warm tasks, which run for milliseconds, but for the jobs that run for minutes.
+    assert not conf.worker_send_task_events
+    assert conf.task_track_started
+    assert app.tasks[EVENTS_TASK].track_started is False
+    assert app.tasks[REWARM_TASK].track_started
     options = conf.broker_transport_options
     assert options.get("visibility_timeout") == 60 or options.get("confirm_publish") is True
 

@@ -36,6 +36,7 @@ _log = logging.getLogger(__name__)
 #: How long a manifest push waits for the manifest to be readable: the registry can notify
 #: before its storage shows the revision. Past this the event is retried later.
 MANIFEST_WAIT_SECONDS: Final = 2.0
+_FIRST_DELAY: Final = 0.02
 
 
 @dataclass(slots=True)
@@ -265,7 +266,7 @@ def _read_manifest(
     sleep: Callable[[float], None],
 ) -> Manifest:
     deadline = time.monotonic() + wait
-    delay = 0.02
+    delay = _FIRST_DELAY
     while True:
         try:
             return service.store.manifest(repository, digest)
@@ -273,5 +274,12 @@ def _read_manifest(
             if time.monotonic() + delay > deadline:
                 # Pushed moments ago: the registry can notify before storage shows it.
                 raise ManifestNotReadyError(str(exc)) from None
+            if delay == _FIRST_DELAY:  # once a wait: it explains a slow task
+                _log.info(
+                    "manifest %s of %s is not in storage yet: waiting up to %g s",
+                    digest,
+                    repository,
+                    wait,
+                )
             sleep(delay)
             delay = min(delay * 2, 0.5)
