@@ -15,7 +15,13 @@ links of one blob each, one event per request (as a registry sends them):
 - latency: RATE push events/s for SECONDS (this script's own client); for each event the time
   from its request to its blob in the cache (polled every 2 ms): p50 and p99;
 - baseline: the same machine's Celery draining no-op tasks (prefork 2, same broker), timed from
-  its first task taken (its start-up is no part of its rate, as the warmer's is not).
+  its first task taken (its start-up is no part of its rate, as the warmer's is not); measured
+  before the warmer starts and after it stopped, the mean of both is the baseline.
+
+With pushes and pulls it prints where the CPU went: microseconds per event of the receiver's
+processes, the worker's, Redis's and wrk's (from /proc and ``INFO cpu``: read against each
+other, they hold when the machine's speed drifts between runs), and for pushes the events a
+task carried (task messages counted as LPUSH calls on the broker).
 
 ``--sweep`` measures pushes at each number of connections and plots events/s against them
 beside the no-op rate (needs matplotlib: ``pip install -e '.[bench]'``).
@@ -332,6 +338,9 @@ def main() -> None:
     digests.write_text("".join(f"{r} {d}\n" for r, d in blobs[:pushed_n]))
     sweep = [int(c) for c in args.sweep.split(",") if c]
     with throwaway_redis() as rport:
+        # The no-op rate before and after the warmer's measures, their mean the baseline: the
+        # machine's speed drifts over a run's minute (shared cores), and both ends see it.
+        before = noop_rate(f"redis://127.0.0.1:{rport}/3", args.noop_tasks, work)
         cache = redis.Redis(port=rport, db=0)
         state = redis.Redis(port=rport, db=2)
         base = f"redis://127.0.0.1:{rport}"
@@ -407,7 +416,9 @@ def main() -> None:
             ]
             cache.flushdb()
             times = asyncio.run(latency(url, blobs[pushed_n:], args.rate, cache))
-        baseline = noop_rate(f"{base}/3", args.noop_tasks, work)
+        after = noop_rate(f"{base}/3", args.noop_tasks, work)
+    baseline = (before + after) / 2
+    print(f"no-op tasks/s before the warmer's measures {before:,.0f}, after {after:,.0f}")
     _report(args, baseline, measure, curve, times)
 
 

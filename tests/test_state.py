@@ -22,19 +22,22 @@ def test_ids_are_unseen_until_marked_and_marks_expire(
     assert 0 < state_redis.ttl("warmer:seen:a") <= 24 * 3600
 
 
-def test_admit_marks_and_tracks_each_event_once_in_one_round_trip(
+def test_admit_tracks_each_fresh_event_once_and_marks_nothing_seen(
     state: StateStore, state_redis: redis.Redis
 ) -> None:
     state.mark_seen(["old"])
     ids = ["old", "a", "b", "a"]  # a resend, and one id twice in the batch
     messages = [[i, "warm-blob", "repo", f"sha256:{n}"] for n, i in enumerate(ids)]
     assert state.admit(ids, messages, 1e12) == [False, True, True, False]
-    assert state.unseen(["a", "b"]) == []
-    assert 0 < state_redis.ttl("warmer:seen:a") <= 24 * 3600
     # The ledger holds the fresh events' messages only: nothing is sent twice from it.
     assert sorted(m[0] for m in state.due(2e12, 10)) == ["a", "b"]
-    state.forget(["a"])  # its publish failed: the registry's resend must be fresh
-    assert state.unseen(["a", "b"]) == ["a"]
+    # Seen only once the broker has them: until then a resend is fresh again.
+    assert state.unseen(["a", "b"]) == ["a", "b"]
+    assert state.admit(["a"], [messages[1]], 1e12) == [True]
+    state.mark_seen(["a", "b"])
+    assert state.unseen(["a", "b", "c"]) == ["c"]
+    assert 0 < state_redis.ttl("warmer:seen:a") <= 24 * 3600
+    assert state.admit(["a"], [messages[1]], 1e12) == [False]
     assert state.admit([], [], 1e12) == []
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -333,8 +335,45 @@ def test_concurrent_requests_share_one_state_round_trip(
 
     responses = asyncio.run(main())
     assert all(r.status_code == 202 for r in responses)
-    assert state.round_trips == 2  # one a batch, dedup and ledger both, not one a request
+    # Two a batch (dedup and ledger before the broker, seen marks after), not one a request.
+    assert state.round_trips == 4
     assert sorted(m[0] for m in published.messages[1:]) == sorted(f"e{i}" for i in range(19))
     assert responses[1].json()["duplicates"] == 1  # "old" was seen before
     assert state.unseen(ids) == []  # every id sent is now marked seen
     assert state.pending_count() == 20  # and every event sent is in the ledger, once
+
+
+def test_a_resend_during_a_publish_that_then_fails_is_published(state: StateStore) -> None:
+    # The registry timed out on a request whose publish hangs, and sends the event again: the
+    # resend must reach the broker, not pass for a duplicate of what is about to fail.
+    release = threading.Event()
+    sent: list[list[Any]] = []
+
+    def publish(messages: list[Any]) -> None:
+        if not sent and not release.is_set():
+            sent.append([])  # the first publish: under way, then the broker is gone
+            release.wait(10)
+            raise ConnectionError("broker went away")
+        sent.append(messages)
+
+    app = create_webhook(state=state, publish=publish, token=TOKEN, first_wait=60, window=0.001)
+    headers = {"content-type": V1, "authorization": f"Bearer {TOKEN}"}
+    body = envelope(event("push", "a", D, event_id="same"))
+
+    async def main() -> tuple[Any, Any]:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://warmer") as c:
+            first = asyncio.create_task(c.post("/events", content=body, headers=headers))
+            deadline = time.monotonic() + 10
+            while not sent and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            resend = await c.post("/events", content=body, headers=headers)
+            release.set()
+            return await first, resend
+
+    first, resend = asyncio.run(main())
+    assert first.status_code == 503
+    assert resend.status_code == 202
+    assert resend.json()["accepted"] == 1
+    assert [m[0] for batch in sent for m in batch] == ["same"]
+    assert state.unseen(["same"]) == []  # seen once the broker took it

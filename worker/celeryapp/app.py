@@ -195,10 +195,10 @@ def create_app(settings: Settings) -> WarmerCelery:
         # Results expire in hours: at a task a second, days of them would be gigabytes.
         result_expires=settings.result_ttl,
         result_extended=True,
-        # Task events on demand: Flower turns them on in every worker it sees (every 5 s), and
-        # `warmer worker -E` always. Unwatched, a warm task spends a fifth less on Celery's own
-        # work without them (BENCHMARKS.md, lever 8). A sent event lets Flower show a task as
-        # queued before a worker has it.
+        # Task events on demand: Flower turns them on in every worker it sees (every 5 s; they
+        # stay on until the worker restarts), and `warmer worker -E` always. A worker nobody
+        # watches spends less on each task without them (BENCHMARKS.md, lever 8). A sent event
+        # lets Flower show a task as queued before a worker has it.
         worker_send_task_events=False,
         task_send_sent_event=True,
         # STARTED in a task's result while it runs: rewarm and reconcile run for minutes; the

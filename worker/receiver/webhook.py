@@ -10,9 +10,9 @@ Answers, in the order they are decided:
 - 202 otherwise, once every valid event of the envelope is in the ledger and with the broker
   (pulls are added up here and written a few times a second: :mod:`worker.receiver.pulls`).
 
-Requests arriving together share a batch (:mod:`worker.receiver.batcher`): one state round trip
-(dedup and ledger) and one task for all their events. ``POST /events`` is a plain ASGI app, the
-other routes Starlette's.
+Requests arriving together share a batch (:mod:`worker.receiver.batcher`): one task and two
+state round trips (dedup and ledger before the broker, seen marks after) for all their events.
+``POST /events`` is a plain ASGI app, the other routes Starlette's.
 
 ``GET /metrics`` (Prometheus) and ``GET /debug/vars`` (expvar JSON) serve the cluster-wide figures.
 
@@ -107,21 +107,19 @@ def create_webhook(
     """
 
     def admit_and_publish(messages: list[Message]) -> set[str]:
-        # One state round trip a batch, none in a request's own path: the events not seen
-        # before are marked seen and tracked in the ledger at once, then published. Returns
-        # the ids already seen (duplicates).
+        # Two state round trips a batch, none in a request's own path: the events not seen
+        # before are tracked in the ledger, published, then marked seen (only once the broker
+        # has them: a resend during a publish that then fails must not pass for done).
+        # Returns the ids already seen (duplicates).
         ids = [m[0] for m in messages]
         flags = state.admit(ids, messages, time.time() + first_wait)
         fresh = [m for m, new in zip(messages, flags, strict=True) if new]
         if fresh:
+            publish(fresh)
             try:
-                publish(fresh)
-            except Exception:
-                # Answered 503, the registry sends them again: not duplicates then. Should
-                # the state Redis be away too, the ledger sends them after first_wait.
-                with contextlib.suppress(StateError):
-                    state.forget([m[0] for m in fresh])
-                raise
+                state.mark_seen([m[0] for m in fresh])
+            except StateError as exc:  # with the broker already: at worst a duplicate later
+                _log.warning("could not mark %d events seen: %s", len(fresh), exc)
         return set(ids) - {m[0] for m in fresh}
 
     batcher = Batcher(admit_and_publish, window=window, max_size=max_size)
@@ -191,7 +189,9 @@ class _Receiver:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /events``, as a plain ASGI app: the hot path builds no request object."""
-        headers = dict(scope["headers"])  # names come lower-cased
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:  # names come lower-cased; the first one counts
+            headers.setdefault(name, value)
         try:
             status, answer = await self._events(headers, receive)
         except _Disconnected:

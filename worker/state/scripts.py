@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ADMIT_LUA", "REFRESH_LUA", "RELEASE_LUA", "UNTRACK_LUA"]
+__all__ = ["ADMIT_LUA", "REFRESH_LUA", "RELEASE_LUA", "SEEN_LUA", "UNTRACK_LUA"]
 
 # Compare-and-set on a lock's token: only its holder refreshes or releases it.
 REFRESH_LUA: Final = """
@@ -17,20 +17,30 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# The receiver's one round trip a batch: each event not seen before is marked seen and tracked
-# in the ledger, atomically (a crash between the two would leave an event seen but never sent).
-# KEYS: pending, then each event's seen key; ARGV: the seen keys' TTL, the due time, then each
-# event's ledger member. Returns the (1-based) positions of the events seen for the first time;
-# an id twice in one batch is fresh once.
+# The receiver's round trip before it publishes a batch: each event not seen before is tracked
+# in the ledger (an id twice in the batch, once). Nothing is marked seen here: that waits for
+# the broker (SEEN_LUA), so a resend that arrives while a publish is under way, which may fail,
+# is published too (a duplicate, harmless) rather than taken for done. KEYS: pending, then each
+# event's seen key; ARGV: the due time, then each event's ledger member. Returns the (1-based)
+# positions of the fresh events.
 ADMIT_LUA: Final = """
-local fresh = {}
+local fresh, taken = {}, {}
 for i = 2, #KEYS do
-  if redis.call('SET', KEYS[i], 1, 'NX', 'EX', ARGV[1]) then
-    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i + 1])
+  if not taken[KEYS[i]] and redis.call('EXISTS', KEYS[i]) == 0 then
+    taken[KEYS[i]] = true
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
     fresh[#fresh + 1] = i - 1
   end
 end
 return fresh
+"""
+
+# Events the broker took: marked seen, each for ARGV[1] seconds. KEYS: their seen keys.
+SEEN_LUA: Final = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], 1, 'EX', ARGV[1])
+end
+return #KEYS
 """
 
 # A task's release: its messages leave the ledger and its figures are added, atomically, in one

@@ -1,8 +1,8 @@
 """The warmer's own state, in its own Redis (``WARMER_STATE_URL``): the one module that spells
 its keys. The registry's cache DB never holds any of these.
 
-    warmer:seen:<event id>   STRING  an event accepted: in the ledger, handed to the broker
-                                     (expires after WARMER_DEDUP_TTL)
+    warmer:seen:<event id>   STRING  an event already handed to the broker (expires after
+                                     WARMER_DEDUP_TTL)
     warmer:pending           ZSET    task message (JSON) -> when to send it again if not done
     warmer:deliveries        HASH    task message (JSON) -> times it was sent or tried
     warmer:waiting           SET     task messages sent again during a backlog: their message
@@ -33,7 +33,7 @@ import redis
 
 from worker.errors import StateError
 from worker.state.deadletters import DeadLetter, letter
-from worker.state.scripts import ADMIT_LUA, REFRESH_LUA, RELEASE_LUA, UNTRACK_LUA
+from worker.state.scripts import ADMIT_LUA, REFRESH_LUA, RELEASE_LUA, SEEN_LUA, UNTRACK_LUA
 
 __all__ = ["DeadLetter", "FlatFigures", "StateStore"]
 
@@ -88,6 +88,7 @@ class StateStore:
         self._redis = client
         self._untrack = client.register_script(UNTRACK_LUA)
         self._admit = client.register_script(ADMIT_LUA)
+        self._seen = client.register_script(SEEN_LUA)
         self._seen_ttl = seen_ttl
         self._deadletter_max = deadletter_max
 
@@ -107,32 +108,25 @@ class StateStore:
         return [e for e, seen in zip(event_ids, flags, strict=True) if not seen]
 
     def mark_seen(self, event_ids: Iterable[str]) -> None:
-        """Remember ids as handed to the broker (events that need no task: :meth:`admit` marks
-        the others); call only after the broker took them."""
-        pipe = self._redis.pipeline(transaction=False)
-        for event_id in event_ids:
-            pipe.set(_SEEN_PREFIX + event_id, 1, ex=self._seen_ttl)
-        self._call(pipe.execute)
-
-    def forget(self, event_ids: Sequence[str]) -> None:
-        """Unmark ids :meth:`admit` marked seen, whose publish then failed: the registry's
-        resend of them is then fresh, not a duplicate."""
-        if event_ids:
-            self._call(self._redis.delete, *(_SEEN_PREFIX + e for e in event_ids))
+        """Remember ids as handed to the broker (one command); call only after the broker
+        took them, or, for events that need no task, once they are accepted."""
+        keys = [_SEEN_PREFIX + e for e in event_ids]
+        if keys:
+            self._call(self._seen, keys, [self._seen_ttl])
 
     # -- the pending ledger: every accepted event until a task is done with it ---------------
 
     def admit(self, event_ids: Sequence[str], messages: Sequence[Any], due: float) -> list[bool]:
-        """For each event (its id and its task message), whether it is seen for the first time;
-        those are marked seen and tracked as pending until ``due``, in one atomic round trip.
-        The ledger then holds every fresh event, whatever becomes of its publish."""
+        """For each event (its id and its task message), whether it is fresh: not seen, and
+        not earlier in ``event_ids``. The fresh ones are tracked as pending until ``due``, in
+        one round trip; :meth:`mark_seen` them once the broker has them."""
         if not event_ids:
             return []
         keys = [_PENDING, *(_SEEN_PREFIX + e for e in event_ids)]
         members = [_member(m) for m in messages]
         if len(members) != len(event_ids):
             raise ValueError("one message an event id")
-        fresh = self._call(self._admit, keys, [self._seen_ttl, due, *members])
+        fresh = self._call(self._admit, keys, [due, *members])
         flags = [False] * len(event_ids)
         for position in fresh:
             flags[int(position) - 1] = True
