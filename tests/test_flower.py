@@ -83,25 +83,30 @@ def test_flower_lists_the_warmers_tasks_with_their_counters(
             message = Event("f1", Kind.WARM_MANIFEST, "team/app", manifest).as_message()
             # The worker sends task events once Flower has turned them on (Flower does so every
             # 5 s in each worker it sees): a task sent before that is not shown, so one more is
-            # sent every half second until Flower shows one succeeded.
-            sent: list[tuple[str, float]] = []  # task id, when
+            # published, as the receiver publishes, every half second until Flower shows one
+            # succeeded.
+            last_sent = 0.0
+
+            def succeeded() -> list[dict[str, Any]]:
+                tasks = (_api(port, "/api/tasks") or {}).values()
+                return [t for t in tasks if t.get("state") == "SUCCESS"]
 
             def done() -> bool:
-                tasks = _api(port, "/api/tasks") or {}
-                if any(tasks.get(t, {}).get("state") == "SUCCESS" for t, _ in sent):
+                nonlocal last_sent
+                if succeeded():
                     return True
-                if time.monotonic() - (sent[-1][1] if sent else 0.0) > 0.5:
-                    task_id = app.send_task(EVENTS_TASK, args=[[message]]).id
-                    sent.append((task_id, time.monotonic()))
+                if time.monotonic() - last_sent > 0.5:
+                    app.context.publish([message])
+                    last_sent = time.monotonic()
                 return False
 
             wait_for(done, timeout=60, what="Flower to show a task succeeded")
-            tasks = _api(port, "/api/tasks")
-            task = next(tasks[t] for t, _ in sent if tasks.get(t, {}).get("state") == "SUCCESS")
+            task = succeeded()[0]
     finally:
         proc.terminate()
         proc.wait(20)
     assert task["name"] == EVENTS_TASK
+    assert task["args"].startswith("[1 event: ['f1', ")  # the batch, said short
     # The first task misses (a cold cache), any later one hits: four lookups either way.
     assert "'fetch': {'requests': 4," in task["result"]
     assert len(blobs) == 3

@@ -170,6 +170,14 @@ def _bounded_shutdown(app: WarmerCelery) -> Callable[..., None]:
     return handler
 
 
+def _argsrepr(messages: list[Message]) -> str:
+    # What Flower and the worker's log show of a warm task's arguments: Celery's own repr of a
+    # batch costs a fifth of its publish (the task's result keeps the arguments whole).
+    if len(messages) == 1:
+        return f"[1 event: {messages[0]!r}]"
+    return f"[{len(messages)} events: {messages[0]!r}, ...]" if messages else "[0 events]"
+
+
 def create_app(settings: Settings) -> WarmerCelery:
     """The warmer's Celery app: configured, scheduled, able to publish; no task registered."""
     broker, transport = celery_redis(settings.broker_url)
@@ -197,10 +205,11 @@ def create_app(settings: Settings) -> WarmerCelery:
         result_extended=True,
         # Task events on demand: Flower turns them on in every worker it sees (every 5 s; they
         # stay on until the worker restarts), and `warmer worker -E` always. A worker nobody
-        # watches spends less on each task without them (BENCHMARKS.md, lever 8). A sent event
-        # lets Flower show a task as queued before a worker has it.
+        # watches spends less on each task without them (BENCHMARKS.md, lever 8). No sent
+        # events: a quarter of the receiver's publish, and what waits is the ledger's pending
+        # events (warmer stats, /metrics); Flower shows a task once a worker has it.
         worker_send_task_events=False,
-        task_send_sent_event=True,
+        task_send_sent_event=False,
         # STARTED in a task's result while it runs: rewarm and reconcile run for minutes; the
         # warm tasks, which run for milliseconds, leave it out (tasks/events.py).
         task_track_started=True,
@@ -221,7 +230,14 @@ def create_app(settings: Settings) -> WarmerCelery:
     worker_shutting_down.connect(_bounded_shutdown(app), weak=False)
 
     def publish(messages: list[Message]) -> None:
-        app.send_task(EVENTS_TASK, args=[messages], retry=True, retry_policy=PUBLISH_RETRY)
+        app.send_task(
+            EVENTS_TASK,
+            args=[messages],
+            argsrepr=_argsrepr(messages),
+            kwargsrepr="{}",
+            retry=True,
+            retry_policy=PUBLISH_RETRY,
+        )
 
     def queue_length() -> int:
         with app.connection_for_read() as conn:
