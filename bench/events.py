@@ -2,6 +2,7 @@
 
     python bench/events.py [--events 6000] [--concurrency 32] [--workers 1] [--rate 100]
                            [--seconds 10] [--sweep 1,2,4,8,16,32,64,128 --plot PNG]
+                           [--sweep-rounds 1]
 
 Starts its own redis-server (cache, broker and state DBs), ``warmer webhook`` (``--workers``
 receiver processes) and ``warmer worker`` (prefork, 2 processes), and a store of blobs; one push
@@ -320,6 +321,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="receiver processes")
     parser.add_argument("--duration", type=float, default=8, help="wrk's bound, seconds")
     parser.add_argument("--sweep", default="", help="connection counts, e.g. 1,2,4,8")
+    parser.add_argument("--sweep-rounds", type=int, default=1, help="the sweep this many times")
     parser.add_argument("--plot", type=Path, default=ROOT / "bench" / "events.png")
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=10)
@@ -397,8 +399,11 @@ def main() -> None:
                 )
                 for kind in ("push", "pull")
             }
+            # Rounds of the whole sweep, one after the other: the spread between them shows
+            # what the machine's drift does to one point.
             curve = [
                 (
+                    round_,
                     c,
                     wrk_throughput(
                         url,
@@ -412,6 +417,7 @@ def main() -> None:
                         groups=groups,
                     ),
                 )
+                for round_ in range(1, args.sweep_rounds + 1)
                 for c in sweep
             ]
             cache.flushdb()
@@ -426,7 +432,7 @@ def _report(
     args: argparse.Namespace,
     baseline: float,
     measure: dict[str, Run],
-    curve: list[tuple[int, Run]],
+    curve: list[tuple[int, int, Run]],
     times: list[float],
 ) -> None:
     q = statistics.quantiles(times, n=100)
@@ -447,13 +453,14 @@ def _report(
         print(f"{'  CPU per event, µs':44} {cpu}")
         if kind == "push":
             print(f"{'  events per task':44} {run.per_task:9.1f}")
-    for connections, run in curve:
-        print(
-            f"{'  pushes, ' + str(connections) + ' connections':44} {run.rate:>9,.0f} events/s "
-            f"({run.rate / baseline:.2f}x)"
-        )
+    for round_, connections, run in curve:
+        label = f"  pushes, round {round_}, {connections} connections"
+        print(f"{label:44} {run.rate:>9,.0f} events/s ({run.rate / baseline:.2f}x)")
     if curve:
-        _plot([(c, run.rate) for c, run in curve], baseline, args.workers, args.plot)
+        rounds: dict[int, list[tuple[int, float]]] = {}
+        for round_, connections, run in curve:
+            rounds.setdefault(round_, []).append((connections, run.rate))
+        _plot(rounds, baseline, args.workers, args.plot)
     print(
         f"{'warmer: event-to-warm latency at ' + format(args.rate, 'g') + '/s':44} "
         f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(times):.1f} ms"
@@ -466,7 +473,9 @@ def _report(
     )
 
 
-def _plot(curve: list[tuple[int, float]], baseline: float, workers: int, out: Path) -> None:
+def _plot(
+    rounds: dict[int, list[tuple[int, float]]], baseline: float, workers: int, out: Path
+) -> None:
     try:
         import matplotlib  # noqa: PLC0415 (bench-only dependency)
 
@@ -476,8 +485,10 @@ def _plot(curve: list[tuple[int, float]], baseline: float, workers: int, out: Pa
         print("matplotlib is not installed: no plot (pip install -e '.[bench]')", file=sys.stderr)
         return
     fig, ax = plt.subplots(figsize=(8, 4))
-    connections = [c for c, _ in curve]
-    ax.plot(connections, [r for _, r in curve], marker="o", label=f"receiver ({workers} process)")
+    for round_, curve in rounds.items():
+        label = f"receiver ({workers} process), round {round_}"
+        ax.plot([c for c, _ in curve], [r for _, r in curve], marker="o", label=label)
+    connections = sorted({c for curve in rounds.values() for c, _ in curve})
     ax.axhline(baseline, color="grey", linestyle="--", label="Celery no-op tasks/s (prefork 2)")
     ax.axhline(3 * baseline, color="grey", linestyle=":", label="3x the no-op rate")
     ax.set_xscale("log", base=2)
@@ -485,7 +496,7 @@ def _plot(curve: list[tuple[int, float]], baseline: float, workers: int, out: Pa
     ax.set_xlabel("concurrent connections (wrk, one push event per request)")
     ax.set_ylabel("events/s to the warm cache")
     ax.set_ylim(bottom=0)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
