@@ -455,7 +455,11 @@ def _report(
             print(f"{'  events per task':44} {run.per_task:9.1f}")
     for round_, connections, run in curve:
         label = f"  pushes, round {round_}, {connections} connections"
-        print(f"{label:44} {run.rate:>9,.0f} events/s ({run.rate / baseline:.2f}x)")
+        cpu = ", ".join(f"{name} {us:.0f}" for name, us in run.cpu_us.items())
+        print(
+            f"{label:44} {run.rate:>9,.0f} events/s ({run.rate / baseline:.2f}x); "
+            f"{run.per_task:.1f} events a task; µs an event: {cpu}"
+        )
     if curve:
         rounds: dict[int, list[tuple[int, float]]] = {}
         for round_, connections, run in curve:
