@@ -304,7 +304,7 @@ class CountingState(StateStore):
         super().track(messages, due)
 
 
-def test_concurrent_requests_share_one_state_round_trip(
+def test_concurrent_requests_share_two_state_round_trips_a_batch(
     state_redis: redis.Redis, published: Published
 ) -> None:
     state = CountingState(state_redis)

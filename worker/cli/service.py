@@ -36,7 +36,9 @@ def webhook(  # noqa: PLR0917 (typer passes each option by name)
     ] = False,
     workers: Annotated[
         int,
-        typer.Option(min=1, help="Receiver processes on the port (one core each)."),
+        typer.Option(
+            min=1, help="Receiver processes on the port (one core each, not the worker's)."
+        ),
     ] = 1,
 ) -> None:
     """Serve POST /events, the registry's notification endpoint (and /healthz, /readyz)."""
