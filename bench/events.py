@@ -52,6 +52,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.throwaway import warmer_settings  # noqa: E402
 from tests.support.layout import LayoutWriter  # noqa: E402
 from worker.processes import background, free_port, throwaway_redis  # noqa: E402
 
@@ -346,15 +347,7 @@ def main() -> None:
         cache = redis.Redis(port=rport, db=0)
         state = redis.Redis(port=rport, db=2)
         base = f"redis://127.0.0.1:{rport}"
-        env = {
-            "WARMER_REDIS_URL": f"{base}/0",
-            "WARMER_BROKER_URL": f"{base}/1",
-            "WARMER_STATE_URL": f"{base}/2",
-            "WARMER_STORAGE_ROOT": str(work / "root"),
-            "WARMER_WEBHOOK_TOKEN": TOKEN,
-            # One throwaway server for cache, broker and state, which never evicts.
-            "WARMER_SKIP_EVICTION_CHECK": "1",
-        }
+        env = warmer_settings(rport, work / "root", webhook_token=TOKEN).environment()
         port = free_port()
         url = f"http://127.0.0.1:{port}/events"
         warmer = str(Path(sys.executable).with_name("warmer"))

@@ -17,7 +17,6 @@ Redis client's packing and parsing; the broker's own CPU is not in it.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.throwaway import warmer_settings  # noqa: E402
+from worker.celeryapp.app import PUBLISH_RETRY, create_app  # noqa: E402
+from worker.celeryapp.names import EVENTS_TASK  # noqa: E402
 from worker.processes import throwaway_redis  # noqa: E402
 
 
@@ -44,18 +46,7 @@ def main() -> None:
     parser.add_argument("--publishes", type=int, default=1000)
     args = parser.parse_args()
     with throwaway_redis() as port:
-        base = f"redis://127.0.0.1:{port}"
-        os.environ |= {
-            "WARMER_REDIS_URL": f"{base}/0",
-            "WARMER_BROKER_URL": f"{base}/1",
-            "WARMER_STATE_URL": f"{base}/2",
-            "WARMER_STORAGE_ROOT": str(ROOT),
-        }
-        from worker.celeryapp.app import PUBLISH_RETRY, create_app  # noqa: PLC0415
-        from worker.celeryapp.names import EVENTS_TASK  # noqa: PLC0415
-        from worker.settings import load_settings  # noqa: PLC0415
-
-        app = create_app(load_settings())
+        app = create_app(warmer_settings(port, ROOT))
         batch = [
             [f"event-{i}", "warm-blob", f"app{i % 10}", f"sha256:{i:064x}"]
             for i in range(args.batch)

@@ -34,6 +34,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.s3 import main as s3_main
+from bench.throwaway import warmer_settings
 from tests.support.layout import LayoutWriter
 from worker.cache import BlobDescriptorCache
 from worker.celeryapp import create_app
@@ -42,7 +43,6 @@ from worker.core.rewarm import DEFAULT_BATCH_SIZE, rewarm
 from worker.core.service import CachedBlobService
 from worker.processes import stop_group, throwaway_redis
 from worker.registry.mediatypes import OCTET_STREAM
-from worker.settings import load_settings
 from worker.state import StateStore
 from worker.storage.filesystem import FilesystemStore
 
@@ -121,21 +121,12 @@ def redis_pipe_limit(store: FilesystemStore, port: int, client: redis.Redis) -> 
 
 def fan_out(port: int, root: Path, concurrency: int, client: redis.Redis) -> tuple[int, float]:
     """Cold re-warm through the workers: links warmed and seconds to the summary."""
-    base = f"redis://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "WARMER_REDIS_URL": f"{base}/0",
-        "WARMER_BROKER_URL": f"{base}/1",
-        "WARMER_STATE_URL": f"{base}/2",
-        "WARMER_STORAGE_ROOT": str(root),
-    }
+    settings = warmer_settings(port, root)
+    env = {**os.environ, **settings.environment()}
     for db in (0, 1, 2):
         redis.Redis(port=port, db=db).flushdb()
     warmer = str(Path(sys.executable).with_name("warmer"))
     state = StateStore(redis.Redis(port=port, db=2))
-    settings = load_settings(
-        redis_url=f"{base}/0", broker_url=f"{base}/1", state_url=f"{base}/2", storage_root=str(root)
-    )
     app = create_app(settings)
     # Nothing between starting the worker and the try that stops it: it must never be left.
     worker = subprocess.Popen(
