@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker.processes import free_port  # noqa: E402
+from worker.cli.processes import free_port  # noqa: E402
 from worker.registry.events import classify, parse_envelope  # noqa: E402
 
 LUA = Path(__file__).with_name("events.lua")

@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.throwaway import warmer_settings  # noqa: E402
 from tests.support.layout import LayoutWriter  # noqa: E402
-from worker.processes import background, free_port, throwaway_redis  # noqa: E402
+from worker.cli.processes import background, free_port, throwaway_redis  # noqa: E402
 
 TOKEN = "bench-token"
 REPOS = 10

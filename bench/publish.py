@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.throwaway import warmer_settings  # noqa: E402
-from worker.celeryapp.app import PUBLISH_RETRY, create_app  # noqa: E402
+from worker.celeryapp.factory import PUBLISH_RETRY, create_app  # noqa: E402
 from worker.celeryapp.names import EVENTS_TASK  # noqa: E402
-from worker.processes import throwaway_redis  # noqa: E402
+from worker.cli.processes import throwaway_redis  # noqa: E402
 
 
 def _cpu_per_call(call: Callable[[], object], count: int) -> float:

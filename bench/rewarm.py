@@ -39,9 +39,9 @@ from tests.support.layout import LayoutWriter
 from worker.cache import BlobDescriptorCache
 from worker.celeryapp import create_app
 from worker.celeryapp.names import REWARM_TASK
+from worker.cli.processes import stop_group, throwaway_redis
+from worker.core.blobservice import CachedBlobService
 from worker.core.rewarm import DEFAULT_BATCH_SIZE, rewarm
-from worker.core.service import CachedBlobService
-from worker.processes import stop_group, throwaway_redis
 from worker.registry.mediatypes import OCTET_STREAM
 from worker.state import StateStore
 from worker.storage.filesystem import FilesystemStore

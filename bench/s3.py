@@ -36,11 +36,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, client
 from worker.cache import BlobDescriptorCache
+from worker.cli.demo.registry import wait_for
+from worker.cli.processes import free_port, throwaway_redis
+from worker.core.blobservice import CachedBlobService
 from worker.core.reconcile import reconcile
 from worker.core.rewarm import rewarm
-from worker.core.service import CachedBlobService
-from worker.demo.registry import wait_for
-from worker.processes import free_port, throwaway_redis
 from worker.storage import paths
 from worker.storage.s3 import DEFAULT_WORKERS, S3Store
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.layout import LayoutWriter  # noqa: E402
-from worker.processes import background, free_port, throwaway_redis  # noqa: E402
+from worker.cli.processes import background, free_port, throwaway_redis  # noqa: E402
 
 TOKEN = "soak-token"
 REPOS = 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from worker.settings import Settings, load_settings
+from worker.config.settings import Settings, load_settings
 
 __all__ = ["warmer_settings"]
 

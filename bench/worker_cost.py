@@ -46,8 +46,8 @@ else:
 
 from tests.support.layout import LayoutWriter  # noqa: E402
 from worker.cache import BlobDescriptorCache  # noqa: E402
-from worker.core.service import CachedBlobService  # noqa: E402
-from worker.processes import background, throwaway_redis  # noqa: E402
+from worker.cli.processes import background, throwaway_redis  # noqa: E402
+from worker.core.blobservice import CachedBlobService  # noqa: E402
 from worker.registry.events import Event, Kind, Message  # noqa: E402
 from worker.state import StateStore  # noqa: E402
 from worker.state.figures import Figures  # noqa: E402
@@ -230,7 +230,7 @@ def _drain(
 
 def under_celery(port: int, root: Path, batches: list[list[Message]], work: Path) -> None:
     from tasks import worker_app  # noqa: PLC0415
-    from worker.settings import load_settings  # noqa: PLC0415
+    from worker.config.settings import load_settings  # noqa: PLC0415
 
     base = f"redis://127.0.0.1:{port}"
     env = {

@@ -14,7 +14,7 @@ from worker.celeryapp import create_app
 
 if TYPE_CHECKING:
     from worker.celeryapp import WarmerCelery
-    from worker.settings import Settings
+    from worker.config.settings import Settings
 
 __all__ = ["register", "worker_app"]
 

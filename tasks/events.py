@@ -14,7 +14,7 @@ from worker.state.ledger import parse_messages, redeliver, settle
 
 if TYPE_CHECKING:
     from worker.celeryapp import WarmerCelery
-    from worker.core.service import CachedBlobService
+    from worker.core.blobservice import CachedBlobService
     from worker.state import StateStore
 
 __all__ = ["apply_events", "register_event_tasks"]

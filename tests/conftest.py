@@ -19,10 +19,10 @@ from tests.support.redisdbs import DB, DB_COUNT
 from tests.support.registry import tools_missing
 from tests.support.s3 import moto_server
 from worker.cache import BlobDescriptorCache
-from worker.core.service import CachedBlobService
+from worker.core.blobservice import CachedBlobService
+from worker.registry.versions import RegistryVersion
 from worker.state import StateStore
 from worker.storage.filesystem import FilesystemStore
-from worker.versions import RegistryVersion
 
 # Two servers on free ports: one the tests share (its DBs named in tests/support/redisdbs.py),
 # and one that tests stop to see the warmer survive an outage.

@@ -26,7 +26,7 @@ from tests.support.registry import free_port, wait_for
 from tests.support.sender import RegistryLikeSender
 from tests.support.services import warmer_process, webhook_ready
 from worker.celeryapp import create_app
-from worker.settings import load_settings
+from worker.config.settings import load_settings
 from worker.state import StateStore
 from worker.state.ledger import redeliver
 

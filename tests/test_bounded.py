@@ -21,10 +21,10 @@ from tests.support.redisdbs import DB
 from tests.support.registry import wait_for
 from worker.celeryapp.names import EVENTS_TASK
 from worker.cli.stats import stats_view
+from worker.config.settings import load_settings
 from worker.core.clients import build_state
 from worker.receiver.webhook import create_webhook
 from worker.registry.events import Event, Kind
-from worker.settings import load_settings
 from worker.state import StateStore
 
 TOKEN = "bounded-token"

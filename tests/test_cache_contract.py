@@ -11,11 +11,11 @@ import redis
 from tests.support.redisdump import CountingConnection, dump
 from tests.support.registry import free_port
 from worker.cache import BlobDescriptorCache
+from worker.config.settings import load_settings
 from worker.core.clients import build_cache
 from worker.errors import CacheError, CacheMissError, InvalidDigestError, InvalidRepositoryNameError
 from worker.registry.descriptor import Descriptor
-from worker.settings import load_settings
-from worker.versions import RegistryVersion
+from worker.registry.versions import RegistryVersion
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64

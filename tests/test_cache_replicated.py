@@ -11,7 +11,7 @@ import redis
 
 from tests.support.redis_servers import redis_sentinel
 from worker.cache import BlobDescriptorCache
-from worker.connections import connect
+from worker.config.connections import connect
 from worker.registry.descriptor import Descriptor
 
 D = "sha256:" + "a" * 64

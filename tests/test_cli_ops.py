@@ -1,4 +1,4 @@
-"""``warmer deadletter`` and Celery's own command line on ``worker.app``."""
+"""``warmer deadletter`` and Celery's own command line on ``worker.celery``."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_deadletter_list_replay_purge(
 def test_celery_command_line_finds_the_app_and_its_tasks(redis_proc: Any, tmp_path: Path) -> None:
     celery = str(Path(sys.executable).with_name("celery"))
     proc = subprocess.run(
-        [celery, "-A", "worker.app", "report"],
+        [celery, "-A", "worker.celery", "report"],
         env={**os.environ, **_env(redis_proc, tmp_path)},
         capture_output=True,
         text=True,

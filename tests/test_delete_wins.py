@@ -17,8 +17,8 @@ import redis
 
 from tests.support.layout import LayoutWriter
 from worker.cache import BlobDescriptorCache
+from worker.core.blobservice import CachedBlobService
 from worker.core.pipeline import process
-from worker.core.service import CachedBlobService
 from worker.errors import StoreUnavailableError
 from worker.registry.events import Event, Kind
 from worker.state import StateStore

@@ -23,11 +23,11 @@ import pytest
 import yaml
 
 from tests.support.registry import REGISTRY_BINARIES, registry_binary, wait_for
+from worker.cli.processes import free_ports
 from worker.cli.up import registry_snippet
-from worker.processes import free_ports
-from worker.registryfile import read_registry_config
-from worker.settings import load_settings
-from worker.storageurl import StorageTarget, parse_storage_url
+from worker.config.registryfile import read_registry_config
+from worker.config.settings import load_settings
+from worker.config.storageurl import StorageTarget, parse_storage_url
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

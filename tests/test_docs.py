@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from worker.settings import settings_table
+from worker.config.settings import settings_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -15,7 +15,7 @@ def test_readme_configuration_table_matches_the_settings() -> None:
     end = text.index("<!-- settings-table:end -->")
     assert text[start:end].strip() == settings_table(), (
         "README configuration table is stale: paste the output of "
-        "python -c 'from worker.settings import settings_table; print(settings_table())'"
+        "python -c 'from worker.config.settings import settings_table; print(settings_table())'"
     )
 
 

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 from tests.support.redisdbs import DB
 from tests.support.registry import free_port
 from worker.cli import app
+from worker.cli.processes import throwaway_redis
+from worker.config.settings import load_settings
 from worker.core.eviction import OVERRIDE, check_never_evicts, eviction_problem
 from worker.errors import EvictingRedisError
-from worker.processes import throwaway_redis
-from worker.settings import load_settings
 
 
 @pytest.fixture(scope="module")

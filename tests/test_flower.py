@@ -24,8 +24,8 @@ from tests.support.services import warmer_process
 from worker.celeryapp import create_app
 from worker.celeryapp.names import EVENTS_TASK
 from worker.cli import app as cli
+from worker.config.settings import load_settings
 from worker.registry.events import Event, Kind
-from worker.settings import load_settings
 
 AUTH = "admin:flower-test"
 

@@ -26,11 +26,11 @@ from tests.support.redisdbs import DB
 from tests.support.registry import wait_for
 from worker.celeryapp import WarmerCelery
 from worker.celeryapp.names import EVENTS_TASK, REWARM_REPOSITORY_TASK, REWARM_SUMMARY_TASK
+from worker.config.settings import load_settings
+from worker.core.blobservice import CachedBlobService
 from worker.core.pipeline import process
-from worker.core.service import CachedBlobService
 from worker.receiver.webhook import create_webhook
 from worker.registry.events import Event, Kind
-from worker.settings import load_settings
 from worker.state import StateStore
 from worker.state.ledger import replay
 

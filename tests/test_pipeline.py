@@ -15,12 +15,12 @@ from tests.support.redisdbs import DB
 from tests.support.redisdump import CountingConnection, dump
 from tests.support.registry import free_port
 from worker.cache import BlobDescriptorCache
+from worker.config.settings import load_settings
+from worker.core.blobservice import CachedBlobService
 from worker.core.clients import build_cache
 from worker.core.pipeline import process
 from worker.core.rewarm import rewarm
-from worker.core.service import CachedBlobService
 from worker.registry.events import Event, Kind
-from worker.settings import load_settings
 from worker.state import StateStore
 from worker.state.figures import Figures
 from worker.storage import paths

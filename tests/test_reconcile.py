@@ -10,9 +10,9 @@ import redis
 from tests.support.layout import LayoutWriter
 from tests.support.redisdump import dump
 from worker.cache import BlobDescriptorCache
+from worker.core.blobservice import CachedBlobService
 from worker.core.reconcile import reconcile
 from worker.core.rewarm import rewarm
-from worker.core.service import CachedBlobService
 from worker.storage import paths
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from worker.config.registryfile import redis_section, registry_config
 from worker.errors import ConfigError
-from worker.registry.config import redis_section, registry_config
-from worker.versions import RegistryVersion
+from worker.registry.versions import RegistryVersion
 
 V2, V3 = RegistryVersion.V2, RegistryVersion.V3
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from worker.connections import parse_redis_url
+from worker.config.connections import parse_redis_url
+from worker.config.registryfile import apply_overrides, read_registry_config, registry_config
+from worker.config.settings import load_settings
+from worker.config.storageurl import parse_storage_url, s3_url
 from worker.errors import ConfigError
-from worker.registry.config import registry_config
-from worker.registryfile import apply_overrides, read_registry_config
-from worker.settings import load_settings
-from worker.storageurl import parse_storage_url, s3_url
-from worker.versions import RegistryVersion
+from worker.registry.versions import RegistryVersion
 
 S3_CONFIG = """version: 0.1
 storage:

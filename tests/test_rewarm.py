@@ -13,14 +13,14 @@ from tests.support.layout import LayoutWriter
 from tests.support.redisdump import dump
 from tests.support.registry import free_port
 from worker.cache import BlobDescriptorCache
+from worker.config.settings import load_settings
+from worker.core.blobservice import CachedBlobService
 from worker.core.clients import build_cache
 from worker.core.rewarm import SHARDS, RewarmSummary, plan, rewarm, summarize
-from worker.core.service import CachedBlobService
 from worker.errors import CacheError, RepositoryNotFoundError, StoreUnavailableError
-from worker.settings import load_settings
+from worker.registry.versions import RegistryVersion
 from worker.storage import paths
 from worker.storage.filesystem import FilesystemStore
-from worker.versions import RegistryVersion
 
 
 def _three_images(layout: LayoutWriter) -> None:

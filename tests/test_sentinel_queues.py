@@ -13,9 +13,9 @@ from tests.support.layout import LayoutWriter
 from tests.support.redis_servers import redis_sentinel
 from worker.celeryapp.names import EVENTS_TASK
 from worker.celeryapp.urls import celery_redis
-from worker.connections import connect
+from worker.config.connections import connect
+from worker.config.settings import load_settings
 from worker.registry.events import Event, Kind
-from worker.settings import load_settings
 from worker.state import StateStore
 from worker.state.figures import read
 

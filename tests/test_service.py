@@ -12,10 +12,10 @@ from tests.support.layout import LayoutWriter
 from tests.support.redisdump import dump
 from tests.support.registry import free_port
 from worker.cache import BlobDescriptorCache
+from worker.config.settings import load_settings
+from worker.core.blobservice import CachedBlobService
 from worker.core.clients import cache_redis as build_cache_redis
-from worker.core.service import CachedBlobService
 from worker.errors import BlobNotFoundError, InvalidDigestError, InvalidRepositoryNameError
-from worker.settings import load_settings
 from worker.state.figures import Figures
 from worker.storage.filesystem import FilesystemStore
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from worker.config.settings import load_settings
 from worker.errors import ConfigError
-from worker.settings import load_settings
-from worker.versions import RegistryVersion
+from worker.registry.versions import RegistryVersion
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from tests.support.notifications import envelope, event
 from tests.support.redisdbs import DB, shared_env
 from tests.support.registry import free_port, wait_for
 from tests.support.sender import RegistryLikeSender
-from worker.demo.services import webhook_ready
+from worker.cli.demo.services import webhook_ready
 from worker.storage import paths
 
 TOKEN = "shutdown-token"

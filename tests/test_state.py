@@ -6,9 +6,9 @@ import pytest
 import redis
 
 from tests.support.registry import free_port
+from worker.config.settings import load_settings
 from worker.core.clients import build_state
 from worker.errors import StateError
-from worker.settings import load_settings
 from worker.state import StateStore
 from worker.state.deadletters import MAX_LETTER_BYTES, MAX_REASON_CHARS
 

@@ -24,12 +24,12 @@ from tests.support.registry import wait_for
 from worker.celeryapp import WarmerCelery
 from worker.celeryapp.names import REWARM_TASK
 from worker.cli import app as cli
+from worker.config.settings import load_settings
+from worker.core.blobservice import CachedBlobService
 from worker.core.pipeline import process
 from worker.core.rewarm import rewarm
-from worker.core.service import CachedBlobService
-from worker.receiver.serve import build_webhook
+from worker.receiver.assembly import build_webhook
 from worker.registry.events import Event, Kind
-from worker.settings import load_settings
 from worker.state import StateStore
 from worker.state.figures import SNAPSHOTS_KEPT, read, record, take_snapshot
 

@@ -19,17 +19,17 @@ from tests.support.registry import wait_for
 from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, aws_environment, client, put_tree
 from worker.cache import BlobDescriptorCache
 from worker.celeryapp.names import REWARM_TASK
+from worker.config.settings import load_settings
+from worker.core.blobservice import CachedBlobService
 from worker.core.reconcile import reconcile
 from worker.core.rewarm import SHARDS, plan, rewarm, summarize
-from worker.core.service import CachedBlobService
 from worker.errors import BlobNotFoundError, StoreUnavailableError
 from worker.registry.descriptor import Descriptor
-from worker.settings import load_settings
+from worker.registry.versions import RegistryVersion
 from worker.state import StateStore
 from worker.storage import paths
 from worker.storage.filesystem import FilesystemStore
 from worker.storage.s3 import S3Store
-from worker.versions import RegistryVersion
 
 ROOT = "/srv/registry"
 _buckets = itertools.count()

@@ -20,8 +20,8 @@ from tests.support.redisdbs import shared_env
 from tests.support.redisdump import dump
 from worker.celeryapp import WarmerCelery
 from worker.celeryapp.names import EVENTS_TASK, REWARM_TASK
+from worker.config.settings import load_settings
 from worker.registry.events import Event, Kind
-from worker.settings import load_settings
 from worker.state import StateStore
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"

@@ -18,8 +18,8 @@ from tests.support.layout import LayoutWriter
 from tests.support.notifications import envelope, event
 from tests.support.redisdbs import shared_env
 from tests.support.registry import free_port, wait_for
+from worker.cli.processes import throwaway_redis
 from worker.cli.up import TOKEN_PLACEHOLDER
-from worker.processes import throwaway_redis
 
 
 def _children(pid: int) -> list[int]:

@@ -18,12 +18,12 @@ from starlette.testclient import TestClient
 from tests.support.notifications import envelope, event
 from tests.support.redisdump import dump
 from tests.support.registry import free_port
+from worker.config.settings import load_settings
 from worker.core.clients import build_state
 from worker.receiver.webhook import create_webhook
 from worker.registry.mediatypes import EVENTS_V1, EVENTS_V2
-from worker.settings import load_settings
+from worker.registry.versions import RegistryVersion
 from worker.state import StateStore
-from worker.versions import RegistryVersion
 
 TOKEN = "s3cret-token"
 D = "sha256:" + "d" * 64

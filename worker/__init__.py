@@ -1,16 +1,16 @@
 """Registry cache warmer: keeps a Docker/OCI registry's Redis blob-descriptor cache warm.
 
-Packages name the layers; imports run one way, from the top down (``make lint`` checks it):
+The folders are the layers; imports run one way, from the top down (``make lint`` checks it):
 
-    cli, demo, app          the command line, ``make demo``, the app of ``celery -A worker.app``
-    (tasks/)                Celery tasks, a few lines each over a plain function
-    receiver | celeryapp    the notification endpoint; the Celery app and its task names
-    core                    the cached service, a batch of events, re-warm, reconcile
-    state | storage | cache the warmer's own Redis; the registry's storage; its Redis cache
-    registry                what the registry defines: names, digests, manifests, events
-    settings | processes    configuration; helper processes
-    registryfile            the registry's own config.yml, read for the settings
-    connections | storageurl | versions  the Redis URLs; the storage URL; registry generations
+    celery, __main__        the app of ``celery -A worker``; ``python -m worker``
+    cli                     the ``warmer`` command, the processes it supervises, ``warmer demo``
+    receiver | (tasks/)     the notification endpoint; Celery tasks, a few lines each
+    celeryapp               the Celery app's factory, its task names and broker URLs
+    core                    the work: the cached blob service, events, re-warm, reconcile, heal
+    state | storage | cache the warmer's own Redis; the registry's storage; the registry's cache
+    config                  settings, schedules, secrets, Redis and storage URLs, config.yml
+    registry                what the registry defines: names, digests, manifests, events,
+                            generations
     errors                  one hierarchy
 
 The core and everything below it import neither Celery nor a web framework.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.registry import REGISTRY_BINARIES, registry_binary
-from worker.demo.registry import RegistryBinary
+from worker.cli.demo.registry import RegistryBinary
 
 
 @pytest.fixture(scope="module", params=REGISTRY_BINARIES)

@@ -17,7 +17,7 @@ from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
 from tests.support.registry import Registry, copy, delete, running_registry, wait_for
 from tests.support.services import running_warmer
-from worker.demo.registry import RegistryBinary
+from worker.cli.demo.registry import RegistryBinary
 from worker.state import StateStore
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ from tests.support import redisdbs
 from tests.support.oci import Image, layer, write_layout
 from tests.support.registry import delete, garbage_collect, head_blob, running_registry
 from tests.support.services import run_warmer_json
-from worker.demo.registry import RegistryBinary
+from worker.cli.demo.registry import RegistryBinary
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,8 @@ from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
 from tests.support.registry import registry_binary, running_registry, wait_for
 from tests.support.services import run_warmer_json, running_warmer
-from worker.connections import connect
-from worker.demo.registry import Registry, RegistryBinary
+from worker.cli.demo.registry import Registry, RegistryBinary
+from worker.config.connections import connect
 from worker.state import StateStore
 
 pytestmark = pytest.mark.e2e

@@ -22,8 +22,8 @@ from tests.support.redisdbs import DB
 from tests.support.redisdump import dump
 from tests.support.registry import running_registry
 from tests.support.services import run_warmer_json
-from worker.demo.registry import RegistryBinary
-from worker.versions import RegistryVersion
+from worker.cli.demo.registry import RegistryBinary
+from worker.registry.versions import RegistryVersion
 
 pytestmark = pytest.mark.e2e
 

@@ -37,8 +37,8 @@ from tests.support.registry import (
 )
 from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, aws_environment, client
 from tests.support.services import run_warmer_json, warmer_process, webhook_ready
-from worker.demo.registry import Registry, RegistryBinary
-from worker.storageurl import StorageTarget, s3_url
+from worker.cli.demo.registry import Registry, RegistryBinary
+from worker.config.storageurl import StorageTarget, s3_url
 
 pytestmark = pytest.mark.e2e
 REPOSITORY = Path(__file__).resolve().parents[2]

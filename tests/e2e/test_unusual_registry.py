@@ -23,7 +23,7 @@ import redis
 from tests.support.redisdbs import DB, shared_env
 from tests.support.registry import Registry, running_registry, wait_for
 from tests.support.services import running_warmer
-from worker.demo.registry import RegistryBinary
+from worker.cli.demo.registry import RegistryBinary
 from worker.registry.mediatypes import (
     DOCKER_FOREIGN_LAYER,
     DOCKER_MANIFEST_LIST,

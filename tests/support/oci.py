@@ -1,5 +1,5 @@
 """The OCI image builder lives in the package (``make demo`` uses it too)."""
 
-from worker.demo.oci import Blob, Image, Index, layer, write_layout
+from worker.cli.demo.oci import Blob, Image, Index, layer, write_layout
 
 __all__ = ["Blob", "Image", "Index", "layer", "write_layout"]

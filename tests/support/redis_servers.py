@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from worker.processes import free_port, stop_group, throwaway_redis
+from worker.cli.processes import free_port, stop_group, throwaway_redis
 
 __all__ = ["Sentinel", "Tls", "redis_cluster", "redis_sentinel", "redis_tls"]
 

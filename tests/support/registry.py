@@ -1,4 +1,4 @@
-"""A real registry for the end-to-end tests: the demo's (``worker.demo.registry``), plus what
+"""A real registry for the end-to-end tests: the demo's (``worker.cli.demo.registry``), plus what
 only the tests do with it: which registries there are, copy within one, delete, HEAD a blob,
 garbage-collect.
 
@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from worker.demo.registry import (
+from worker.cli.demo.registry import (
     DEBIAN_REGISTRY,
     Registry,
     RegistryBinary,
@@ -27,7 +27,7 @@ from worker.demo.registry import (
     tools_missing,
     wait_for,
 )
-from worker.versions import RegistryVersion
+from worker.registry.versions import RegistryVersion
 
 __all__ = [
     "REGISTRY_BINARIES",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 import boto3
 
-from worker.demo.registry import free_port, http_process
+from worker.cli.demo.registry import free_port, http_process
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from worker.demo.registry import free_port, wait_for
-from worker.demo.services import warmer_process, webhook_ready
+from worker.cli.demo.registry import free_port, wait_for
+from worker.cli.demo.services import warmer_process, webhook_ready
 
 __all__ = ["run_warmer_json", "running_warmer", "warmer_process", "webhook_ready"]
 

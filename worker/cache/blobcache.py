@@ -1,21 +1,20 @@
-"""The registry's Redis blob-descriptor cache: distribution's ``BlobDescriptorService`` over
-Redis, reading and writing exactly the keys of :mod:`worker.cache.keys`.
+"""The registry's Redis blob-descriptor cache: distribution's ``BlobDescriptorService`` over Redis,
+reading and writing exactly the keys of :mod:`worker.cache.keys`.
 
-The registry version (:class:`~worker.settings.RegistryVersion`) decides the fields: 2.1 to 3.x
-read the blobdescriptor fields, 2.0's original ``cachedLayerService`` the layerinfo ones, and
-``2.0+2`` writes both in the same hashes (each registry ignores the other's fields). Nothing
-else is ever written to the registry's DB. On a Redis Cluster a batch is a pipeline instead of
-a script (:mod:`worker.cache.batches`).
+The registry version (:class:`~worker.registry.versions.RegistryVersion`) decides the fields:
+2.1 to 3.x read the blobdescriptor fields, 2.0's original ``cachedLayerService`` the layerinfo
+ones, and ``2.0+2`` writes both in the same hashes (each registry ignores the other's fields).
+Nothing else is ever written to the registry's DB. On a Redis Cluster a batch is a pipeline
+instead of a script (:mod:`worker.cache.batches`).
 
 Reads follow the registry's lookup, but a repository-scoped stat asks membership, the global
-hash and the repository hash in one command: one round trip per hit (or per batch of hits)
-where the registry needs three. A descriptor counts as cached only when every field the schema
-writes is there (3.x treats a missing repository media type as a miss, so we do too). Writes are
+hash and the repository hash in one command: one round trip per hit (or per batch of hits) where
+the registry needs three. A descriptor counts as cached only when every field the schema writes
+is there (3.x treats a missing repository media type as a miss, so we do too). Writes are
 idempotent: the same commands the registry sends, so a repeated write changes nothing.
 
 Redis failures surface as :class:`~worker.errors.CacheError`; the caller decides whether that is
-fatal (a warm run) or a reason to fall back to the store (a lookup).
-"""
+fatal (a warm run) or a reason to fall back to the store (a lookup)."""
 
 from __future__ import annotations
 
@@ -35,12 +34,12 @@ from worker.cache.keys import (
     repository_of_blobs_key,
     repository_pattern,
 )
-from worker.connections import is_cluster, is_sentinel, sentinels_name_the_same_master
+from worker.config.connections import is_cluster, is_sentinel, sentinels_name_the_same_master
 from worker.errors import CacheError, CacheMissError
 from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.mediatypes import OCTET_STREAM
-from worker.versions import RegistryVersion
+from worker.registry.versions import RegistryVersion
 
 __all__ = ["BlobDescriptorCache"]
 

@@ -1,17 +1,16 @@
 """The warmer's Redis URLs in the shape Celery and kombu read them.
 
-One URL format serves every Redis the warmer uses (:mod:`worker.connections`). Celery's broker
-and result backend spell two of its cases their own way: a Sentinel is a ``;``-separated list
-of ``sentinel://`` URLs with the master's name in the transport options, and a ``rediss://``
-URL must say ``ssl_cert_reqs``. Everything else is passed as it is.
-"""
+One URL format serves every Redis the warmer uses (:mod:`worker.config.connections`). Celery's
+broker and result backend spell two of its cases their own way: a Sentinel is a ``;``-separated
+list of ``sentinel://`` URLs with the master's name in the transport options, and a
+``rediss://`` URL must say ``ssl_cert_reqs``. Everything else is passed as it is."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from worker.connections import parse_redis_url
+from worker.config.connections import parse_redis_url
 
 __all__ = ["celery_redis"]
 

@@ -1,5 +1,5 @@
-"""The ``warmer`` command line (:mod:`worker.cli.app`)."""
+"""The ``warmer`` command line (:mod:`worker.cli.main`)."""
 
-from worker.cli.app import app, main
+from worker.cli.main import app, main
 
 __all__ = ["app", "main"]

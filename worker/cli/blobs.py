@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from worker.cli.console import EXIT_NOT_FOUND, JsonOption, err, fail, out, print_json, settings_of
+from worker.core.blobservice import CachedBlobService
 from worker.core.clients import build_service
-from worker.core.service import CachedBlobService
 from worker.errors import BlobNotFoundError, WarmerError
 
 __all__ = ["exists", "fetch", "open_service"]

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Final, NoReturn
 import typer
 from rich.console import Console
 
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 __all__ = [
     "EXIT_ERROR",

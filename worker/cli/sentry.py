@@ -19,7 +19,7 @@ from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
 from worker import __version__
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 __all__ = ["REDACTED", "init_sentry"]
 

@@ -29,13 +29,14 @@ import redis
 from pydantic import SecretStr
 
 from worker.celeryapp import create_app
-from worker.connections import connect
+from worker.cli.processes import die_with_parent, stop_leader_then_group, throwaway_redis
+from worker.cli.serve import serve_webhook
+from worker.config.connections import connect
+from worker.config.registryfile import registry_config
+from worker.config.settings import Settings
 from worker.core.eviction import check_never_evicts, eviction_problem
 from worker.errors import ConfigError
-from worker.processes import die_with_parent, stop_leader_then_group, throwaway_redis
-from worker.receiver.serve import build_webhook, serve_webhook
-from worker.registry.config import registry_config
-from worker.settings import Settings
+from worker.receiver.assembly import build_webhook
 
 __all__ = ["DEV_STORAGE_ROOT", "TOKEN_PLACEHOLDER", "registry_snippet", "run_up"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import redis
 
 from worker.cache import BlobDescriptorCache
-from worker.connections import connect
-from worker.core.service import CachedBlobService
+from worker.config.connections import connect
+from worker.config.settings import Settings
+from worker.core.blobservice import CachedBlobService
 from worker.errors import ConfigError
-from worker.settings import Settings
 from worker.state import StateStore
 from worker.storage import Store
 from worker.storage.filesystem import FilesystemStore

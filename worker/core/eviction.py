@@ -18,10 +18,10 @@ from typing import Final, NamedTuple
 
 import redis
 
-from worker.connections import RedisTarget, connect, is_cluster, parse_redis_url
+from worker.config.connections import RedisTarget, connect, is_cluster, parse_redis_url
+from worker.config.secretvalues import redact_url
+from worker.config.settings import Settings
 from worker.errors import ConfigError, EvictingRedisError
-from worker.secretvalues import redact_url
-from worker.settings import Settings
 
 __all__ = ["OVERRIDE", "check_never_evicts", "eviction_problem"]
 

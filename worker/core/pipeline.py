@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from worker.core.service import CachedBlobService, FetchResult
+from worker.core.blobservice import CachedBlobService, FetchResult
 from worker.errors import (
     BlobNotFoundError,
     CacheError,

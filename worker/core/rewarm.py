@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Final, TypeVar
 
-from worker.core.service import CachedBlobService, FetchResult
+from worker.core.blobservice import CachedBlobService, FetchResult
 from worker.errors import RepositoryNotFoundError
 from worker.registry import reference
 from worker.storage import Store

@@ -49,8 +49,8 @@ from worker.receiver.metrics import expvar, prometheus_text
 from worker.receiver.pulls import PullCounter
 from worker.registry.events import Event, Kind, Message, Rejected, classify, parse_envelope
 from worker.registry.mediatypes import EVENTS_V1, EVENTS_V2
+from worker.registry.versions import RegistryVersion
 from worker.state import StateStore
-from worker.versions import RegistryVersion
 
 __all__ = [
     "ACCEPTED_CONTENT_TYPES",

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from worker.processes import background
+from worker.cli.processes import background
 
 __all__ = ["warmer_process", "webhook_ready"]
 

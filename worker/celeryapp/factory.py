@@ -36,12 +36,12 @@ from worker.celeryapp.names import (
     WATCH_CACHE_TASK,
 )
 from worker.celeryapp.urls import celery_redis
+from worker.config.schedules import parse_schedule
+from worker.config.settings import Settings
+from worker.core.blobservice import CachedBlobService
 from worker.core.clients import build_cache, build_state, build_store
-from worker.core.service import CachedBlobService
 from worker.errors import WarmerError
 from worker.registry.events import Message
-from worker.schedules import parse_schedule
-from worker.settings import Settings
 from worker.state import StateStore
 from worker.state.figures import Figures
 from worker.storage import Store

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.processes import free_port, free_ports
-from worker.registry.config import registry_config
-from worker.storageurl import StorageTarget
-from worker.versions import RegistryVersion
+from worker.cli.processes import free_port, free_ports
+from worker.config.registryfile import registry_config
+from worker.config.storageurl import StorageTarget
+from worker.registry.versions import RegistryVersion
 
 __all__ = [
     "DEBIAN_REGISTRY",

@@ -1,5 +1,5 @@
-"""Wiring the receiver to the Celery app, and running it under uvicorn: one process, or
-several on one listening socket (``warmer webhook --workers N``)."""
+"""Running the receiver under uvicorn: one process, or several on one listening socket
+(``warmer webhook --workers N``), supervised here: a receiver that dies stops the others."""
 
 from __future__ import annotations
 
@@ -14,61 +14,15 @@ from typing import Final
 import uvicorn
 from starlette.types import ASGIApp
 
-from worker.celeryapp import WarmerCelery
-from worker.core.clients import build_cache, build_state
-from worker.errors import ConfigError
-from worker.processes import die_with_parent
-from worker.receiver.webhook import DEFAULT_MAX_BODY, create_webhook
-from worker.settings import Settings
+from worker.cli.processes import die_with_parent
 
-__all__ = [
-    "GRACEFUL_SHUTDOWN_SECONDS",
-    "build_webhook",
-    "serve_webhook",
-    "serve_webhooks",
-]
+__all__ = ["GRACEFUL_SHUTDOWN_SECONDS", "serve_webhook", "serve_webhooks"]
 
 _log = logging.getLogger(__name__)
 
 #: How long open requests may take to finish at shutdown; the batches they were accepted into
 #: are published after (the app's lifespan drains the batcher).
 GRACEFUL_SHUTDOWN_SECONDS: Final = 5
-
-
-def _broker_check(app: WarmerCelery) -> None:
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
-
-
-def build_webhook(
-    settings: Settings,
-    app: WarmerCelery,
-    *,
-    insecure_no_auth: bool = False,
-    max_body: int = DEFAULT_MAX_BODY,
-) -> ASGIApp:
-    """The receiver, publishing to ``app``; refuses to exist without a token unless told to."""
-    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
-    if token is None and not insecure_no_auth:
-        raise ConfigError(
-            "WARMER_WEBHOOK_TOKEN is not set: set it (and the same Bearer token in the "
-            "registry's notifications headers), or pass --insecure-no-auth"
-        )
-    state = build_state(settings)
-    return create_webhook(
-        state=state,
-        publish=app.context.publish,
-        token=token,
-        first_wait=app.context.first_wait,
-        max_body=max_body,
-        registry_version=settings.registry_version,
-        pull_flush_interval=settings.pull_flush_interval,
-        checks={
-            "cache": build_cache(settings).ping,
-            "state": state.ping,
-            "broker": lambda: _broker_check(app),
-        },
-    )
 
 
 def _config(asgi: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Config:

@@ -1,4 +1,4 @@
-"""``warmer`` commands that run the service: ``webhook``, ``worker``, ``beat``, ``up``, ``demo``."""
+"""``warmer`` commands that run the warmer: ``webhook``, ``worker``, ``beat``, ``up``, ``demo``."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ from starlette.types import ASGIApp
 from tasks import worker_app
 from worker.celeryapp import create_app
 from worker.cli.console import fail, out, settings_of
+from worker.cli.demo import run_demo
 from worker.cli.sentry import init_sentry
+from worker.cli.serve import serve_webhooks
 from worker.cli.up import run_up
+from worker.config.secretvalues import is_placeholder
 from worker.core.clients import build_store
 from worker.core.eviction import check_never_evicts
-from worker.demo import run_demo
 from worker.errors import WarmerError
-from worker.receiver.serve import build_webhook, serve_webhooks
+from worker.receiver.assembly import build_webhook
 from worker.receiver.webhook import DEFAULT_MAX_BODY
-from worker.secretvalues import is_placeholder
 
 __all__ = ["beat", "demo", "flower", "up", "webhook", "worker"]
 

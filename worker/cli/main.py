@@ -15,10 +15,10 @@ import typer
 from rich.logging import RichHandler
 
 from worker import __version__
-from worker.cli import blobs, deadletter, jobs, service, stats
+from worker.cli import blobs, deadletter, jobs, run, stats
 from worker.cli.console import err, fail, out
+from worker.config.settings import load_settings
 from worker.errors import WarmerError
-from worker.settings import load_settings
 
 __all__ = ["app", "main"]
 
@@ -58,12 +58,12 @@ app.command()(blobs.exists)
 app.command()(blobs.fetch)
 app.command("rewarm")(jobs.rewarm)
 app.command("reconcile")(jobs.reconcile)
-app.command()(service.webhook)
-app.command()(service.up)
-app.command(context_settings=_PASS_THROUGH)(service.worker)
-app.command(context_settings=_PASS_THROUGH)(service.beat)
-app.command()(service.demo)
-app.command()(service.flower)
+app.command()(run.webhook)
+app.command()(run.up)
+app.command(context_settings=_PASS_THROUGH)(run.worker)
+app.command(context_settings=_PASS_THROUGH)(run.beat)
+app.command()(run.demo)
+app.command()(run.flower)
 app.command("stats")(stats.stats)
 app.add_typer(deadletter.deadletter, name="deadletter")
 

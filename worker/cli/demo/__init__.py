@@ -19,8 +19,8 @@ from typing import Any
 import redis
 
 from worker.cache import BlobDescriptorCache
-from worker.demo.oci import Image, layer, write_layout
-from worker.demo.registry import (
+from worker.cli.demo.oci import Image, layer, write_layout
+from worker.cli.demo.registry import (
     DEBIAN_REGISTRY,
     Registry,
     free_port,
@@ -28,9 +28,9 @@ from worker.demo.registry import (
     tools_missing,
     wait_for,
 )
-from worker.demo.services import warmer_process, webhook_ready
+from worker.cli.demo.services import warmer_process, webhook_ready
+from worker.cli.processes import throwaway_redis
 from worker.errors import CacheMissError, ConfigError
-from worker.processes import throwaway_redis
 from worker.state import StateStore
 from worker.state.figures import read
 

@@ -23,13 +23,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.connections import parse_redis_url
+from worker.config.connections import parse_redis_url
+from worker.config.registryfile import read_registry_config
+from worker.config.schedules import parse_schedule
+from worker.config.secretvalues import check_token, redact_url
+from worker.config.storageurl import StorageTarget, parse_storage_url
 from worker.errors import ConfigError
-from worker.registryfile import read_registry_config
-from worker.schedules import parse_schedule
-from worker.secretvalues import check_token, redact_url
-from worker.storageurl import StorageTarget, parse_storage_url
-from worker.versions import RegistryVersion
+from worker.registry.versions import RegistryVersion
 
 __all__ = [
     "ENV_PREFIX",

@@ -1,0 +1,54 @@
+"""Wiring the receiver to the Celery app and the warmer's clients: :func:`build_webhook`.
+Running it (uvicorn, one process or several) is the command line's: :mod:`worker.cli.serve`."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.types import ASGIApp
+
+from worker.celeryapp import WarmerCelery
+from worker.config.settings import Settings
+from worker.core.clients import build_cache, build_state
+from worker.errors import ConfigError
+from worker.receiver.webhook import DEFAULT_MAX_BODY, create_webhook
+
+__all__ = ["build_webhook"]
+
+_log = logging.getLogger(__name__)
+
+
+def _broker_check(app: WarmerCelery) -> None:
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+def build_webhook(
+    settings: Settings,
+    app: WarmerCelery,
+    *,
+    insecure_no_auth: bool = False,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> ASGIApp:
+    """The receiver, publishing to ``app``; refuses to exist without a token unless told to."""
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
+    if token is None and not insecure_no_auth:
+        raise ConfigError(
+            "WARMER_WEBHOOK_TOKEN is not set: set it (and the same Bearer token in the "
+            "registry's notifications headers), or pass --insecure-no-auth"
+        )
+    state = build_state(settings)
+    return create_webhook(
+        state=state,
+        publish=app.context.publish,
+        token=token,
+        first_wait=app.context.first_wait,
+        max_body=max_body,
+        registry_version=settings.registry_version,
+        pull_flush_interval=settings.pull_flush_interval,
+        checks={
+            "cache": build_cache(settings).ping,
+            "state": state.ping,
+            "broker": lambda: _broker_check(app),
+        },
+    )
