@@ -14,7 +14,7 @@ __all__ = ["DB", "DB_COUNT", "shared_env"]
 
 class DB:
     """One DB per purpose on the shared server (``redis_proc``): plain ints (redis-py's
-    hiredis parser takes no int subclass), each number once (tests/test_redisdbs.py)."""
+    hiredis parser takes no int subclass), each number once (tests/unit/test_redisdbs.py)."""
 
     CACHE: Final = 0  # the registry cache of the unit tests (the cache_redis fixture)
     BROKER: Final = 1  # the broker of the CLI and task tests
@@ -64,7 +64,7 @@ def shared_env(
 
     Cache, broker and state share one server here on purpose (one server per test would cost
     seconds each), which the start-up eviction check refuses: it is skipped, and has tests of
-    its own (tests/test_eviction.py).
+    its own (tests/integration/test_eviction.py).
     """
     base = f"redis://{proc.host}:{proc.port}"
     return {

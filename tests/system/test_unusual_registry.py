@@ -5,7 +5,7 @@ the Redis of replica B; the first pull through B misses nothing, and nothing is 
 
 The pushes go over the registry's HTTP API (skopeo cannot push a manifest whose layers are not
 all there). Debian's 2.8.2 stores no name with a ":port" host (its storage driver refuses ":" in
-a path, 500 on upload): tests/test_reference.py covers those names.
+a path, 500 on upload): tests/unit/test_reference.py covers those names.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from worker.config.registryfile import read_registry_config
 from worker.config.settings import load_settings
 from worker.config.storageurl import StorageTarget, parse_storage_url
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 REGISTRY_CONFIGS = {v: ROOT / f"deploy/registry/config-{v}.yml" for v in ("2", "3")}
 ENV = {"WARMER_WEBHOOK_TOKEN": "t0ken", "FLOWER_USER": "admin", "FLOWER_PASSWORD": "pw"}

@@ -4,7 +4,7 @@ request), and nothing hidden by keys of other kinds.
 
 The merges take the function that lists one page; here it is a sorted list of keys answered as
 S3 answers ``ListObjectsV2`` (Prefix, StartAfter, 1,000 keys a page). The same functions over
-moto's server are in tests/test_store_s3.py.
+moto's server are in tests/integration/test_store_s3.py.
 """
 
 from __future__ import annotations

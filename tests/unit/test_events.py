@@ -115,7 +115,7 @@ def test_messages_round_trip_and_are_validated_again() -> None:
 # from the binary with every action: push, mount, pull, and deletes of a blob, a manifest and
 # a tag (3.x sends "mediaType": "" and "size": 0 on deletes, and "digest": "" on tag deletes).
 _V3_CAPTURED = json.loads(
-    (Path(__file__).parent / "data" / "events-registry-3.1.1.json").read_text()
+    (Path(__file__).resolve().parents[1] / "data" / "events-registry-3.1.1.json").read_text()
 )
 _V3_KINDS = {
     "blob push": Kind.WARM_BLOB,

@@ -110,8 +110,8 @@ def test_the_app_is_configured_for_at_least_once_delivery(app: WarmerCelery) -> 
     assert conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     assert not conf.task_send_sent_event  # the ledger counts what waits
-    # Task events on demand (Flower turns them on: tests/test_flower.py); no STARTED state for
-    # the warm tasks, which run for milliseconds, but for the jobs that run for minutes.
+    # Task events on demand (Flower turns them on: tests/integration/test_flower.py); no STARTED
+    # state for the warm tasks, which run for milliseconds, but for the jobs that run for minutes.
     assert not conf.worker_send_task_events
     assert conf.task_track_started
     assert app.tasks[EVENTS_TASK].track_started is False

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from worker.config.settings import settings_table
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_configuration_table_matches_the_settings() -> None:
