@@ -20,6 +20,7 @@ from worker.core.blobservice import CachedBlobService, FetchResult
 from worker.errors import RepositoryNotFoundError
 from worker.registry import reference
 from worker.storage import Store
+from worker.storage.base import DEFAULT_MEMO_LIMIT
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -36,11 +37,6 @@ __all__ = [
 #: Digests per cache round trip. Large enough that the round trip is noise, small enough that a
 #: batch's script holds the cache Redis for about a millisecond.
 DEFAULT_BATCH_SIZE: Final = 1000
-
-#: Blob sizes a run remembers (about 40 MB at most): blobs are shared by many repositories, and
-#: a stat of each link's data again would double the walk's file-system work. Dropped whole when
-#: full, so memory stays flat however many blobs the store holds.
-DEFAULT_MEMO_LIMIT: Final = 200_000
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")

@@ -10,14 +10,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from worker.errors import BlobNotFoundError, InvalidReferenceError, StoreError
 from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import Manifest
 
-__all__ = ["Store", "is_name", "resolve_linked", "stat_or_error"]
+__all__ = [
+    "DEFAULT_MEMO_LIMIT",
+    "MAX_LINK_BYTES",
+    "Store",
+    "is_name",
+    "resolve_linked",
+    "stat_or_error",
+]
+
+#: Blob sizes a run remembers (about 40 MB at most): blobs are shared by many repositories, and
+#: a stat of each link's data again would double the walk's file-system work. The caller's memo
+#: is dropped whole when full (re-warm, reconcile), so memory stays flat however many blobs the
+#: store holds; an S3 listing adds the other sizes its pages show up to the same bound.
+DEFAULT_MEMO_LIMIT: Final = 200_000
+#: Bytes of a link file read at most: a link holds "<alg>:<hex>" (sha512's is the longest);
+#: reading a little more catches junk.
+MAX_LINK_BYTES: Final = 160
 
 _log = logging.getLogger(__name__)
 

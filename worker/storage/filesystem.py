@@ -24,13 +24,11 @@ from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from worker.storage import paths
-from worker.storage.base import is_name, resolve_linked, stat_or_error
+from worker.storage.base import MAX_LINK_BYTES, is_name, resolve_linked, stat_or_error
 
 __all__ = ["FilesystemStore"]
 
 _log = logging.getLogger(__name__)
-# A link holds "<alg>:<hex>"; sha512 is the longest. Reading a little more catches junk.
-_MAX_LINK_BYTES: Final = 160
 #: Repositories whose link folders are kept (see FilesystemStore._link_folders).
 _FOLDERS_KEPT: Final = 4096
 
@@ -283,7 +281,7 @@ class FilesystemStore:
         except OSError as exc:
             raise StoreError(f"cannot read link {path}: {exc.strerror}") from None
         try:
-            return os.read(fd, _MAX_LINK_BYTES).decode("ascii", "replace").strip()
+            return os.read(fd, MAX_LINK_BYTES).decode("ascii", "replace").strip()
         except OSError as exc:
             raise StoreError(f"cannot read link {path}: {exc.strerror}") from None
         finally:

@@ -30,7 +30,7 @@ from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from worker.storage import paths
-from worker.storage.base import resolve_linked, stat_or_error
+from worker.storage.base import MAX_LINK_BYTES, resolve_linked, stat_or_error
 from worker.storage.s3listing import LISTERS, RepositoryWalk, linked
 from worker.storage.s3merge import links_among, sizes_by_listing
 
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["S3Store"]
 
 _log = logging.getLogger(__name__)
-_MAX_LINK_BYTES: Final = 160
 _NOT_FOUND: Final = frozenset({"404", "NoSuchKey", "NotFound"})
 #: Threads of a batch's link reads and of a walk's listings: S3 answers in tens of ms, so a
 #: few requests in flight keep one process busy.
@@ -168,7 +167,7 @@ class S3Store:
             raise StoreError(f"cannot read s3://{self.bucket}/{key}: {_reason(exc)}") from None
 
     def _read_link(self, key: str) -> str | None:
-        data = self._read(key, _MAX_LINK_BYTES)
+        data = self._read(key, MAX_LINK_BYTES)
         return None if data is None else data.decode("ascii", "replace").strip()
 
     def stat(self, digest: str) -> Descriptor:
@@ -260,7 +259,9 @@ class S3Store:
         its digest), then of ``blobs/`` for the sizes, kept in ``seen`` as :meth:`fetch_listed`
         keeps them: a few pages for a thousand digests, not two thousand requests.
         """
-        if len(digests) < _LISTED_FROM:
+        # A walk's batch (``seen`` given) is listed however small: its folder is one request,
+        # where a link and a data request each would be two a digest.
+        if len(digests) < _LISTED_FROM and (seen is None or repository is None):
             if repository is not None:
                 return self.fetch_many(repository, digests, manifests=manifests)
             checked = [reference.digest(d) for d in digests]

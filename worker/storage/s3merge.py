@@ -17,12 +17,14 @@ from typing import Final
 
 from worker.errors import StoreError
 from worker.registry.reference import DIGEST_ALGORITHMS, HEX_DIGITS
+from worker.storage.base import DEFAULT_MEMO_LIMIT as SEEN_LIMIT
 from worker.storage.s3listing import ListPage
 
 __all__ = ["SEEN_LIMIT", "blob_sizes", "links_among", "sizes_by_listing"]
 
-#: Sizes a listing page may add to a run's memory beyond the ones wanted (about 40 MB).
-SEEN_LIMIT: Final = 200_000
+# SEEN_LIMIT: sizes a listing page may add to a run's memo beyond the ones wanted, up to the
+# bound its caller drops the memo at (a re-warm's, a reconcile's).
+
 #: Keys a listing page holds (S3's default and largest).
 _PAGE_KEYS: Final = 1000
 #: A merge goes on in parallel when what is left of it looks longer than this many pages: below
