@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker.cli.processes import free_port  # noqa: E402
+from worker.cli.processes import free_port, wait_until  # noqa: E402
 from worker.registry.events import classify, parse_envelope  # noqa: E402
 
 LUA = Path(__file__).with_name("events.lua")
@@ -76,11 +75,7 @@ def cpu_per_request(app: ASGIApp, digests: Path, requests: int, connections: int
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise SystemExit("uvicorn did not start")
-        time.sleep(0.02)
+    wait_until(lambda: server.started, timeout=20, what="uvicorn to start", interval=0.02)
     # fmt: off
     args = ["wrk", "-t", "2", "-c", str(connections), "-d", "5s", "--timeout", "10s",
             "-s", str(LUA), f"http://127.0.0.1:{port}/events", "--", "pull", str(digests),

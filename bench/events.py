@@ -52,22 +52,19 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.layout import LayoutWriter  # noqa: E402
 from bench.throwaway import warmer_settings  # noqa: E402
-from tests.support.layout import LayoutWriter  # noqa: E402
-from worker.cli.processes import background, free_port, throwaway_redis  # noqa: E402
+from worker.cli.processes import (  # noqa: E402
+    background,
+    free_port,
+    throwaway_redis,
+    wait_until,
+)
 
 TOKEN = "bench-token"
 REPOS = 10
 LUA = Path(__file__).with_name("events.lua")
 SLACK = 1024
-
-
-def _wait(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _body(repo: str, digest: str) -> bytes:
@@ -132,13 +129,14 @@ def _warm_up(url: str, blob: tuple[str, str], cache: redis.Redis, state: redis.R
     # The worker starts beside the receiver: one push warm (and settled) before anything is
     # measured, or its start-up (imports, connections) runs during the first measure.
     httpx2.post(url, content=_body(*blob), headers=HEADERS, timeout=30)
-    _wait(
+    wait_until(
         lambda: (
             bool(cache.sismember(f"repository::{blob[0]}::blobs", blob[1]))
             and state.zcard("warmer:pending") == 0
         ),
-        60,
-        "the worker's first task",
+        timeout=60,
+        what="the worker's first task",
+        interval=0.02,
     )
 
 
@@ -227,12 +225,19 @@ def wrk_throughput(
     if report["refused"] or report["errors"]:
         print(f"wrk: {report}", file=sys.stderr)
     accepted = int(report["answered"]) - int(report["refused"])
-    deadline = time.monotonic() + 60
-    while not samples or samples[-1][1] < accepted:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {accepted} {kind} events to arrive")
+
+    def sampled() -> int:
         samples.append((time.perf_counter(), arrived()))
-        time.sleep(0.005)
+        return samples[-1][1]
+
+    # The stragglers: sampled on until every accepted event has arrived.
+    if not samples or samples[-1][1] < accepted:
+        wait_until(
+            lambda: sampled() >= accepted,
+            timeout=60,
+            what=f"{accepted} {kind} events to arrive",
+            interval=0.005,
+        )
     cpu_after, tasks = _cpu(groups, cache), _tasks(cache) - tasks_before
     last = next(t for t, count in samples if count >= accepted)
     per_event = {k: (cpu_after[k] - cpu_before[k]) / accepted * 1e6 for k in cpu_after}
@@ -303,12 +308,18 @@ def noop_rate(broker: str, tasks: int, work: Path) -> float:
         # Timed from the first task taken, not from the start: the worker's start-up (imports,
         # forking its pool) is no part of its task rate, and the warmer's is left out the same
         # way (a push is warmed before its measure).
-        _wait(lambda: client.llen("celery") < tasks, 60, "the first no-op task taken")
+        wait_until(
+            lambda: client.llen("celery") < tasks,
+            timeout=60,
+            what="the first no-op task taken",
+            interval=0.02,
+        )
         started, left = time.perf_counter(), int(client.llen("celery"))
-        _wait(
+        wait_until(
             lambda: client.llen("celery") == 0 and client.hlen("unacked") == 0,
-            300,
-            "no-op tasks drained",
+            timeout=300,
+            what="no-op tasks drained",
+            interval=0.02,
         )
         elapsed = time.perf_counter() - started
     app.close()
@@ -376,7 +387,9 @@ def main() -> None:
             ) as worker,
         ):
             groups = {"receiver": receiver.pid, "worker": worker.pid}  # each leads its group
-            _wait(lambda: _ready(port), 30, "warmer webhook /readyz")
+            wait_until(
+                lambda: _ready(port), timeout=30, what="warmer webhook /readyz", interval=0.02
+            )
             _warm_up(url, warm_up, cache, state)
             measure = {
                 kind: wrk_throughput(

@@ -33,13 +33,13 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.layout import LayoutWriter
 from bench.s3 import main as s3_main
 from bench.throwaway import warmer_settings
-from tests.support.layout import LayoutWriter
 from worker.cache import BlobDescriptorCache
 from worker.celeryapp import create_app
 from worker.celeryapp.names import REWARM_TASK
-from worker.cli.processes import stop_group, throwaway_redis
+from worker.cli.processes import stop_group, throwaway_redis, wait_until
 from worker.core.blobservice import CachedBlobService
 from worker.core.rewarm import DEFAULT_BATCH_SIZE, rewarm
 from worker.registry.mediatypes import OCTET_STREAM
@@ -148,14 +148,12 @@ def fan_out(port: int, root: Path, concurrency: int, client: redis.Redis) -> tup
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not app.control.ping(timeout=0.5):  # the timed part starts with a ready worker
-            if time.monotonic() > deadline:
-                raise SystemExit("the worker did not start within 60 s")
+        # The timed part starts with a ready worker (each ping waits half a second for one).
+        wait_until(lambda: app.control.ping(timeout=0.5), timeout=60, what="the worker to start")
         started = time.perf_counter()
         app.send_task(REWARM_TASK)
-        while (summary := state.last("rewarm")) is None:
-            time.sleep(0.05)
+        # No deadline was set here before: an hour is far past any run, and not forever.
+        summary = wait_until(lambda: state.last("rewarm"), timeout=3600, what="the re-warm")
         elapsed = time.perf_counter() - started
     finally:
         stop_group(worker, timeout=30)

@@ -34,10 +34,9 @@ from pathlib import Path
 import redis
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, client
+from bench.s3_endpoint import ACCESS_KEY, REGION, SECRET_KEY, client
 from worker.cache import BlobDescriptorCache
-from worker.cli.demo.registry import wait_for
-from worker.cli.processes import free_port, throwaway_redis
+from worker.cli.processes import free_port, throwaway_redis, wait_until
 from worker.core.blobservice import CachedBlobService
 from worker.core.reconcile import reconcile
 from worker.core.rewarm import rewarm
@@ -87,7 +86,7 @@ def filled_server(work: Path, repos: int, links: int, blobs: int) -> Iterator[st
                 return False
             return True
 
-        wait_for(ready, timeout=1800, what="moto to be filled")
+        wait_until(ready, timeout=1800, what="moto to be filled")
         yield endpoint
     finally:
         proc.terminate()

@@ -31,8 +31,13 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.layout import LayoutWriter  # noqa: E402
-from worker.cli.processes import background, free_port, throwaway_redis  # noqa: E402
+from bench.layout import LayoutWriter  # noqa: E402
+from worker.cli.processes import (  # noqa: E402
+    background,
+    free_port,
+    throwaway_redis,
+    wait_until,
+)
 
 TOKEN = "soak-token"
 REPOS = 20
@@ -66,14 +71,6 @@ def _ready(url: str) -> bool:
         return httpx2.get(f"{url}/readyz", timeout=2).status_code == 200
     except httpx2.HTTPError:
         return False
-
-
-def _wait(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _used(client: redis.Redis) -> int:
@@ -111,7 +108,7 @@ def soak(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
         stack.enter_context(background(worker, env, work / "worker.log"))
         beat = [warmer, "beat", "--schedule", str(work / "beat-schedule")]
         stack.enter_context(background(beat, env, work / "beat.log"))
-        _wait(lambda: _ready(url), 60, "the receiver")
+        wait_until(lambda: _ready(url), timeout=60, what="the receiver", interval=0.1)
         time.sleep(2)  # the worker and beat connect; memory before the stream is the baseline
         samples: list[dict[str, float]] = []
         started = time.monotonic()

@@ -38,15 +38,17 @@ from typing import Any, NamedTuple
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-# After PYTHONPATH: another checkout given there is the one measured.
+# After PYTHONPATH: another checkout given there is the one measured. Its bench/ and worker/
+# then serve this script too: it needs bench/layout.py and worker.cli.processes.wait_until,
+# so it measures checkouts from the one that moved them there onwards.
 if os.environ.get("PYTHONPATH"):
     sys.path.append(str(ROOT))
 else:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.layout import LayoutWriter  # noqa: E402
+from bench.layout import LayoutWriter  # noqa: E402
 from worker.cache import BlobDescriptorCache  # noqa: E402
-from worker.cli.processes import background, throwaway_redis  # noqa: E402
+from worker.cli.processes import background, throwaway_redis, wait_until  # noqa: E402
 from worker.core.blobservice import CachedBlobService  # noqa: E402
 from worker.registry.events import Event, Kind, Message  # noqa: E402
 from worker.state import StateStore  # noqa: E402
@@ -169,14 +171,6 @@ def in_process(
         print(out.getvalue())
 
 
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
 class Drain(NamedTuple):
     """A worker's drain of its queue, from its first task done to its last: tasks done, and
     what they cost in wall seconds and in CPU seconds (the worker's processes, Redis's)."""
@@ -213,13 +207,11 @@ def _drain(
 ) -> Drain:
     """Wait until ``left()`` (events or tasks not done) is 0, measuring from the first seen
     done: a worker's start, imports and all, is not its rate."""
-    deadline = time.monotonic() + 600
-    while (first := total - left()) == 0:
-        if time.monotonic() > deadline:
-            raise SystemExit("timed out waiting for the worker to start")
-        time.sleep(0.002)
+    first = wait_until(
+        lambda: total - left(), timeout=600, what="the worker to start", interval=0.002
+    )
     started, cpu, redis_cpu = time.perf_counter(), _session_cpu(session), _redis_cpu(client)
-    _wait(lambda: left() == 0, 600, "the worker to finish")
+    wait_until(lambda: left() == 0, timeout=600, what="the worker to finish", interval=0.005)
     return Drain(
         (total - first) / per_task,
         time.perf_counter() - started,

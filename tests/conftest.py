@@ -14,10 +14,10 @@ import pytest
 import redis
 from pytest_redis import factories
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
+from bench.s3_endpoint import moto_server
 from tests.support.redisdbs import DB, DB_COUNT
 from tests.support.registry import tools_missing
-from tests.support.s3 import moto_server
 from worker.cache import BlobDescriptorCache
 from worker.core.blobservice import CachedBlobService
 from worker.registry.versions import RegistryVersion

@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from tests.support.registry import REGISTRY_BINARIES, registry_binary, wait_for
-from worker.cli.processes import free_ports
+from tests.support.registry import REGISTRY_BINARIES, registry_binary
+from worker.cli.processes import free_ports, wait_until
 from worker.cli.up import registry_snippet
 from worker.config.registryfile import read_registry_config
 from worker.config.settings import load_settings
@@ -284,7 +284,7 @@ def test_a_real_registry_starts_with_the_mounted_config_and_sends_the_token(
             except OSError:
                 return proc.poll() is not None
 
-        wait_for(answers, what="the registry with the compose config")
+        wait_until(answers, timeout=20, what="the registry with the compose config")
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         upload = urllib.request.Request(
             f"http://127.0.0.1:{port}/v2/team/app/blobs/uploads/", method="POST"
@@ -301,7 +301,9 @@ def test_a_real_registry_starts_with_the_mounted_config_and_sends_the_token(
             headers={"Content-Type": "application/octet-stream"},
         )
         urllib.request.urlopen(put, timeout=5).close()
-        wait_for(lambda: bool(_Capture.headers_seen), what="the registry's notification")
+        wait_until(
+            lambda: bool(_Capture.headers_seen), timeout=20, what="the registry's notification"
+        )
         assert _Capture.headers_seen[-1] == f"Bearer {token}"
     finally:
         capture.shutdown()

@@ -14,11 +14,11 @@ from typing import Any
 
 import redis
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
 from tests.support.notifications import envelope, event
 from tests.support.redisdbs import shared_env
-from tests.support.registry import free_port, wait_for
-from worker.cli.processes import throwaway_redis
+from tests.support.registry import free_port
+from worker.cli.processes import throwaway_redis, wait_until
 from worker.cli.up import TOKEN_PLACEHOLDER
 
 
@@ -56,7 +56,7 @@ def test_up_dev_starts_everything_warms_and_leaves_nothing_running(tmp_path: Pat
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for(lambda: _healthz(port), timeout=60, what="/healthz of warmer up --dev")
+        wait_until(lambda: _healthz(port), timeout=60, what="/healthz of warmer up --dev")
         text = log.read_text()
         token = re.search(r"generated webhook token (\S+)", text)
         redis_port = re.search(r"throwaway redis-server on 127\.0\.0\.1:(\d+)", text)
@@ -79,7 +79,7 @@ def test_up_dev_starts_everything_warms_and_leaves_nothing_running(tmp_path: Pat
         with urllib.request.urlopen(request, timeout=10) as resp:
             assert resp.status == 202
         cache = redis.Redis(port=int(redis_port[1]), db=0)
-        wait_for(
+        wait_until(
             lambda: cache.sismember("repository::team/app::blobs", digest),
             timeout=60,
             what="the pushed blob to be warm",
@@ -89,7 +89,7 @@ def test_up_dev_starts_everything_warms_and_leaves_nothing_running(tmp_path: Pat
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
-    wait_for(
+    wait_until(
         lambda: not any(_alive(c) for c in children),
         timeout=30,
         what="every process warmer up started to end",
@@ -128,7 +128,7 @@ def test_up_never_prints_a_token_it_was_given(tmp_path: Path, redis_proc: Any) -
                 start_new_session=True,
             )
         try:
-            wait_for(lambda: _healthz(port), timeout=60, what="/healthz of warmer up")
+            wait_until(lambda: _healthz(port), timeout=60, what="/healthz of warmer up")
             text = log.read_text()
             assert f"Authorization: [Bearer {TOKEN_PLACEHOLDER}]" in text, text
             assert token not in text

@@ -19,13 +19,14 @@ from typing import Any
 
 import redis
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
 from tests.support.notifications import envelope, event
 from tests.support.redisdbs import DB, shared_env
-from tests.support.registry import free_port, wait_for
+from tests.support.registry import free_port
 from tests.support.sender import RegistryLikeSender
 from tests.support.services import warmer_process, webhook_ready
 from worker.celeryapp import create_app
+from worker.cli.processes import wait_until
 from worker.config.settings import load_settings
 from worker.state import StateStore
 from worker.state.ledger import redeliver
@@ -72,7 +73,7 @@ def test_two_hours_without_workers_lose_nothing_and_duplicate_at_most_once(
     settings = load_settings(**{k.removeprefix("WARMER_").lower(): v for k, v in env.items()})
     app = create_app(settings)
     with warmer_process(["webhook", "--port", str(port)], env, tmp_path / "webhook.log"):
-        wait_for(lambda: webhook_ready(url), timeout=30, what="webhook /readyz")
+        wait_until(lambda: webhook_ready(url), timeout=30, what="webhook /readyz")
         bodies = [envelope(event("push", "team/app", d)) for d in pushed]
         # The stream keeps arriving during the outage: half before the first tick, half later.
         first = RegistryLikeSender(f"{url}/events", TOKEN, bodies[: EVENTS // 2])
@@ -106,7 +107,7 @@ def test_two_hours_without_workers_lose_nothing_and_duplicate_at_most_once(
             def applied() -> bool:
                 return all(cache_redis.sismember("repository::team/app::blobs", d) for d in pushed)
 
-            wait_for(applied, timeout=90, what="every event applied")
-            wait_for(lambda: state.pending_count() == 0, timeout=60, what="an empty ledger")
+            wait_until(applied, timeout=90, what="every event applied")
+            wait_until(lambda: state.pending_count() == 0, timeout=60, what="an empty ledger")
     assert state.dead_letter_count() == 0
     broker.flushdb()

@@ -8,11 +8,11 @@ from typing import Any
 
 import redis
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
 from tests.support.redisdbs import DB, shared_env
-from tests.support.registry import wait_for
 from tests.support.results import task_metas
 from tests.support.services import warmer_process
+from worker.cli.processes import wait_until
 
 
 def _results(state_redis: redis.Redis) -> dict[str, list[Any]]:
@@ -53,7 +53,7 @@ def test_beat_runs_the_scheduled_jobs_and_their_results_are_kept(
                 name in found for name in ("warmer.rewarm_summary", "warmer.reconcile")
             )
 
-        wait_for(ran, timeout=60, what="stats, re-warm and reconcile results")
+        wait_until(ran, timeout=60, what="stats, re-warm and reconcile results")
     found = _results(state_redis)
     rewarmed = found["warmer.rewarm_summary"][0]
     assert (rewarmed["repositories"], rewarmed["blobs"], rewarmed["manifests"]) == (1, 3, 1)

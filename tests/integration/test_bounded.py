@@ -14,12 +14,12 @@ import redis
 from celery.contrib.testing.worker import start_worker
 from starlette.testclient import TestClient
 
+from bench.layout import LayoutWriter
 from tasks import worker_app
-from tests.support.layout import LayoutWriter
 from tests.support.notifications import envelope, event
 from tests.support.redisdbs import DB
-from tests.support.registry import wait_for
 from worker.celeryapp.names import EVENTS_TASK
+from worker.cli.processes import wait_until
 from worker.cli.stats import stats_view
 from worker.config.settings import load_settings
 from worker.core.clients import build_state
@@ -108,7 +108,7 @@ def test_pulls_cost_no_task_and_no_key_each_and_are_summed_per_repository(
                 client.post("/events", content=envelope(*pulls), headers=headers).json()["accepted"]
                 == 5
             )
-        wait_for(lambda: state.pulls("team/app") == 80, timeout=10, what="the pull sums")
+        wait_until(lambda: state.pulls("team/app") == 80, timeout=10, what="the pull sums")
     assert state.pulls("b") == 20
     assert published == []
     assert not list(state_redis.scan_iter("warmer:seen:*"))

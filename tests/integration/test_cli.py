@@ -13,7 +13,7 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
 from tests.support.redisdbs import shared_env
 from tests.support.registry import free_port
 from worker.cli import app

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
 from worker.cache import BlobDescriptorCache
 from worker.core.blobservice import CachedBlobService
 from worker.core.pipeline import process

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
 from tests.support.notifications import envelope, event
 from tests.support.redisdbs import shared_env
-from tests.support.registry import free_port, wait_for
+from tests.support.registry import free_port
 from tests.support.sender import RegistryLikeSender
 from tests.support.services import warmer_process, webhook_ready
+from worker.cli.processes import wait_until
 from worker.state import StateStore
 from worker.storage import paths
 
@@ -58,7 +59,7 @@ class BrokerRedis:
             stdout=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
-        wait_for(lambda: _pings(client), what="broker redis-server")
+        wait_until(lambda: _pings(client), timeout=20, what="broker redis-server")
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -124,13 +125,13 @@ def test_no_event_is_lost_to_a_killed_worker_or_a_restarted_broker(
         warmer_process(["webhook", "--port", str(port)], env, tmp_path / "webhook.log"),
         warmer_process(beat_args, env, tmp_path / "beat.log"),
     ):
-        wait_for(lambda: webhook_ready(url), timeout=30, what="webhook /readyz")
+        wait_until(lambda: webhook_ready(url), timeout=30, what="webhook /readyz")
         sender = RegistryLikeSender(f"{url}/events", TOKEN, bodies)
         with warmer_process(WORKER_ARGS, env, tmp_path / "worker1.log") as first:
             sender.start()
-            wait_for(lambda: sender.sent >= BLOBS // 3, timeout=60, what="a third of the stream")
+            wait_until(lambda: sender.sent >= BLOBS // 3, timeout=60, what="a third of the stream")
             _kill_group(first)  # SIGKILL: no goodbye, messages held are never acknowledged
-        wait_for(lambda: sender.sent >= BLOBS // 2, timeout=60, what="half of the stream")
+        wait_until(lambda: sender.sent >= BLOBS // 2, timeout=60, what="half of the stream")
         broker.kill()
         time.sleep(0.5)  # the sender meets refusals meanwhile, as a registry would
         broker.start()
@@ -141,9 +142,9 @@ def test_no_event_is_lost_to_a_killed_worker_or_a_restarted_broker(
             def all_warm() -> bool:
                 return all(cache_redis.sismember(f"repository::{r}::blobs", d) for r, d in digests)
 
-            wait_for(all_warm, timeout=90, what="every pushed blob to be warm")
+            wait_until(all_warm, timeout=90, what="every pushed blob to be warm")
             state = StateStore(state_redis)
-            wait_for(lambda: state.pending_count() == 0, timeout=30, what="an empty ledger")
+            wait_until(lambda: state.pending_count() == 0, timeout=30, what="an empty ledger")
     assert sender.refused > 0  # the broker restart was felt, and retried through
     assert state.dead_letter_count() == 0
 
@@ -185,12 +186,12 @@ def test_a_task_held_by_a_killed_worker_is_delivered_again(
         warmer_process(["webhook", "--port", str(port)], env, tmp_path / "webhook.log"),
         warmer_process(beat_args, env, tmp_path / "beat.log"),
     ):
-        wait_for(lambda: webhook_ready(url), timeout=30, what="webhook /readyz")
+        wait_until(lambda: webhook_ready(url), timeout=30, what="webhook /readyz")
         with warmer_process(WORKER_ARGS, env, tmp_path / "worker1.log") as first:
             sender = RegistryLikeSender(f"{url}/events", TOKEN, [push])
             sender.start()
             log = tmp_path / "worker1.log"
-            wait_for(lambda: _waiting_for_storage(log), timeout=30, what="the task running")
+            wait_until(lambda: _waiting_for_storage(log), timeout=30, what="the task running")
             _kill_group(first)
         manifest_path.write_bytes(payload)  # the registry's storage catches up
         with warmer_process(WORKER_ARGS, env, tmp_path / "worker2.log"):
@@ -198,5 +199,5 @@ def test_a_task_held_by_a_killed_worker_is_delivered_again(
             def warm() -> bool:
                 return all(cache_redis.sismember("repository::team/app::blobs", b) for b in blobs)
 
-            wait_for(warm, timeout=60, what="the redelivered task to warm the image")
+            wait_until(warm, timeout=60, what="the redelivered task to warm the image")
     assert cache_redis.exists(f"blobs::{manifest}")

@@ -17,13 +17,14 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
 from tests.support.redisdbs import DB, shared_env
-from tests.support.registry import free_port, wait_for
+from tests.support.registry import free_port
 from tests.support.services import warmer_process
 from worker.celeryapp import create_app
 from worker.celeryapp.names import EVENTS_TASK
 from worker.cli import app as cli
+from worker.cli.processes import wait_until
 from worker.config.settings import load_settings
 from worker.registry.events import Event, Kind
 
@@ -72,7 +73,7 @@ def test_flower_lists_the_warmers_tasks_with_their_counters(
     try:
         worker = ["worker", "--pool", "solo", "--without-mingle", "--without-gossip"]
         with warmer_process(worker, env, tmp_path / "worker.log"):
-            wait_for(
+            wait_until(
                 lambda: bool(_api(port, "/api/workers?refresh=1")),
                 timeout=60,
                 what="Flower to see the worker",
@@ -100,7 +101,7 @@ def test_flower_lists_the_warmers_tasks_with_their_counters(
                     last_sent = time.monotonic()
                 return False
 
-            wait_for(done, timeout=60, what="Flower to show a task succeeded")
+            wait_until(done, timeout=60, what="Flower to show a task succeeded")
             task = succeeded()[0]
     finally:
         proc.terminate()

@@ -10,11 +10,12 @@ from typing import Any
 
 import redis
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
 from tests.support.redisdbs import DB, shared_env
-from tests.support.registry import free_port, wait_for
+from tests.support.registry import free_port
 from tests.support.services import warmer_process
 from worker.cache import BlobDescriptorCache
+from worker.cli.processes import wait_until
 from worker.core.heal import REWARM_LOCK, cache_emptied
 from worker.state import StateStore
 
@@ -43,7 +44,7 @@ def test_the_lock_is_one_holders_and_expires_when_it_stops_refreshing(state: Sta
     assert not state.refresh_lock("job", "b", 10)
     assert not state.release_lock("job", "b")
     assert state.refresh_lock("job", "a", 0.3)
-    wait_for(lambda: state.lock_holder("job") is None, timeout=5, what="the lock to expire")
+    wait_until(lambda: state.lock_holder("job") is None, timeout=5, what="the lock to expire")
     assert state.acquire_lock("job", "b", 10)
     assert state.release_lock("job", "b")
     assert state.lock_holder("job") is None
@@ -76,19 +77,19 @@ def test_a_flushed_cache_is_rewarmed_and_a_dead_holders_lock_only_delays_it(
         warmer_process(worker, env, tmp_path / "worker.log"),
         warmer_process(beat, env, tmp_path / "beat.log"),
     ):
-        wait_for(warm, timeout=60, what="the first re-warm")
-        wait_for(lambda: state.lock_holder(REWARM_LOCK) is None, timeout=30, what="it to end")
+        wait_until(warm, timeout=60, what="the first re-warm")
+        wait_until(lambda: state.lock_holder(REWARM_LOCK) is None, timeout=30, what="it to end")
         cache_redis.flushdb()  # a cache Redis restarted without persistence
-        wait_for(warm, timeout=60, what="a re-warm after the flush")
+        wait_until(warm, timeout=60, what="a re-warm after the flush")
 
         # A re-warm on another machine whose holder died: its lock still holds for 4 s.
-        wait_for(lambda: state.lock_holder(REWARM_LOCK) is None, timeout=30, what="it to end")
+        wait_until(lambda: state.lock_holder(REWARM_LOCK) is None, timeout=30, what="it to end")
         state_redis.set("warmer:lock:rewarm", "dead-holder", px=4000)
         cache_redis.flushdb()
         while state.lock_holder(REWARM_LOCK) == "dead-holder":
             assert not warm()  # no second re-warm while the lock holds
             time.sleep(0.1)
-        wait_for(warm, timeout=60, what="the re-warm once the dead holder's lock expired")
+        wait_until(warm, timeout=60, what="the re-warm once the dead holder's lock expired")
     last = state.last("rewarm")
     assert last is not None
     assert last["blobs"] == 3
@@ -127,12 +128,16 @@ def test_a_restarted_cache_redis_is_rewarmed(
             warmer_process(worker, env, tmp_path / "worker.log"),
             warmer_process(beat, env, tmp_path / "beat.log"),
         ):
-            wait_for(warm, timeout=60, what="the first re-warm")
-            wait_for(lambda: state_redis.get("warmer:cache:keys") not in (None, b"0"), timeout=30)
+            wait_until(warm, timeout=60, what="the first re-warm")
+            wait_until(
+                lambda: state_redis.get("warmer:cache:keys") not in (None, b"0"),
+                timeout=30,
+                what="the cache's key count",
+            )
             cache_server.kill()
             cache_server.wait()
             cache_server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-            wait_for(warm, timeout=60, what="a re-warm after the cache Redis restarted")
+            wait_until(warm, timeout=60, what="a re-warm after the cache Redis restarted")
     finally:
         cache.close()
         cache_server.kill()

@@ -19,13 +19,13 @@ from celery.contrib.testing.worker import start_worker
 from starlette.testclient import TestClient
 
 import tasks.events as tasks_events
+from bench.layout import LayoutWriter
 from tasks import worker_app
-from tests.support.layout import LayoutWriter
 from tests.support.notifications import event
 from tests.support.redisdbs import DB
-from tests.support.registry import wait_for
 from worker.celeryapp import WarmerCelery
 from worker.celeryapp.names import EVENTS_TASK, REWARM_REPOSITORY_TASK, REWARM_SUMMARY_TASK
+from worker.cli.processes import wait_until
 from worker.config.settings import load_settings
 from worker.core.blobservice import CachedBlobService
 from worker.core.pipeline import process
@@ -242,7 +242,7 @@ def test_a_batch_whose_task_fails_is_split_and_only_the_culprit_dead_lettered(
         def split_and_done() -> bool:
             return state.pending_count() == 0 and state.dead_letter_count() == 1
 
-        wait_for(split_and_done, timeout=30, what="the batch split and settled")
+        wait_until(split_and_done, timeout=30, what="the batch split and settled")
     (letter,) = state.dead_letters()
     assert letter.event[0] == "poison"
     assert "a bug met the poison" in letter.reason
@@ -273,7 +273,7 @@ def test_a_replay_cannot_poison_itself(
         def settled() -> bool:
             return state.pending_count() == 0 and state.dead_letter_count() == 1
 
-        wait_for(settled, timeout=30, what="the replay to settle")
+        wait_until(settled, timeout=30, what="the replay to settle")
     (letter,) = state.dead_letters()
     assert letter.event[0] == "p"
     assert "manifest" in letter.reason

@@ -9,8 +9,8 @@ from typing import Any
 
 import redis
 
+from bench.layout import LayoutWriter
 from tasks.events import apply_events
-from tests.support.layout import LayoutWriter
 from tests.support.redisdbs import DB
 from tests.support.redisdump import CountingConnection, dump
 from tests.support.registry import free_port

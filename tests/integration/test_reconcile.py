@@ -7,7 +7,7 @@ import os
 import pytest
 import redis
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
 from tests.support.redisdump import dump
 from worker.cache import BlobDescriptorCache
 from worker.core.blobservice import CachedBlobService

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
 from tests.support.redisdump import dump
 from tests.support.registry import free_port
 from worker.cache import BlobDescriptorCache

@@ -8,8 +8,8 @@ from pathlib import Path
 import redis
 from celery.contrib.testing.worker import start_worker
 
+from bench.layout import LayoutWriter
 from tasks import worker_app
-from tests.support.layout import LayoutWriter
 from tests.support.redis_servers import redis_sentinel
 from worker.celeryapp.names import EVENTS_TASK
 from worker.celeryapp.urls import celery_redis

@@ -11,9 +11,10 @@ import redis
 
 from tests.support.notifications import envelope, event
 from tests.support.redisdbs import shared_env
-from tests.support.registry import free_port, wait_for
+from tests.support.registry import free_port
 from tests.support.sentry_sink import sentry_sink
 from tests.support.services import warmer_process, webhook_ready
+from worker.cli.processes import wait_until
 
 TOKEN = "tok-a1b2c3-never-in-sentry"
 D = "sha256:" + "d" * 64
@@ -52,10 +53,10 @@ def test_a_broker_outage_reaches_sentry_without_the_token(
             "SENTRY_DSN": sink.dsn,
         }
         with warmer_process(["webhook", "--port", str(port)], env, log):
-            wait_for(lambda: _healthy(url), timeout=30, what="webhook /healthz")
+            wait_until(lambda: _healthy(url), timeout=30, what="webhook /healthz")
             assert not webhook_ready(url)  # the broker is down, and /readyz says so
             assert _post(f"{url}/events", envelope(event("push", "team/app", D))) == 503
-            wait_for(
+            wait_until(
                 lambda: "broker unavailable" in sink.text(),
                 timeout=20,
                 what="the error to reach Sentry",

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
 from tests.support.notifications import envelope, event
 from tests.support.redisdbs import DB, shared_env
-from tests.support.registry import free_port, wait_for
+from tests.support.registry import free_port
 from tests.support.sender import RegistryLikeSender
 from worker.cli.demo.services import webhook_ready
+from worker.cli.processes import wait_until
 from worker.storage import paths
 
 TOKEN = "shutdown-token"
@@ -140,12 +141,12 @@ def test_a_signal_stops_warmer_up_and_everything_it_started(
     port = free_port()
     log = tmp_path / "up.log"
     up = _start(["up", "--port", str(port)], _env(redis_proc, tmp_path), log, started)
-    wait_for(lambda: webhook_ready(f"http://127.0.0.1:{port}"), timeout=60, what="readyz")
-    wait_for(lambda: _worker_ready(log), timeout=60, what="the worker to be ready")
+    wait_until(lambda: webhook_ready(f"http://127.0.0.1:{port}"), timeout=60, what="readyz")
+    wait_until(lambda: _worker_ready(log), timeout=60, what="the worker to be ready")
     family = _descendants(up.pid)
     assert len(family) >= 3, family  # the worker, its pool, its beat
     up.send_signal(sig)
-    wait_for(
+    wait_until(
         lambda: _all_gone({up.pid, *family}),
         timeout=STOP_SECONDS,
         what=f"warmer up and its {len(family)} processes to end after {sig.name}",
@@ -169,12 +170,12 @@ def test_after_a_sigkill_of_warmer_up_its_children_end_on_their_own(
         env.pop("WARMER_WEBHOOK_TOKEN")
         args.append("--dev")
     up = _start(args, env, log, started)
-    wait_for(lambda: _worker_ready(log), timeout=60, what="the worker to be ready")
+    wait_until(lambda: _worker_ready(log), timeout=60, what="the worker to be ready")
     family = _descendants(up.pid)
     assert family
     up.kill()
     up.wait()
-    wait_for(
+    wait_until(
         lambda: _all_gone(family),
         timeout=10,
         what="the children of a killed warmer up to end",
@@ -190,11 +191,11 @@ def test_a_signal_stops_warmer_worker_with_its_pool(
 ) -> None:
     log = tmp_path / "worker.log"
     worker = _start(["worker", "--concurrency", "2"], _env(redis_proc, tmp_path), log, started)
-    wait_for(lambda: _worker_ready(log), timeout=60, what="the worker to be ready")
+    wait_until(lambda: _worker_ready(log), timeout=60, what="the worker to be ready")
     family = _descendants(worker.pid)
     assert len(family) >= 2, family
     worker.send_signal(sig)
-    wait_for(
+    wait_until(
         lambda: _all_gone({worker.pid, *family}),
         timeout=STOP_SECONDS,
         what=f"warmer worker and its pool to end after {sig.name}",
@@ -214,12 +215,12 @@ def test_a_signal_stops_warmer_webhook(
     log = tmp_path / "webhook.log"
     args = ["webhook", "--port", str(port), "--workers", str(workers)]
     hook = _start(args, _env(redis_proc, tmp_path), log, started)
-    wait_for(lambda: webhook_ready(f"http://127.0.0.1:{port}"), timeout=60, what="readyz")
+    wait_until(lambda: webhook_ready(f"http://127.0.0.1:{port}"), timeout=60, what="readyz")
     family = _descendants(hook.pid)
     # --workers 2: two receiver processes under the one started (1: none, uvicorn serves in it).
     assert len(family) == (workers if workers > 1 else 0), family
     hook.send_signal(sig)
-    wait_for(
+    wait_until(
         lambda: _all_gone(family) and (not _alive(hook.pid) or hook.poll() is not None),
         timeout=STOP_SECONDS,
         what=f"warmer webhook and its receivers to end after {sig.name}",
@@ -233,12 +234,12 @@ def test_after_a_sigkill_of_warmer_webhook_its_receivers_end_on_their_own(
     port = free_port()
     args = ["webhook", "--port", str(port), "--workers", "2"]
     hook = _start(args, _env(redis_proc, tmp_path), tmp_path / "webhook.log", started)
-    wait_for(lambda: webhook_ready(f"http://127.0.0.1:{port}"), timeout=60, what="readyz")
+    wait_until(lambda: webhook_ready(f"http://127.0.0.1:{port}"), timeout=60, what="readyz")
     family = _descendants(hook.pid)
     assert len(family) == 2, family
     hook.kill()
     hook.wait()
-    wait_for(lambda: _all_gone(family), timeout=10, what="the receivers of a killed webhook")
+    wait_until(lambda: _all_gone(family), timeout=10, what="the receivers of a killed webhook")
 
 
 def _waiting_for_storage(log: Path) -> bool:
@@ -271,16 +272,16 @@ def test_a_task_still_running_after_the_grace_goes_back_to_the_queue(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     _start(["webhook", "--port", str(port)], env, tmp_path / "webhook.log", started)
-    wait_for(lambda: webhook_ready(url), timeout=60, what="readyz")
+    wait_until(lambda: webhook_ready(url), timeout=60, what="readyz")
     worker_args = ["worker", "--concurrency", "1", "--without-mingle", "--without-gossip"]
     first = _start(worker_args, env, tmp_path / "worker1.log", started)
-    wait_for(lambda: _worker_ready(tmp_path / "worker1.log"), timeout=60, what="worker ready")
+    wait_until(lambda: _worker_ready(tmp_path / "worker1.log"), timeout=60, what="worker ready")
     kind = "application/vnd.oci.image.manifest.v1+json"
     push = envelope(event("push", "team/app", manifest, media_type=kind, tag="v1"))
     sender = RegistryLikeSender(f"{url}/events", TOKEN, [push])
     sender.start()
     log = tmp_path / "worker1.log"
-    wait_for(lambda: _waiting_for_storage(log), timeout=30, what="the task running")
+    wait_until(lambda: _waiting_for_storage(log), timeout=30, what="the task running")
     first.send_signal(signal.SIGTERM)
     assert first.wait(STOP_SECONDS) is not None
     manifest_path.write_bytes(payload)  # the registry's storage catches up
@@ -291,5 +292,5 @@ def test_a_task_still_running_after_the_grace_goes_back_to_the_queue(
     def warm() -> bool:
         return all(cache_redis.sismember("repository::team/app::blobs", b) for b in blobs)
 
-    wait_for(warm, timeout=60, what="the returned task to warm the image")
+    wait_until(warm, timeout=60, what="the returned task to warm the image")
     broker.flushdb()

@@ -15,15 +15,15 @@ from celery.contrib.testing.worker import start_worker
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
+from bench.layout import LayoutWriter
 from tasks import worker_app
-from tests.support.layout import LayoutWriter
 from tests.support.notifications import envelope, event
 from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
-from tests.support.registry import wait_for
 from worker.celeryapp import WarmerCelery
 from worker.celeryapp.names import REWARM_TASK
 from worker.cli import app as cli
+from worker.cli.processes import wait_until
 from worker.config.settings import load_settings
 from worker.core.blobservice import CachedBlobService
 from worker.core.pipeline import process
@@ -118,7 +118,7 @@ def test_stats_json_debug_vars_and_metrics_agree_with_the_operations_run(
                 headers={"content-type": "application/json", "authorization": f"Bearer {TOKEN}"},
             )
             assert response.status_code == 202
-            wait_for(lambda: state.pending_count() == 0, timeout=30, what="the push settled")
+            wait_until(lambda: state.pending_count() == 0, timeout=30, what="the push settled")
         expected = {"requests": 4, "hits": 2, "misses": 2}
         as_json = CliRunner().invoke(cli, ["stats", "--json"], env=env)
         assert as_json.exit_code == 0, as_json.stderr
@@ -149,7 +149,7 @@ def test_the_fanned_out_rewarm_equals_the_in_process_one(
     state.record_access(["other/app"])
     with start_worker(app, pool="solo", perform_ping_check=False):
         app.send_task(REWARM_TASK).get(timeout=30)
-        wait_for(lambda: state.last("rewarm") is not None, timeout=30, what="the summary")
+        wait_until(lambda: state.last("rewarm") is not None, timeout=30, what="the summary")
     fanned = state.last("rewarm")
     assert fanned is not None
     warmed = dump(cache_redis)

@@ -11,14 +11,14 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 
+from bench.layout import LayoutWriter
+from bench.s3_endpoint import ACCESS_KEY, REGION, SECRET_KEY, aws_environment, client, put_tree
 from tasks import worker_app
-from tests.support.layout import LayoutWriter
 from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
-from tests.support.registry import wait_for
-from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, aws_environment, client, put_tree
 from worker.cache import BlobDescriptorCache
 from worker.celeryapp.names import REWARM_TASK
+from worker.cli.processes import wait_until
 from worker.config.settings import load_settings
 from worker.core.blobservice import CachedBlobService
 from worker.core.reconcile import reconcile
@@ -209,7 +209,7 @@ def test_the_fanned_out_rewarm_of_a_bucket_equals_the_in_process_one(
     app.conf.worker_hijack_root_logger = False
     with start_worker(app, pool="solo", perform_ping_check=False):
         app.send_task(REWARM_TASK).get(timeout=60)
-        wait_for(lambda: state.last("rewarm") is not None, timeout=60, what="the summary")
+        wait_until(lambda: state.last("rewarm") is not None, timeout=60, what="the summary")
     fanned = state.last("rewarm")
     assert fanned is not None
     warmed = dump(cache_redis)

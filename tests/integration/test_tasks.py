@@ -14,8 +14,8 @@ import redis
 from celery import _state as celery_state
 from celery.contrib.testing.worker import start_worker
 
+from bench.layout import LayoutWriter
 from tasks import worker_app
-from tests.support.layout import LayoutWriter
 from tests.support.redisdbs import shared_env
 from tests.support.redisdump import dump
 from worker.celeryapp import WarmerCelery

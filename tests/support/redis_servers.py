@@ -8,8 +8,7 @@ stopped when its context ends.
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,23 +16,24 @@ from typing import Any
 
 import redis
 
-from worker.cli.processes import free_port, stop_group, throwaway_redis
+from worker.cli.processes import free_port, stop_group, throwaway_redis, wait_until
 
 __all__ = ["Sentinel", "Tls", "redis_cluster", "redis_sentinel", "redis_tls"]
 
 MASTER_NAME = "warmermaster"
 
 
-def _wait(condition: object, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """:func:`wait_until` a condition that Redis may fail to answer while a server starts or a
+    failover runs: an error is a no, asked again at the next poll."""
+
+    def answered() -> object:
         try:
-            if condition():  # type: ignore[operator]
-                return
+            return condition()
         except redis.RedisError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+            return False
+
+    wait_until(answered, timeout=timeout, what=what, interval=0.1)
 
 
 @contextmanager

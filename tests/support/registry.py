@@ -25,7 +25,6 @@ from worker.cli.demo.registry import (
     running_registry,
     skopeo_copy,
     tools_missing,
-    wait_for,
 )
 from worker.registry.versions import RegistryVersion
 
@@ -41,7 +40,6 @@ __all__ = [
     "registry_binary",
     "running_registry",
     "tools_missing",
-    "wait_for",
 ]
 
 

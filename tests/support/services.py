@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from worker.cli.demo.registry import free_port, wait_for
+from worker.cli.demo.registry import free_port
 from worker.cli.demo.services import warmer_process, webhook_ready
+from worker.cli.processes import wait_until
 
 __all__ = ["run_warmer_json", "running_warmer", "warmer_process", "webhook_ready"]
 
@@ -46,5 +47,5 @@ def running_warmer(
         warmer_process(["webhook", "--port", str(port)], env, workdir / "webhook.log"),
         warmer_process(worker, env, workdir / "worker.log"),
     ):
-        wait_for(lambda: webhook_ready(url), timeout=30, what="the warmer's webhook /readyz")
+        wait_until(lambda: webhook_ready(url), timeout=30, what="the warmer's webhook /readyz")
         yield url

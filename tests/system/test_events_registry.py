@@ -15,9 +15,10 @@ import redis
 from tests.support.oci import Image, Index, layer, write_layout
 from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
-from tests.support.registry import Registry, copy, delete, running_registry, wait_for
+from tests.support.registry import Registry, copy, delete, running_registry
 from tests.support.services import running_warmer
 from worker.cli.demo.registry import RegistryBinary
+from worker.cli.processes import wait_until
 from worker.state import StateStore
 
 pytestmark = pytest.mark.e2e
@@ -108,7 +109,7 @@ def test_a_replica_is_warm_before_its_first_pull(
             _pull_all(reg_ref, tmp_path / "ref-pull")
         reference = dump(dbs[DB_REF])
 
-        wait_for(
+        wait_until(
             lambda: dump(dbs[DB_B]) == reference,
             timeout=60,
             what="registry B's Redis to hold what a full pull leaves",
@@ -127,7 +128,7 @@ def test_a_replica_is_warm_before_its_first_pull(
         blob = only_other.digest
         assert dbs[DB_B].sismember("repository::other/app::blobs", blob)
         assert delete(reg_a, f"other/app/blobs/{blob}") == 202
-        wait_for(
+        wait_until(
             lambda: not dbs[DB_B].sismember("repository::other/app::blobs", blob),
             timeout=30,
             what="the deleted blob to leave other/app's membership",
@@ -141,7 +142,7 @@ def test_a_replica_is_warm_before_its_first_pull(
         # The manifest leaves its repository (3.x keeps it as a member, 2.x never had it);
         # the global descriptor goes once garbage-collect removes the data (reconcile), not
         # before: another repository may serve it.
-        wait_for(
+        wait_until(
             lambda: (
                 not dbs[DB_B].exists(f"repository::other/app::blobs::{manifest}")
                 and state.pending_count() == 0

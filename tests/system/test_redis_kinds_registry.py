@@ -19,9 +19,10 @@ from tests.support.oci import Image, Index, layer, write_layout
 from tests.support.redis_servers import redis_cluster, redis_sentinel, redis_tls
 from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
-from tests.support.registry import registry_binary, running_registry, wait_for
+from tests.support.registry import registry_binary, running_registry
 from tests.support.services import run_warmer_json, running_warmer
 from worker.cli.demo.registry import Registry, RegistryBinary
+from worker.cli.processes import wait_until
 from worker.config.connections import connect
 from worker.state import StateStore
 
@@ -193,7 +194,7 @@ def test_a_sentinel_failover_during_a_stream_of_pushes_loses_no_warm(
                         for d in (image.manifest.digest, *(b.digest for b in image.layers))
                     )
 
-                wait_for(all_warm, timeout=120, what="every pushed image warm on the new master")
+                wait_until(all_warm, timeout=120, what="every pushed image warm on the new master")
                 assert state.dead_letter_count() == 0
         with running_registry(
             tmp_path / "replica", root=root, redis_url=sentinel.url(0), binary=v3

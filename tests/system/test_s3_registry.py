@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import redis
 
+from bench.s3_endpoint import ACCESS_KEY, REGION, SECRET_KEY, aws_environment, client
 from tests.support.oci import Image, Index, layer, write_layout
 from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
@@ -33,11 +34,10 @@ from tests.support.registry import (
     garbage_collect,
     head_blob,
     running_registry,
-    wait_for,
 )
-from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, aws_environment, client
 from tests.support.services import run_warmer_json, warmer_process, webhook_ready
 from worker.cli.demo.registry import Registry, RegistryBinary
+from worker.cli.processes import wait_until
 from worker.config.storageurl import StorageTarget, s3_url
 
 pytestmark = pytest.mark.e2e
@@ -236,7 +236,7 @@ def test_make_run_with_the_registrys_config_warms_from_the_bucket(
             start_new_session=True,  # Ctrl-C at a terminal reaches the whole group
         )
     try:
-        wait_for(
+        wait_until(
             lambda: proc.poll() is None and dump(warm_db) == bucket.reference,
             timeout=120,
             what=f"make run to warm the replica's Redis (log: {tmp_path / 'make-run.log'})",
@@ -244,7 +244,7 @@ def test_make_run_with_the_registrys_config_warms_from_the_bucket(
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(60)
-        wait_for(lambda: not _group(proc.pid), timeout=30, what="make run's processes to end")
+        wait_until(lambda: not _group(proc.pid), timeout=30, what="make run's processes to end")
 
 
 def _group(pgid: int) -> list[str]:
@@ -320,7 +320,7 @@ def test_events_warm_a_replica_from_the_bucket(
                 tmp_path / "worker.log",
             ),
         ):
-            wait_for(lambda: webhook_ready(url), timeout=30, what="warmer webhook /readyz")
+            wait_until(lambda: webhook_ready(url), timeout=30, what="warmer webhook /readyz")
             with running_registry(
                 tmp_path / "origin",
                 root=tmp_path / "unused-root",
@@ -339,7 +339,7 @@ def test_events_warm_a_replica_from_the_bucket(
                     for name in names:
                         ref.pull(name, tmp_path / "ref" / _dirname(name))
                 reference = dump(dbs[EVENTS_REFERENCE])
-                wait_for(
+                wait_until(
                     lambda: dump(dbs[EVENTS_REPLICA]) == reference,
                     timeout=60,
                     what="the replica's Redis to hold what a full pull leaves",

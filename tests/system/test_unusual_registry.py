@@ -21,9 +21,10 @@ import pytest
 import redis
 
 from tests.support.redisdbs import DB, shared_env
-from tests.support.registry import Registry, running_registry, wait_for
+from tests.support.registry import Registry, running_registry
 from tests.support.services import running_warmer
 from worker.cli.demo.registry import RegistryBinary
+from worker.cli.processes import wait_until
 from worker.registry.mediatypes import (
     DOCKER_FOREIGN_LAYER,
     DOCKER_MANIFEST_LIST,
@@ -225,7 +226,7 @@ def test_windows_images_and_unusual_names_miss_nothing_on_a_replica(
         # Everything notified is settled: each manifest's descriptor is the last thing its
         # push writes, and the registry sends events in order.
         state = StateStore(dbs[DB.UNUSUAL_STATE])
-        wait_for(
+        wait_until(
             lambda: (
                 all(replica.exists(f"blobs::{d}") for d in manifests) and state.pending_count() == 0
             ),

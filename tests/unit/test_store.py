@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.layout import LayoutWriter
+from bench.layout import LayoutWriter
 from worker.errors import (
     BlobNotFoundError,
     InvalidDigestError,

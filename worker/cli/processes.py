@@ -1,7 +1,8 @@
-"""Child processes the warmer starts: a throwaway redis-server, and stopping a process group.
+"""Child processes the warmer starts: a throwaway redis-server, stopping a process group, and
+waiting for one to be ready.
 
-Used by ``warmer up --dev``, ``make demo`` and the benchmarks, so that each starts and stops
-its helpers the same way and leaves nothing running.
+Used by ``warmer up --dev``, ``make demo``, the benchmarks and the tests, so that each starts,
+waits for and stops its helpers the same way and leaves nothing running.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import redis
 
@@ -31,9 +32,34 @@ __all__ = [
     "stop_group",
     "stop_leader_then_group",
     "throwaway_redis",
+    "wait_until",
 ]
 
+T = TypeVar("T")
+
 _PR_SET_PDEATHSIG: Final = 1  # from <linux/prctl.h>
+
+
+def wait_until(
+    predicate: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.05
+) -> T:
+    """The first true value of ``predicate()``, asked every ``interval`` seconds until then
+    (never ``None``: a predicate of ``X | None`` gives an ``X``).
+
+    :raises TimeoutError: naming ``what`` and ``timeout`` when no true value came within
+        ``timeout`` seconds. What ``predicate`` raises goes through: a predicate that must
+        outlast a failure (a server not listening yet) catches it and returns a false value.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        # Never past the deadline: the last try is at it, not an interval after it.
+        time.sleep(min(interval, left))
 
 
 def die_with_parent() -> Callable[[], None]:
@@ -124,16 +150,21 @@ def throwaway_redis(*, directory: Path | None = None, extra: Sequence[str] = ())
         preexec_fn=die_with_parent(),  # noqa: PLW1509 (a system call only, see there)
     )
     client = redis.Redis(port=port)
+    failed = "the throwaway redis-server did not start"
+
+    def started() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            if proc.poll() is not None:  # it exited: no use waiting
+                raise ConfigError(failed) from None
+            return False
+
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise ConfigError("the throwaway redis-server did not start") from None
-                time.sleep(0.05)
+        try:
+            wait_until(started, timeout=10, what="the throwaway redis-server")
+        except TimeoutError:
+            raise ConfigError(failed) from None
         yield port
     finally:
         client.close()

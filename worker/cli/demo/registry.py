@@ -7,15 +7,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.cli.processes import free_port, free_ports
+from worker.cli.processes import free_port, free_ports, wait_until
 from worker.config.registryfile import registry_config
 from worker.config.storageurl import StorageTarget
 from worker.registry.versions import RegistryVersion
@@ -49,14 +48,12 @@ class RegistryBinary:
 DEBIAN_REGISTRY = RegistryBinary(REGISTRY_BIN, RegistryVersion.V2)
 
 
-def wait_for(condition: object, timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll ``condition()`` until it is true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+def wait_for(
+    condition: Callable[[], object], timeout: float = 20.0, what: str = "condition"
+) -> None:
+    """:func:`~worker.cli.processes.wait_until` under its former name and defaults, for the
+    callers not moved to it yet (``worker/cli/demo/__init__.py``)."""
+    wait_until(condition, timeout=timeout, what=what)
 
 
 @dataclass
@@ -182,7 +179,7 @@ def http_process(
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=out, env=env)
     try:
-        wait_for(lambda: _answers(url) or proc.poll() is not None, what=what)
+        wait_until(lambda: _answers(url) or proc.poll() is not None, timeout=20, what=what)
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited: {log.read_text()[-2000:]}")
         yield proc

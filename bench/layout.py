@@ -1,4 +1,6 @@
-"""Writes a registry storage layout for tests and benchmarks, through the store's own paths."""
+"""Writes a registry storage layout for tests and benchmarks, through the store's own paths.
+
+In bench/ because the benchmarks may not import tests/; the tests import it from here."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""A real S3 endpoint for the tests: moto's server (``moto[server]``) on a free port of
-127.0.0.1, started by the tests and stopped after them, and the AWS environment that points a
-warmer or a registry at it (and nothing of the caller's AWS set-up)."""
+"""A real S3 endpoint for the tests and benchmarks: moto's server (``moto[server]``) on a free
+port of 127.0.0.1, started by them and stopped after them, its keys and clients, and the AWS
+environment that points a warmer or a registry at it (and nothing of the caller's AWS set-up).
+
+In bench/ because the benchmarks may not import tests/; the tests import it from here."""
 
 from __future__ import annotations
 
