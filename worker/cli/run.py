@@ -20,7 +20,7 @@ from worker.core.clients import build_store
 from worker.core.eviction import check_never_evicts
 from worker.errors import WarmerError
 from worker.receiver.assembly import build_webhook
-from worker.receiver.webhook import DEFAULT_MAX_BODY
+from worker.receiver.request import DEFAULT_MAX_BODY
 
 __all__ = ["beat", "demo", "flower", "up", "webhook", "worker"]
 

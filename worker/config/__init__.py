@@ -2,8 +2,11 @@
 
 - :mod:`settings`: the ``WARMER_*`` environment (and ``.env``) read once into one typed object
   whose repr hides secrets; start here.
+- :mod:`defaults`: the defaults of settings that code below the settings takes too (the dedup
+  window, the dead-letter cap, the pull flush interval), spelled once.
 - :mod:`schedules`: a beat job's schedule (seconds, or a crontab line).
-- :mod:`secretvalues`: which token a registry can send, placeholders, URLs with passwords hidden.
+- :mod:`secretvalues`: which token a registry can send, placeholders, and the credentials of
+  URLs hidden for logs and messages (in a URL given whole, or anywhere in a text).
 - :mod:`connections`: the warmer's Redis URLs (one server, Sentinel, Cluster, TLS, ACL users)
   and the clients built from them.
 - :mod:`storageurl`: the registry's storage as one URL.

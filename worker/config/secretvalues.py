@@ -1,18 +1,21 @@
 """The secrets among the settings: which token a registry can send, which value is only an
-example's placeholder, and URLs with their passwords hidden for logs and messages."""
+example's placeholder, and the one place credentials are hidden for logs and messages: in a URL
+(:func:`redact_url`) or in any text, such as an error's (:func:`redact_text`)."""
 
 from __future__ import annotations
 
 import re
 from typing import Final
 
-__all__ = ["check_token", "is_placeholder", "redact_url"]
+__all__ = ["check_token", "is_placeholder", "redact_text", "redact_url"]
 
 _TOKEN_CHARACTERS: Final = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
 )
 # What examples and older versions put where a secret belongs.
 _PLACEHOLDERS: Final = ("change-me", "changeme", "__warmer_webhook_token__")
+# "scheme://user:password@" in free text, wherever it is.
+_CREDENTIALS_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 
 
 def check_token(token: str) -> str:
@@ -57,3 +60,13 @@ def redact_url(url: str) -> str:
         address = f"{userinfo.partition(':')[0]}:***@{hosts}"
     query = re.sub(r"(password=)[^&]*", r"\1***", query)
     return f"{scheme}://{address}{question}{query}"
+
+
+def redact_text(text: str) -> str:
+    """``text`` (an error's message, say) with the credentials of every URL in it replaced by
+    ``***``, for logs.
+
+    Where a URL ends in free text is a guess, so the whole ``user:password@`` goes, not only
+    the password as :func:`redact_url` does with a URL it is given whole.
+    """
+    return _CREDENTIALS_RE.sub(r"\1***@", text)

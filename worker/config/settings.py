@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.config.connections import parse_redis_url
+from worker.config.defaults import DEADLETTER_MAX, DEDUP_TTL, PULL_FLUSH_INTERVAL
 from worker.config.registryfile import read_registry_config
 from worker.config.schedules import parse_schedule
 from worker.config.secretvalues import check_token, redact_url
@@ -31,12 +32,7 @@ from worker.config.storageurl import StorageTarget, parse_storage_url
 from worker.errors import ConfigError
 from worker.registry.versions import RegistryVersion
 
-__all__ = [
-    "ENV_PREFIX",
-    "Settings",
-    "load_settings",
-    "settings_table",
-]
+__all__ = ["ENV_PREFIX", "Settings", "load_settings", "settings_table"]
 
 ENV_PREFIX: Final = "WARMER_"
 # Fields whose value no message shows (as the aliases an error may name them by).
@@ -158,17 +154,17 @@ class Settings(BaseSettings):
         description="Seconds a task's result (its counters, as Flower shows them) is kept.",
     )
     dedup_ttl: int = Field(
-        default=600,
+        default=DEDUP_TTL,
         gt=0,
         description="Seconds an event id is remembered, to drop the registry's resends of it.",
     )
     deadletter_max: int = Field(
-        default=10_000,
+        default=DEADLETTER_MAX,
         gt=0,
         description="Dead letters kept at most; the oldest are dropped (and counted) beyond.",
     )
     pull_flush_interval: float = Field(
-        default=0.25,
+        default=PULL_FLUSH_INTERVAL,
         gt=0,
         description="Seconds between the receiver's writes of the pulls it added up.",
     )

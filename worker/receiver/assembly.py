@@ -11,7 +11,8 @@ from worker.celeryapp import WarmerCelery
 from worker.config.settings import Settings
 from worker.core.clients import build_cache, build_state
 from worker.errors import ConfigError
-from worker.receiver.webhook import DEFAULT_MAX_BODY, create_webhook
+from worker.receiver.request import DEFAULT_MAX_BODY
+from worker.receiver.webhook import create_webhook
 
 __all__ = ["build_webhook"]
 

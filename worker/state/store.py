@@ -31,6 +31,7 @@ from typing import Any, Final, TypeAlias
 
 import redis
 
+from worker.config.defaults import DEADLETTER_MAX, DEDUP_TTL
 from worker.errors import StateError
 from worker.state.deadletters import DeadLetter, letter
 from worker.state.scripts import ADMIT_LUA, REFRESH_LUA, RELEASE_LUA, SEEN_LUA, UNTRACK_LUA
@@ -55,12 +56,6 @@ _CACHE_KEYS: Final = "warmer:cache:keys"
 _DELIVERIES: Final = "warmer:deliveries"
 _WAITING: Final = "warmer:waiting"
 
-#: How long an event id is remembered by default: a registry resends within seconds, and a
-#: duplicate after that is harmless (every write is idempotent); memory is ids x this window.
-SEEN_TTL_SECONDS: Final = 600
-#: Dead letters kept by default; beyond, the oldest are dropped and counted.
-DEADLETTER_MAX: Final = 10_000
-
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -82,7 +77,7 @@ class StateStore:
         self,
         client: redis.Redis,
         *,
-        seen_ttl: int = SEEN_TTL_SECONDS,
+        seen_ttl: int = DEDUP_TTL,
         deadletter_max: int = DEADLETTER_MAX,
     ) -> None:
         self._redis = client
@@ -348,10 +343,14 @@ class StateStore:
 
     # -- the cache's size, as last seen ---------------------------------------------------------
 
-    def swap_cache_keys(self, count: int) -> int | None:
-        """Remember ``count`` as the cache's key count; return the previous one (None: first)."""
-        previous = self._call(lambda: self._redis.set(_CACHE_KEYS, count, get=True))
-        return int(previous) if previous is not None else None
+    def cache_keys(self) -> int | None:
+        """The cache's key count remembered by :meth:`set_cache_keys` (None: never yet)."""
+        value = self._call(self._redis.get, _CACHE_KEYS)
+        return int(value) if value is not None else None
+
+    def set_cache_keys(self, count: int) -> None:
+        """Remember ``count`` as the cache's key count, for the next look for a drop."""
+        self._call(self._redis.set, _CACHE_KEYS, count)
 
     def ping(self) -> None:
         """Raise StateError unless the state Redis answers."""
