@@ -11,12 +11,14 @@ from typing import Any
 import redis
 
 from bench.layout import LayoutWriter
+from tests.support.redis_servers import redis_cluster
 from tests.support.redisdbs import DB, shared_env
 from tests.support.registry import free_port
 from tests.support.services import warmer_process
 from worker.cache import BlobDescriptorCache
 from worker.cli.processes import wait_until
-from worker.core.heal import REWARM_LOCK, cache_emptied
+from worker.config.connections import connect
+from worker.core.heal import REWARM_LOCK, cache_emptied, needs_rewarm, note_cache_size
 from worker.state import StateStore
 
 
@@ -30,12 +32,42 @@ def test_an_emptied_cache_is_told_from_an_empty_store_and_from_a_growing_one(
     assert not cache_emptied(cache, state)
     cache_redis.flushdb()
     assert cache_emptied(cache, state)  # emptied
+    assert cache_emptied(cache, state)  # still pending: no re-warm has confirmed the drop
+    note_cache_size(cache, state)  # a re-warm ran to its end and left an empty cache
     assert not cache_emptied(cache, state)  # still empty: the store may be empty, no loop
     for i in range(10):
         cache_redis.sadd(f"repository::r{i}::blobs", "x")
     assert not cache_emptied(cache, state)
     cache_redis.delete(*(f"repository::r{i}::blobs" for i in range(7)))
     assert cache_emptied(cache, state)  # a Harbor GC, and the registry refilled a little
+
+
+def test_a_drop_whose_rewarm_died_is_seen_again_until_a_rewarm_confirms_it(
+    cache_redis: redis.Redis, state: StateStore
+) -> None:
+    cache = BlobDescriptorCache(cache_redis)
+    for i in range(10):
+        cache_redis.sadd(f"repository::r{i}::blobs", "x")
+    assert not cache_emptied(cache, state)
+    cache_redis.flushdb()
+    assert needs_rewarm(cache, state)
+    # The re-warm took the lock and died: while the lock lives, nobody looks.
+    assert state.acquire_lock(REWARM_LOCK, "dead worker", 0.2)
+    assert not needs_rewarm(cache, state)
+    wait_until(lambda: state.lock_holder(REWARM_LOCK) is None, timeout=5, what="the lock to expire")
+    cache_redis.sadd("repository::r0::blobs", "x")  # a pull refilled a little meanwhile
+    assert needs_rewarm(cache, state)  # the drop is still pending
+    note_cache_size(cache, state)  # a re-warm ran to its end
+    assert not needs_rewarm(cache, state)
+
+
+def test_a_cluster_counts_the_keys_of_every_primary(tmp_path: Path) -> None:
+    with redis_cluster(tmp_path / "cluster") as ports:
+        addrs = ",".join(f"127.0.0.1:{port}" for port in ports)
+        client = connect(f"redis://{addrs}", timeout=5)
+        for i in range(60):  # spread over the three primaries' slots
+            client.sadd(f"repository::r{i}::blobs", "x")
+        assert BlobDescriptorCache(client).key_count() == 60
 
 
 def test_the_lock_is_one_holders_and_expires_when_it_stops_refreshing(state: StateStore) -> None:

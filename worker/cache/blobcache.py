@@ -313,7 +313,12 @@ class BlobDescriptorCache:
         return self.key_count() == 0
 
     def key_count(self) -> int:
-        """How many keys the cache's DB holds (DBSIZE): a sudden drop means it was emptied."""
+        """How many keys the cache's DB holds (DBSIZE; a Cluster's summed over its primaries):
+        a sudden drop means it was emptied."""
+        if is_cluster(self._redis):
+            # DBSIZE alone goes to one node; every primary's count, summed, is the cache's.
+            cluster: Any = self._redis
+            return int(self._call(lambda: cluster.dbsize(target_nodes="primaries")))
         return int(self._call(self._redis.dbsize))
 
     def ping(self) -> None:

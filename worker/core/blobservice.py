@@ -9,6 +9,8 @@ semantics kept:
 - a fetch miss adds membership, takes the data path from the store's answer (no second stat)
   and sets the descriptor; these writes are side effects, so their failures are logged, never
   raised;
+- every write goes through :class:`~worker.core.writes.CacheWriter`, which asks the store
+  again after writing and forgets what a delete removed meanwhile (a delete always wins);
 - Exists and Fetch each count Requests, Hits and Misses exactly where the original counts them.
 
 Warming a blob is one cached ``fetch``. ``fetch_many`` is the same for a batch, in one cache
@@ -18,10 +20,11 @@ round trip to read and one to write, with the same counts as one ``fetch`` per d
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import NamedTuple
 
 from worker.cache import BlobDescriptorCache
+from worker.core.writes import CacheWriter
 from worker.errors import BlobNotFoundError, CacheError, StoreError
 from worker.registry import reference
 from worker.registry.descriptor import Descriptor
@@ -54,6 +57,7 @@ class CachedBlobService:
         self.cache = cache
         self.store = store
         self.figures = figures if figures is not None else Figures()
+        self.writer = CacheWriter(cache, store)
 
     def exists(self, repository: str, digest: str) -> bool:
         """True when ``digest`` is a blob of ``repository``: from the cache, else the store."""
@@ -71,7 +75,11 @@ class CachedBlobService:
         self.figures.exists.miss()
         exists = self.store.exists(repository, digest)
         if exists:  # only positive existence is cached
-            self._side_effect(self.cache.add, repository, digest)
+            try:
+                return self.writer.add(repository, digest)  # False: deleted meanwhile
+            except (CacheError, StoreError) as exc:
+                # A cache write after a store answer must never fail the request it serves.
+                _log.error("error writing to cache (add): %s", exc)
         return exists
 
     def fetch(self, repository: str, digest: str) -> Descriptor:
@@ -136,6 +144,8 @@ class CachedBlobService:
             described=described,
             strict=strict,
             sizes=sizes,
+            manifests=manifests,
+            seen=listed,
         )
 
     def fetch_manifests(
@@ -167,23 +177,17 @@ class CachedBlobService:
         digests: Sequence[str],
         *,
         manifests: bool = False,
-        recheck: bool = False,
     ) -> list[FetchResult]:
-        """Warm blobs of one repository for pushes: :meth:`fetch_many` (strict), then a delete wins.
+        """Warm blobs of one repository for pushes: :meth:`fetch_many` (strict), deletes winning.
 
         A push and a delete of the same blob, handled by two workers, can interleave: the push
         reads the link, the delete forgets the digest, then the push writes the membership.
-        The membership is the registry's access check, so that stale write would serve a deleted
-        blob. Hence, after writing, the links are read again: a digest whose link is gone now is
-        forgotten again. Whatever the interleaving, the last of the two to finish sees the link
-        gone (the registry removes it before it notifies) and the membership ends gone. A digest
-        not found at all is forgotten too, so a retried push converges the same way.
-
-        ``recheck``: read the links of hits again too, for a push whose earlier try may have
-        written its entry and failed before its own check (see :meth:`warm_groups`).
+        The writer (:class:`~worker.core.writes.CacheWriter`) asks the store again after
+        writing and forgets what is gone. Hits are re-checked too: a push retried after a try
+        that wrote and died before its check finds its own entry as a hit. A digest not found
+        at all is forgotten, so a retried push converges the same way.
         """
-        groups = {repository: digests}
-        return self.warm_groups(groups, manifests=manifests, recheck=recheck)[repository]
+        return self.warm_groups({repository: digests}, manifests=manifests)[repository]
 
     def warm_groups(
         self,
@@ -191,18 +195,19 @@ class CachedBlobService:
         figures: Mapping[str, Figures] | None = None,
         *,
         manifests: bool = False,
-        recheck: bool = False,
     ) -> dict[str, list[FetchResult]]:
         """:meth:`warm_many` of several repositories (repository to digests) at once: one cache
         read and one cache write for them all. Each repository's lookups count in its own
         ``figures`` when given, else in this service's, once all of it has succeeded.
 
-        Every repository's delete-wins check runs even when another's raises (the first error
-        is raised after them all): the write covered them all, so each needs its check.
+        Every repository's re-check runs even when another's raises (the first error is raised
+        after them all): the write covered them all, so each needs its check.
         """
         cached = self.cache.stat_groups(groups)  # strict: a warm is for the cache's sake
         results: dict[str, list[FetchResult]] = {}
         fills: dict[str, list[Descriptor]] = {}
+        hits: dict[str, list[str]] = {}
+        missing: dict[str, list[str]] = {}
         for repository, digests in groups.items():
             found = cached[repository]
             missed = [d for d, desc in zip(digests, found, strict=True) if desc is None]
@@ -210,54 +215,29 @@ class CachedBlobService:
                 self.store.fetch_many(repository, missed, manifests=manifests) if missed else []
             )
             results[repository], fills[repository] = _pair(digests, found, resolved)
-        self.cache.set_descriptor_groups({r: f for r, f in fills.items() if f})
-        failed: Exception | None = None
+            hits[repository] = [r.digest for r in results[repository] if r.hit]
+            # Not found at all: forgotten too (an entry a failed earlier try may have left).
+            missing[repository] = [
+                r.digest for r in results[repository] if isinstance(r.error, BlobNotFoundError)
+            ]
+        gone = self.writer.write_groups(fills, also=hits, manifests=manifests)
+        for repository, digests in missing.items():
+            self.writer.forget(repository, digests)
+        deleted = BlobNotFoundError
         for repository, found_results in results.items():
-            try:
-                results[repository] = self._delete_wins(
-                    repository, found_results, manifests, recheck=recheck
-                )
-            except Exception as exc:  # raised below, once every check has run
-                failed = failed or exc
-        if failed is not None:
-            raise failed
+            lost = gone.get(repository, set())
+            error = deleted(f"deleted from {repository} while it was being warmed")
+            results[repository] = [
+                r._replace(descriptor=None, error=error, hit=False) if r.digest in lost else r
+                for r in found_results
+            ]
         # Counted once all of it succeeded: a batch that raises is tried again smaller.
         for repository, found in cached.items():
-            hits = sum(desc is not None for desc in found)
+            hit_count = sum(desc is not None for desc in found)
             tally = (figures[repository] if figures is not None else self.figures).fetch
-            tally.hit(hits)
-            tally.miss(len(found) - hits)
+            tally.hit(hit_count)
+            tally.miss(len(found) - hit_count)
         return results
-
-    def _delete_wins(
-        self, repository: str, results: list[FetchResult], manifests: bool, *, recheck: bool
-    ) -> list[FetchResult]:
-        # See warm_many: links read again after the write; what is gone now is forgotten.
-        written = [r.digest for r in results if (recheck or not r.hit) and r.error is None]
-        again = self.store.fetch_many(repository, written, manifests=manifests) if written else []
-        deleted = {
-            d for d, a in zip(written, again, strict=True) if isinstance(a, BlobNotFoundError)
-        }
-        missing = [r.digest for r in results if isinstance(r.error, BlobNotFoundError)]
-        if deleted or missing:
-            self._forget(repository, [*deleted, *missing])
-        gone = BlobNotFoundError(f"deleted from {repository} while it was being warmed")
-        return [
-            r._replace(descriptor=None, error=gone) if r.digest in deleted else r for r in results
-        ]
-
-    def _forget(self, repository: str, digests: list[str]) -> None:
-        # What evict does, for a batch: the repository's entries, and the global descriptor of
-        # the digests whose data is gone too. Cache errors are raised: the event is retried.
-        self.cache.clear_many(digests, repository)
-        unstored = []
-        for d in digests:
-            try:
-                self.store.stat(d)
-            except BlobNotFoundError:
-                unstored.append(d)
-        if unstored:
-            self.cache.clear_many(unstored)
 
     def stat_many(
         self,
@@ -318,13 +298,23 @@ class CachedBlobService:
         described: frozenset[str],
         strict: bool,
         sizes: MutableMapping[str, int] | None,
+        manifests: bool = False,
+        seen: MutableMapping[str, int] | None = None,
     ) -> list[FetchResult]:
         # Put the cache's hits and the store's answers for the misses back in order, and
-        # fill the cache with what the store found.
+        # fill the cache with what the store found (what a delete took meanwhile is forgotten).
         results, fill = _pair(digests, cached, resolved)
-        if fill:
-            self._fill(fill, repository, described, strict=strict, sizes=sizes)
-        return results
+        if not fill:
+            return results
+        lost = self._fill(
+            fill, repository, described, strict=strict, sizes=sizes, manifests=manifests, seen=seen
+        )
+        if not lost:
+            return results
+        return [
+            r._replace(descriptor=None, error=error) if (error := lost.get(r.digest)) else r
+            for r in results
+        ]
 
     def _fill(
         self,
@@ -334,9 +324,15 @@ class CachedBlobService:
         *,
         strict: bool,
         sizes: MutableMapping[str, int] | None,
-    ) -> None:
+        manifests: bool,
+        seen: MutableMapping[str, int] | None,
+    ) -> dict[str, StoreError]:
+        # The digests that are not warm after all, with why: deleted meanwhile, or a re-check
+        # the store did not answer (the write was undone; the caller counts it as an error).
         try:
-            self.cache.set_descriptors(fill, repository, described=described)
+            gone = self.writer.write(
+                fill, repository, described=described, manifests=manifests, seen=seen
+            )
         except CacheError as exc:
             if sizes is not None:  # not written after all: the next batch must write them
                 for desc in fill:
@@ -345,6 +341,22 @@ class CachedBlobService:
                 raise
             # A cache write after a store answer must never fail the request it serves.
             _log.error("error writing to cache (set_descriptors): %s", exc)
+            return {}
+        except StoreError as exc:
+            if sizes is not None:
+                for desc in fill:
+                    sizes.pop(desc.digest, None)
+            if strict:
+                return {desc.digest: exc for desc in fill}
+            _log.error("re-check after a cache write failed (the write was undone): %s", exc)
+            return {}
+        if sizes is not None:
+            for d in gone:
+                sizes.pop(d, None)
+        where = f" from {repository}" if repository else ""
+        return {
+            d: BlobNotFoundError(f"{d} was deleted{where} while it was being warmed") for d in gone
+        }
 
     def evict(self, repository: str, digest: str) -> bool:
         """Forget ``digest`` in ``repository``; globally too once its data is gone from the store.
@@ -361,13 +373,6 @@ class CachedBlobService:
             self.cache.clear(digest)
             return True
         return False
-
-    def _side_effect(self, write: Callable[..., None], *args: object) -> None:
-        # A cache write after a store answer must never fail the request it serves.
-        try:
-            write(*args)
-        except CacheError as exc:
-            _log.error("error writing to cache (%s): %s", write.__name__, exc)
 
 
 def _pair(

@@ -5,7 +5,9 @@ Harbor's garbage-collect deletes every ``blobs::*`` and ``repository::*`` key. W
 nightly re-warm would leave every first pull missing until then. So a beat task looks at the
 cache's key count every ``WARMER_CACHE_CHECK_INTERVAL`` seconds and compares it with the count
 it saw last time (kept in the state Redis, so any worker can take the next look): empty where
-it held keys, or under half of them, means emptied or restarted. The registry refills a little
+it held keys, or under half of them, means emptied or restarted. A drop stays pending (the count
+is not replaced by the low one) until a re-warm has run to its end and noted what it left. On a
+Redis Cluster the count is the sum over every primary. The registry refills a little
 on its own as pulls arrive, which is why a drop counts and not only an empty cache. Nothing is
 written to the registry's DB to tell (it holds only the registry's keys).
 
@@ -33,14 +35,24 @@ REWARM_LOCK: Final = "rewarm"
 
 
 def cache_emptied(cache: BlobDescriptorCache, state: StateStore) -> bool:
-    """Look at the cache once; True when it was emptied or restarted since the last look."""
+    """Look at the cache once; True when it was emptied or restarted and no re-warm has
+    confirmed the drop since.
+
+    A drop is not remembered as the new count: it stays visible to every later look until a
+    re-warm has run to its end and :func:`note_cache_size` takes the count it left. A re-warm
+    that dies (its lock expires) is therefore followed by another, not forgotten.
+    """
     count = cache.key_count()
-    previous = state.swap_cache_keys(count)
+    previous = state.cache_keys()
     if previous is None:  # the first look ever: an empty cache is a new or flushed one
-        return count == 0
-    if count == 0:
-        return previous > 0  # an empty store stays empty: no re-warm every check
-    return count < previous * DROP_SHARE
+        dropped = count == 0
+    elif count == 0:
+        dropped = previous > 0  # an empty store stays empty: no re-warm every check
+    else:
+        dropped = count < previous * DROP_SHARE
+    if not dropped:
+        state.set_cache_keys(count)
+    return dropped
 
 
 def needs_rewarm(cache: BlobDescriptorCache, state: StateStore) -> bool:
@@ -58,6 +70,6 @@ def note_cache_size(cache: BlobDescriptorCache, state: StateStore) -> None:
     """After a re-warm: remember what the cache holds, so that emptying it again soon after is
     seen as a drop (not as the empty cache the re-warm started from)."""
     try:
-        state.swap_cache_keys(cache.key_count())
+        state.set_cache_keys(cache.key_count())
     except CacheError as exc:  # the next look takes the count instead
         _log.warning("could not count the cache's keys: %s", exc)

@@ -158,11 +158,11 @@ def _warm_blob_groups(
     except Exception:
         # Something in the batch fails the whole fetch: a repository at a time, then an event
         # at a time, so only it fails. The failed try may have written entries and not checked
-        # them all: here hits are checked against their links too.
+        # them all: the smaller tries re-check their hits too (as every warm does).
         for repository, group in groups.items():
             scoped = CachedBlobService(service.cache, service.store, figures[repository])
             try:
-                _warm_blobs(scoped, repository, group, result, figures[repository], recheck=True)
+                _warm_blobs(scoped, repository, group, result, figures[repository])
             except Exception as exc:  # a group of one that failed: that event alone
                 _fail(result, group[0], exc)
         return
@@ -176,12 +176,10 @@ def _warm_blobs(
     group: list[Event],
     result: BatchResult,
     figures: Figures,
-    *,
-    recheck: bool = False,
 ) -> None:
     digests = list(dict.fromkeys(_digest(e) for e in group))
     try:
-        fetched = service.warm_many(repository, digests, recheck=recheck)
+        fetched = service.warm_many(repository, digests)
     except CacheError as exc:
         result.retry.extend((e, str(exc)) for e in group)
         return
@@ -190,7 +188,7 @@ def _warm_blobs(
             raise
         for event in group:
             try:
-                _warm_blobs(service, repository, [event], result, figures, recheck=True)
+                _warm_blobs(service, repository, [event], result, figures)
             except Exception as exc:
                 _fail(result, event, exc)
         return

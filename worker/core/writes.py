@@ -1,0 +1,171 @@
+"""The one write path into the registry's cache, where a delete always wins.
+
+The repository membership (``repository::<name>::blobs``) is the registry's access check: while
+it names a digest, the registry answers HEAD and GET of that blob in that repository without
+reading the link. An entry written for a link that a delete has just removed would serve
+deleted content. So every writer of a membership or a descriptor (events, retries, re-warm in
+the foreground and fanned out, heal, ``warmer fetch``/``exists``, replays) writes through
+:class:`CacheWriter`, and nothing else calls the cache's write methods (a test reads the source
+to keep it so).
+
+The rule: write, then ask the store again (a fresh answer, never a listing a walk kept), then
+forget whatever is gone now. Against any delete, whatever the interleaving:
+
+- the delete (link removed, then its event handled, or garbage-collect, then reconcile) ends
+  before the re-check: the re-check sees it and forgets;
+- it ends after the re-check: its own handling, which clears, comes after the write.
+
+A writer that dies between its write and its re-check leaves an entry unchecked; its work is
+retried (events) or redone (re-warm), and a warm re-checks its hits too (``also``).
+A re-check that fails (an S3 503, an EIO) undoes the write and raises the store's error, which
+is retryable: an unanswered re-check never settles the work. Undoing is always safe: the cache
+is a cache, and a forgotten entry costs one store read at the next pull.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Container, Iterable, Mapping, MutableMapping, Sequence
+
+from worker.cache import BlobDescriptorCache
+from worker.errors import BlobNotFoundError, StoreError
+from worker.registry.descriptor import Descriptor
+from worker.storage import Store
+
+__all__ = ["CacheWriter"]
+
+_log = logging.getLogger(__name__)
+
+
+class CacheWriter:
+    """Writes descriptors and memberships of one store into one cache, deletes winning."""
+
+    def __init__(self, cache: BlobDescriptorCache, store: Store) -> None:
+        self.cache = cache
+        self.store = store
+
+    def add(self, repository: str, digest: str) -> bool:
+        """Membership of ``digest`` in ``repository`` (``exists``); False when it was gone."""
+        self.cache.add(repository, digest)
+        return not self._recheck({repository: [digest]}, manifests=False)[repository]
+
+    def write(
+        self,
+        descriptors: Sequence[Descriptor],
+        repository: str | None = None,
+        *,
+        described: Container[str] = (),
+        manifests: bool = False,
+        seen: MutableMapping[str, int] | None = None,
+    ) -> set[str]:
+        """Write ``descriptors`` (in ``repository``, or only their global hash), then re-check.
+
+        Return the digests found gone and forgotten. ``described`` as in
+        :meth:`BlobDescriptorCache.set_descriptors`; ``manifests``: the digests are manifests,
+        live through a revision link too. ``seen``: a walk's memory of blob sizes its listings
+        showed (:meth:`Store.fetch_cached`): the links are listed afresh, the data's sizes are
+        taken from it (S3: one listing of the folder instead of a request a link).
+        """
+        if not descriptors:
+            return set()
+        self.cache.set_descriptors(descriptors, repository, described=described)
+        digests = [d.digest for d in descriptors]
+        if repository is None:
+            return self._recheck_global(digests)
+        return self._recheck({repository: digests}, manifests=manifests, seen=seen)[repository]
+
+    def write_groups(
+        self,
+        groups: Mapping[str, Sequence[Descriptor]],
+        *,
+        also: Mapping[str, Sequence[str]] | None = None,
+        manifests: bool = False,
+    ) -> dict[str, set[str]]:
+        """:meth:`write` of several repositories in one cache round trip; ``also``: digests of
+        each repository to re-check besides those written (a retried push's hits).
+
+        Every repository's re-check runs even when another's raises (the first error is raised
+        after them all): the one write covered them all, so each needs its check.
+        """
+        self.cache.set_descriptor_groups({r: b for r, b in groups.items() if b})
+        checks: dict[str, list[str]] = {r: [d.digest for d in b] for r, b in groups.items()}
+        for repository, digests in (also or {}).items():
+            checks.setdefault(repository, []).extend(digests)
+        return self._recheck(
+            {r: list(dict.fromkeys(d)) for r, d in checks.items()}, manifests=manifests
+        )
+
+    def forget(self, repository: str, digests: Iterable[str]) -> None:
+        """What the registry's own delete clears, for a batch: the repository's entries, and
+        the global descriptor of the digests whose data is gone too. Cache errors are raised."""
+        batch = list(dict.fromkeys(digests))
+        if not batch:
+            return
+        self.cache.clear_many(batch, repository)
+        unstored = []
+        for d in batch:
+            try:
+                self.store.stat(d)
+            except BlobNotFoundError:
+                unstored.append(d)
+            except StoreError:
+                # Unknown: the global descriptor is dropped too. A miss costs a stat; a stale
+                # descriptor would answer for data that is gone.
+                unstored.append(d)
+        if unstored:
+            self.cache.clear_many(unstored)
+
+    def _recheck(
+        self,
+        groups: Mapping[str, Sequence[str]],
+        *,
+        manifests: bool,
+        seen: MutableMapping[str, int] | None = None,
+    ) -> dict[str, set[str]]:
+        gone: dict[str, set[str]] = {}
+        failed: StoreError | None = None
+        for repository, digests in groups.items():
+            if not digests:
+                gone[repository] = set()
+                continue
+            answers = self.store.fetch_cached(repository, digests, manifests=manifests, seen=seen)
+            gone[repository] = {
+                d for d, a in zip(digests, answers, strict=True) if isinstance(a, BlobNotFoundError)
+            }
+            errors = [a for a in answers if isinstance(a, StoreError) and _unanswered(a)]
+            if errors:
+                # Not answered: undo every entry of this group, then fail as retryable.
+                _log.warning(
+                    "re-check of %d blobs of %s failed: %s", len(digests), repository, errors[0]
+                )
+                gone[repository] = set(digests)
+                failed = failed or _retryable(errors[0])
+            if gone[repository]:
+                self.forget(repository, gone[repository])
+        if failed is not None:
+            raise failed
+        return gone
+
+    def _recheck_global(self, digests: Sequence[str]) -> set[str]:
+        answers = self.store.fetch_cached(None, digests)
+        gone = {d for d, a in zip(digests, answers, strict=True) if isinstance(a, StoreError)}
+        if gone:
+            self.cache.clear_many(list(gone))
+        errors = [a for a in answers if isinstance(a, StoreError) and _unanswered(a)]
+        if errors:
+            raise _retryable(errors[0])
+        return {
+            d for d, a in zip(digests, answers, strict=True) if isinstance(a, BlobNotFoundError)
+        }
+
+
+def _unanswered(error: StoreError) -> bool:
+    # Not found is an answer; any other store error leaves the question open.
+    return not isinstance(error, BlobNotFoundError)
+
+
+def _retryable(error: StoreError) -> StoreError:
+    # The re-check's question stays open: another try can answer it, whatever the error said.
+    if error.retryable:
+        return error
+    return StoreError(f"re-check after a cache write failed: {error}")
