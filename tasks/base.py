@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from celery import Task
 
-from worker.errors import PERMANENT_ERRORS, CacheError, StateError, StoreError
+from worker.errors import PERMANENT_ERRORS, RETRYABLE_ERRORS, StateError
 
 if TYPE_CHECKING:
     from worker.celeryapp import WarmerCelery
@@ -58,10 +58,11 @@ class DeadLetterOnFailure(RetryOnStateTrouble):
 
 
 class RetryOnTrouble(_Task):
-    """A scheduled job: tried again, with backoff, while Redis or the storage is away."""
+    """A scheduled job: tried again, with backoff, on an error whose type says a retry can help
+    (Redis or the storage away); failed at once on any other (not found, invalid: no retry
+    changes the store's answer)."""
 
-    autoretry_for = (CacheError, StateError, StoreError)
-    # Not found and invalid fail at once: no retry changes the store's answer.
+    autoretry_for = RETRYABLE_ERRORS
     dont_autoretry_for = PERMANENT_ERRORS
     retry_backoff = 5
     max_retries = 5

@@ -3,17 +3,21 @@
 Callers catch the narrowest class they can act on; the CLI catches :class:`WarmerError` and prints
 its message as one line.
 
-Whether another try can help is part of the type: :attr:`WarmerError.retryable`. Redis, broker
-and storage I/O can come back; a blob or repository that is not there, or a manifest that does
-not parse, will not (those are dead-lettered at once, never retried).
+Whether another try can help is part of the type, and only there: :attr:`WarmerError.retryable`.
+Redis, broker and storage I/O can come back; a blob or repository that is not there, or a
+manifest that does not parse, will not (those are dead-lettered at once, never retried). A caller
+holding an error asks it (``exc.retryable``); what matches errors by class (Celery's
+``autoretry_for`` and ``dont_autoretry_for``) takes :data:`RETRYABLE_ERRORS` and
+:data:`PERMANENT_ERRORS`, both read off the classes below.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 __all__ = [
     "PERMANENT_ERRORS",
+    "RETRYABLE_ERRORS",
     "BlobNotFoundError",
     "CacheError",
     "CacheMissError",
@@ -35,9 +39,11 @@ __all__ = [
 
 
 class WarmerError(Exception):
-    """Base class of every error the warmer raises on purpose."""
+    """Base class of every error the warmer raises on purpose; not retried unless its class
+    says so."""
 
-    #: True when the same call may succeed later (I/O); False when it never will.
+    #: True when the same call may succeed later (I/O); False when it never will. A subclass
+    #: inherits its base's answer unless it gives its own.
     retryable: ClassVar[bool] = False
 
 
@@ -124,10 +130,32 @@ class InvalidManifestError(StoreError):
     retryable = False
 
 
-#: The store's answers that no retry can change: a task stops at once on these.
-PERMANENT_ERRORS: tuple[type[WarmerError], ...] = (
-    BlobNotFoundError,
-    RepositoryNotFoundError,
-    InvalidManifestError,
-    InvalidReferenceError,
+def _hierarchy() -> list[type[WarmerError]]:
+    # Every class of the hierarchy: all are defined above, in this one module.
+    classes: list[type[WarmerError]] = [WarmerError]
+    for cls in classes:  # grows as it is read: breadth first
+        classes.extend(c for c in cls.__subclasses__() if c not in classes)
+    return classes
+
+
+#: Every class whose errors a retry can help.
+RETRYABLE_ERRORS: Final = tuple(c for c in _hierarchy() if c.retryable)
+#: Every class whose errors no retry changes, but the bases of retryable ones (WarmerError): with
+#: the tuple above, an error matches as its own ``retryable`` says (:func:`_check_matching`).
+PERMANENT_ERRORS: Final = tuple(
+    c
+    for c in _hierarchy()
+    if not c.retryable and not any(issubclass(r, c) for r in RETRYABLE_ERRORS)
 )
+
+
+def _check_matching() -> None:
+    # Matching by class answers as the attribute does, unless a retryable class sits under a
+    # permanent one that sits under a retryable one: refused here, at import.
+    for cls in _hierarchy():
+        matched = issubclass(cls, RETRYABLE_ERRORS) and not issubclass(cls, PERMANENT_ERRORS)
+        if cls.retryable != matched:
+            raise TypeError(f"{cls.__name__}.retryable is {cls.retryable}, its bases say otherwise")
+
+
+_check_matching()
