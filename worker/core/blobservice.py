@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, MutableMapping, Sequence
-from typing import NamedTuple
 
 from worker.cache import BlobDescriptorCache
+from worker.core.results import FetchResult, pair_answers
 from worker.core.writes import CacheWriter
 from worker.errors import BlobNotFoundError, CacheError, StoreError
 from worker.registry import reference
@@ -31,18 +31,9 @@ from worker.registry.descriptor import Descriptor
 from worker.state.figures import Figures
 from worker.storage import Store
 
-__all__ = ["CachedBlobService", "FetchResult"]
+__all__ = ["CachedBlobService"]
 
 _log = logging.getLogger(__name__)
-
-
-class FetchResult(NamedTuple):
-    """One digest of a batch fetch: its descriptor, or the store's error, and whether it hit."""
-
-    digest: str
-    descriptor: Descriptor | None
-    error: StoreError | None
-    hit: bool
 
 
 class CachedBlobService:
@@ -101,8 +92,12 @@ class CachedBlobService:
         sizes: MutableMapping[str, int] | None = None,
         manifests: bool = False,
         listed: MutableMapping[str, int] | None = None,
+        recheck_hits: bool = False,
     ) -> list[FetchResult]:
         """Fetch a batch of blobs of one repository; store errors are returned, not raised.
+
+        ``recheck_hits``: ask the store about the cache's hits too, and forget what is gone: for
+        a run retried after a try that may have died between a write and its re-check.
 
         ``listed`` (a re-warm's): the digests come from a walk of the store's links, which the
         store may describe from listings instead of one read a link (``Store.fetch_listed``);
@@ -146,6 +141,7 @@ class CachedBlobService:
             sizes=sizes,
             manifests=manifests,
             seen=listed,
+            recheck_hits=recheck_hits,
         )
 
     def fetch_manifests(
@@ -156,20 +152,30 @@ class CachedBlobService:
         strict: bool = False,
         pushed: bool = False,
         listed: MutableMapping[str, int] | None = None,
+        recheck_hits: bool = False,
     ) -> list[FetchResult]:
         """What a pull of these manifests of ``repository`` leaves in the registry's cache.
 
         Registry 3.x caches a manifest in its repository as it caches a blob (membership, the
         global descriptor, the repository media type); 2.x keeps only the global descriptor.
         ``pushed``: warming a push (strict), where a delete of the same manifest must win.
+        ``recheck_hits``: as in :meth:`fetch_many`.
         """
         if not self.cache.version.manifests_are_members:
-            if listed is None:
-                return self.stat_many(digests, strict=strict or pushed)
-            return self.stat_many(digests, strict=strict or pushed, listed=(repository, listed))
+            walk = None if listed is None else (repository, listed)
+            return self.stat_many(
+                digests, strict=strict or pushed, listed=walk, recheck_hits=recheck_hits
+            )
         if pushed:
             return self.warm_many(repository, digests, manifests=True)
-        return self.fetch_many(repository, digests, strict=strict, manifests=True, listed=listed)
+        return self.fetch_many(
+            repository,
+            digests,
+            strict=strict,
+            manifests=True,
+            listed=listed,
+            recheck_hits=recheck_hits,
+        )
 
     def warm_many(
         self,
@@ -214,7 +220,7 @@ class CachedBlobService:
             resolved = (
                 self.store.fetch_many(repository, missed, manifests=manifests) if missed else []
             )
-            results[repository], fills[repository] = _pair(digests, found, resolved)
+            results[repository], fills[repository] = pair_answers(digests, found, resolved)
             hits[repository] = [r.digest for r in results[repository] if r.hit]
             # Not found at all: forgotten too (an entry a failed earlier try may have left).
             missing[repository] = [
@@ -245,6 +251,7 @@ class CachedBlobService:
         *,
         strict: bool = False,
         listed: tuple[str, MutableMapping[str, int]] | None = None,
+        recheck_hits: bool = False,
     ) -> list[FetchResult]:
         """Global descriptors (no repository scope), cache first; fills what the store knows.
 
@@ -274,6 +281,7 @@ class CachedBlobService:
             described=frozenset(),
             strict=strict,
             sizes=None,
+            recheck_hits=recheck_hits,
         )
 
     def _read(
@@ -300,14 +308,23 @@ class CachedBlobService:
         sizes: MutableMapping[str, int] | None,
         manifests: bool = False,
         seen: MutableMapping[str, int] | None = None,
+        recheck_hits: bool = False,
     ) -> list[FetchResult]:
         # Put the cache's hits and the store's answers for the misses back in order, and
         # fill the cache with what the store found (what a delete took meanwhile is forgotten).
-        results, fill = _pair(digests, cached, resolved)
-        if not fill:
+        results, fill = pair_answers(digests, cached, resolved)
+        hits = [r.digest for r in results if r.hit] if recheck_hits else []
+        if not fill and not hits:
             return results
         lost = self._fill(
-            fill, repository, described, strict=strict, sizes=sizes, manifests=manifests, seen=seen
+            fill,
+            repository,
+            described,
+            strict=strict,
+            sizes=sizes,
+            manifests=manifests,
+            seen=seen,
+            also=hits,
         )
         if not lost:
             return results
@@ -326,12 +343,13 @@ class CachedBlobService:
         sizes: MutableMapping[str, int] | None,
         manifests: bool,
         seen: MutableMapping[str, int] | None,
+        also: Sequence[str] = (),
     ) -> dict[str, StoreError]:
         # The digests that are not warm after all, with why: deleted meanwhile, or a re-check
         # the store did not answer (the write was undone; the caller counts it as an error).
         try:
             gone = self.writer.write(
-                fill, repository, described=described, manifests=manifests, seen=seen
+                fill, repository, described=described, manifests=manifests, seen=seen, also=also
             )
         except CacheError as exc:
             if sizes is not None:  # not written after all: the next batch must write them
@@ -347,7 +365,7 @@ class CachedBlobService:
                 for desc in fill:
                     sizes.pop(desc.digest, None)
             if strict:
-                return {desc.digest: exc for desc in fill}
+                return dict.fromkeys([*(desc.digest for desc in fill), *also], exc)
             _log.error("re-check after a cache write failed (the write was undone): %s", exc)
             return {}
         if sizes is not None:
@@ -373,26 +391,3 @@ class CachedBlobService:
             self.cache.clear(digest)
             return True
         return False
-
-
-def _pair(
-    digests: Sequence[str],
-    cached: list[Descriptor | None],
-    resolved: list[Descriptor | StoreError],
-) -> tuple[list[FetchResult], list[Descriptor]]:
-    # The cache's hits and the store's answers for the misses, back in order; and what the
-    # store found, for the cache.
-    answers = iter(resolved)
-    results: list[FetchResult] = []
-    fill: list[Descriptor] = []
-    for d, desc in zip(digests, cached, strict=True):
-        if desc is not None:
-            results.append(FetchResult(d, desc, None, hit=True))
-            continue
-        found = next(answers)
-        if isinstance(found, StoreError):
-            results.append(FetchResult(d, None, found, hit=False))
-        else:
-            fill.append(found)
-            results.append(FetchResult(d, found, None, hit=False))
-    return results, fill

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from worker.core.blobservice import CachedBlobService, FetchResult
+from worker.core.blobservice import CachedBlobService
+from worker.core.results import FetchResult
 from worker.errors import (
     BlobNotFoundError,
     CacheError,

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Final, TypeVar
 
-from worker.core.blobservice import CachedBlobService, FetchResult
+from worker.core.blobservice import CachedBlobService
+from worker.core.results import FetchResult
 from worker.errors import RepositoryNotFoundError
 from worker.registry import reference
 from worker.storage import Store
@@ -81,12 +82,17 @@ def rewarm(
     memo_limit: int = DEFAULT_MEMO_LIMIT,
     shard: str = "",
     on_progress: Callable[[RewarmSummary], None] | None = None,
+    recheck_hits: bool = False,
 ) -> RewarmSummary:
     """Warm every repository of the store (or the ones named) and return what was done.
 
     A cache error aborts the run (raised as CacheError): writing is its whole purpose. Store
     errors (a link to data that garbage-collect removed) are counted and logged. ``shard`` (a
     hex prefix) warms only the digests whose hex starts with it (see :func:`plan`).
+
+    Every entry written is checked against the store again after the write, and forgotten if a
+    delete took it meanwhile (:mod:`worker.core.writes`). ``recheck_hits``: the cache's hits
+    are checked too, for a run retried after a try that died between a write and its check.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -112,12 +118,16 @@ def rewarm(
                 sizes.clear()
             if len(seen) > memo_limit:
                 seen.clear()
-            results = service.fetch_many(name, batch, strict=True, sizes=sizes, listed=seen)
+            results = service.fetch_many(
+                name, batch, strict=True, sizes=sizes, listed=seen, recheck_hits=recheck_hits
+            )
             summary._count(results, name)
             summary.blobs += len(batch)
             _report(summary, started, on_progress)
         for batch in _batched(store.revisions(name, shard), batch_size):
-            results = service.fetch_manifests(name, batch, strict=True, listed=seen)
+            results = service.fetch_manifests(
+                name, batch, strict=True, listed=seen, recheck_hits=recheck_hits
+            )
             summary._count(results, f"{name} (manifest)")
             summary.manifests += len(batch)
             _report(summary, started, on_progress)

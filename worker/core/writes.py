@@ -57,6 +57,7 @@ class CacheWriter:
         described: Container[str] = (),
         manifests: bool = False,
         seen: MutableMapping[str, int] | None = None,
+        also: Sequence[str] = (),
     ) -> set[str]:
         """Write ``descriptors`` (in ``repository``, or only their global hash), then re-check.
 
@@ -64,12 +65,14 @@ class CacheWriter:
         :meth:`BlobDescriptorCache.set_descriptors`; ``manifests``: the digests are manifests,
         live through a revision link too. ``seen``: a walk's memory of blob sizes its listings
         showed (:meth:`Store.fetch_cached`): the links are listed afresh, the data's sizes are
-        taken from it (S3: one listing of the folder instead of a request a link).
+        taken from it (S3: one listing of the folder instead of a request a link). ``also``:
+        digests to re-check besides those written (a retried run's hits).
         """
-        if not descriptors:
+        if descriptors:
+            self.cache.set_descriptors(descriptors, repository, described=described)
+        digests = list(dict.fromkeys([*(d.digest for d in descriptors), *also]))
+        if not digests:
             return set()
-        self.cache.set_descriptors(descriptors, repository, described=described)
-        digests = [d.digest for d in descriptors]
         if repository is None:
             return self._recheck_global(digests)
         return self._recheck({repository: digests}, manifests=manifests, seen=seen)[repository]
