@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 else:
     _Task = Task
 
-__all__ = ["DeadLetterOnFailure", "RetryOnStateTrouble", "RetryOnTrouble"]
+__all__ = ["DeadLetterOnFailure", "RetryOnStateTrouble", "RetryOnTrouble", "another_try"]
 
 _log = logging.getLogger(__name__)
 
@@ -66,3 +66,11 @@ class RetryOnTrouble(_Task):
     dont_autoretry_for = PERMANENT_ERRORS
     retry_backoff = 5
     max_retries = 5
+
+
+def another_try(task: _Task) -> bool:
+    """True when this run of ``task`` follows another of the same message: a retry, or a
+    redelivery after a worker died holding it (the broker marks it redelivered)."""
+    request = task.request
+    delivery = request.delivery_info or {}
+    return bool(request.retries) or bool(delivery.get("redelivered"))

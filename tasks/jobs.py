@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import chord
 
-from tasks.base import RetryOnTrouble
+from tasks.base import RetryOnTrouble, another_try
 from worker.celeryapp.names import (
     RECONCILE_TASK,
     REWARM_REPOSITORY_TASK,
@@ -100,7 +100,15 @@ def register_job_tasks(app: WarmerCelery) -> None:
             app.context.state.refresh_lock(REWARM_LOCK, lock, lock_ttl)
 
         try:
-            summary = rewarm(app.context.service(), [name], shard=shard, on_progress=progress)
+            summary = rewarm(
+                app.context.service(),
+                [name],
+                shard=shard,
+                on_progress=progress,
+                # Another try of this task may follow one that died between a write and its
+                # re-check: the entries it left are hits now, so they are checked too.
+                recheck_hits=another_try(self),
+            )
         except RepositoryNotFoundError:
             # Deleted between the plan and this task: nothing to warm, and the chord's summary
             # must still be written, so this is a result, not a failure.
