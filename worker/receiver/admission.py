@@ -41,7 +41,7 @@ from worker.registry.mediatypes import EVENTS_V1, EVENTS_V2
 from worker.registry.versions import RegistryVersion
 from worker.state import StateStore
 
-__all__ = ["ACCEPTED_CONTENT_TYPES", "EventsEndpoint", "batch_publisher"]
+__all__ = ["ACCEPTED_CONTENT_TYPES", "LOG_NAME", "EventsEndpoint", "batch_publisher"]
 
 ACCEPTED_CONTENT_TYPES: Final = frozenset(
     {
@@ -51,7 +51,11 @@ ACCEPTED_CONTENT_TYPES: Final = frozenset(
     }
 )
 
-_log = logging.getLogger(__name__)
+#: The receiver's log, for its admission and its operators' routes alike: the one name it has
+#: always logged under, which logging configurations (and the tests) set levels on.
+LOG_NAME: Final = "worker.receiver.webhook"
+
+_log = logging.getLogger(LOG_NAME)
 
 
 def batch_publisher(

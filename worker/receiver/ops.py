@@ -21,12 +21,13 @@ from starlette.routing import Route
 
 from worker.config.secretvalues import redact_text
 from worker.errors import StateError
+from worker.receiver.admission import LOG_NAME
 from worker.receiver.metrics import expvar, prometheus_text
 from worker.state import StateStore
 
 __all__ = ["OpsRoutes"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger(LOG_NAME)
 
 
 class OpsRoutes:
