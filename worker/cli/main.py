@@ -9,10 +9,11 @@ errors go to stderr.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.logging import RichHandler
+from typer.core import TyperGroup, TyperOption
 
 from worker import __version__
 from worker.cli import blobs, deadletter, jobs, run, stats
@@ -22,7 +23,49 @@ from worker.errors import WarmerError
 
 __all__ = ["app", "main"]
 
+
+class _PlainFlags(TyperGroup):
+    """The root command. Typer's help shows a type beside every option: ``<bool>`` beside a
+    flag (``--help`` too), ``<int>`` beside a count (``-v``), values neither takes. This group
+    blanks them in its own help and in every subcommand's, as each is looked up.
+
+    (The types of typer's own click, ``typer._click``, are private: ``Any`` here.)
+    """
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)
+        _plain(params)
+        return params
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_tree(command, ctx)
+        return command
+
+
+def _plain_tree(command: Any, ctx: Any) -> None:
+    _plain(command.get_params(ctx))  # --help included: created here, with the same names
+    if isinstance(command, TyperGroup):
+        for subcommand in command.commands.values():
+            _plain_tree(subcommand, ctx)
+
+
+def _plain(params: list[Any]) -> None:
+    for param in params:
+        flag = isinstance(param, TyperOption) and (param.is_flag or param.count)
+        if flag and param.metavar is None:
+            param.metavar = ""
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(__version__)
+        raise typer.Exit()
+
+
 app = typer.Typer(
+    cls=_PlainFlags,
     name="warmer",
     help="Keeps a Docker/OCI registry's Redis blob-descriptor cache warm.",
     no_args_is_help=True,
@@ -35,12 +78,16 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 @app.callback()
 def _main(
     ctx: typer.Context,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logs (-vv: debug).")
+    ] = 0,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
-    if version:
-        out.print(__version__)
-        raise typer.Exit()
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(
         level=level,

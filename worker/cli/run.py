@@ -1,4 +1,5 @@
-"""``warmer`` commands that run the warmer: ``webhook``, ``worker``, ``beat``, ``up``, ``demo``."""
+"""``warmer`` commands that run the warmer: ``webhook``, ``worker``, ``beat``, ``up``, ``demo``,
+``flower``."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def webhook(  # noqa: PLR0917 (typer passes each option by name)
         ),
     ] = 1,
 ) -> None:
-    """Serve POST /events, the registry's notification endpoint (and /healthz, /readyz)."""
+    """Serve POST /events (registry notifications), /healthz, /readyz, /metrics, /debug/vars."""
     settings = settings_of(ctx)
 
     def build() -> ASGIApp:
@@ -56,7 +57,8 @@ def webhook(  # noqa: PLR0917 (typer passes each option by name)
         check_never_evicts(settings)
     except WarmerError as exc:
         fail(str(exc))
-    # Several receivers build their own app and clients in their own process.
+    # One receiver serves the app built above; several build their own app and clients, each in
+    # its own process (the one above then only checked the configuration).
     serve_webhooks(lambda: asgi if workers == 1 else build(), host, port, workers)
 
 
