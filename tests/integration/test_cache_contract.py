@@ -1,4 +1,7 @@
-"""The cache contract, run against every schema (the ``schema`` fixture is parametrized)."""
+"""The cache contract of :class:`~worker.cache.BlobDescriptorCache` on one Redis server, run for
+every registry version: the ``version`` fixture (``tests/conftest.py``) is parametrized over
+:class:`~worker.registry.versions.RegistryVersion`. The keys a write leaves, hits and misses,
+clears, idempotent writes, and the round trips each costs."""
 
 from __future__ import annotations
 

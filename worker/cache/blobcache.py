@@ -3,15 +3,21 @@ reading and writing exactly the keys of :mod:`worker.cache.keys`.
 
 The registry version (:class:`~worker.registry.versions.RegistryVersion`) decides the fields:
 2.1 to 3.x read the blobdescriptor fields, 2.0's original ``cachedLayerService`` the layerinfo
-ones, and ``2.0+2`` writes both in the same hashes (each registry ignores the other's fields).
-Nothing else is ever written to the registry's DB. On a Redis Cluster a batch is a pipeline
-instead of a script (:mod:`worker.cache.batches`).
+ones, and ``2.0+2`` writes both in the same hashes (each registry ignores the other's fields;
+a clear removes only the warmer's own). Nothing else is ever written to the registry's DB.
 
-Reads follow the registry's lookup, but a repository-scoped stat asks membership, the global
-hash and the repository hash in one command: one round trip per hit (or per batch of hits) where
-the registry needs three. A descriptor counts as cached only when every field the schema writes
-is there (3.x treats a missing repository media type as a miss, so we do too). Writes are
-idempotent: the same commands the registry sends, so a repeated write changes nothing.
+Reads follow the registry's lookup, but a batch of stats (one repository's or several's) asks
+membership, the global hash and the repository hash of every digest at once: one Lua script,
+or on a Redis Cluster one pipeline (:mod:`worker.cache.batches`), where the registry needs three
+round trips a blob. A descriptor counts as cached only when the fields its version needs are
+there: digest and size (blobdescriptor), path and length (layerinfo), and in a repository its
+media type (3.x treats a missing one as a miss, so we do too); a corrupt size is a miss. Writes
+are batched the same way and idempotent: per blob the commands the registry sends, so a repeated
+write changes nothing; behind a Sentinel a write counts once a replica has it. The core writes
+only through :class:`~worker.core.writes.CacheWriter`, where a delete always wins.
+
+Walks over what is cached (repositories, members, described digests) stream with SCAN, a batch
+at a time; :meth:`BlobDescriptorCache.key_count` is how an emptied cache is noticed.
 
 Redis failures surface as :class:`~worker.errors.CacheError`; the caller decides whether that is
 fatal (a warm run) or a reason to fall back to the store (a lookup)."""
