@@ -17,8 +17,9 @@ from pytest_redis import factories
 from bench.layout import LayoutWriter
 from bench.s3_endpoint import moto_server
 from tests.support.redisdbs import DB, DB_COUNT
-from tests.support.registry import tools_missing
+from tests.support.registry import REGISTRY_BINARIES, registry_binary, tools_missing
 from worker.cache import BlobDescriptorCache
+from worker.cli.demo.registry import RegistryBinary
 from worker.core.blobservice import CachedBlobService
 from worker.registry.versions import RegistryVersion
 from worker.state import StateStore
@@ -112,6 +113,14 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's S3 server for the session (started on first use), on a free port of 127.0.0.1."""
     with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="module", params=REGISTRY_BINARIES)
+def binary(request: pytest.FixtureRequest) -> RegistryBinary:
+    """Each registry in turn, Debian's 2.8.2 and a 3.x binary, for every scenario with a real
+    registry (system and e2e tiers). The 3.x one skips, or fails under WARMER_REQUIRE_E2E=1,
+    when its path is not given."""
+    return registry_binary(request.param)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
