@@ -1,5 +1,6 @@
-"""Real Redis topologies for the end-to-end tests: a Cluster of three masters, a Sentinel with a
-master and a replica, and a TLS server with an ACL user and a test CA made with ``openssl``.
+"""Real Redis topologies for the integration and system tests: a Cluster of three masters, a
+Sentinel with a master and a replica, and a TLS server with an ACL user and a test CA made with
+``openssl``.
 
 Every server runs on free ports of 127.0.0.1 under the test's folder, keeps nothing, and is
 stopped when its context ends.

@@ -1,6 +1,6 @@
-"""A real registry for the end-to-end tests: the demo's (``worker.cli.demo.registry``), plus what
-only the tests do with it: which registries there are, copy within one, delete, HEAD a blob,
-garbage-collect.
+"""A real registry for the system and e2e tests: the demo's (``worker.cli.demo.registry``),
+plus what only the tests do with it: which registries there are, copy within one, delete, HEAD
+a blob, garbage-collect.
 
 Debian's ``docker-registry`` (2.8.2) is on PATH. The 3.x registry is a static binary that the
 project does not ship: its path comes from ``WARMER_TEST_REGISTRY_V3`` (``.ci/run`` sets it to
