@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint bench run demo constraints clean
+.PHONY: setup test test-fast test-model lint bench run demo constraints clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,14 @@ test: setup
 FAST_JOBS ?= 4
 test-fast: setup
 	$(BIN)/pytest -n $(FAST_JOBS) tests/unit tests/integration $(PYTEST_ARGS)
+
+# The delete-wins model (tests/integration/test_delete_wins_model.py) with a long budget:
+# MODEL_EXAMPLES random runs of up to 25 steps each, on disk and on S3 (moto). `make test`
+# runs it with a budget that finds each writer's race without the rule within seconds.
+MODEL_EXAMPLES ?= 3000
+test-model: setup
+	WARMER_MODEL_EXAMPLES=$(MODEL_EXAMPLES) $(BIN)/pytest -p no:randomly \
+		tests/integration/test_delete_wins_model.py --timeout 3600 $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

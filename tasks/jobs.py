@@ -77,11 +77,13 @@ def register_job_tasks(app: WarmerCelery) -> None:
 
     @app.task(shared=False, name=WATCH_CACHE_TASK, base=RetryOnTrouble)
     def watch_cache() -> dict[str, Any]:
+        # Writes whose writer died before re-checking them: checked now (a delete always wins).
+        swept = app.context.service().writer.sweep()
         emptied = needs_rewarm(app.context.cache, app.context.state)
         if emptied:
             _log.warning("the cache was emptied or restarted: re-warming")
             rewarm_all.delay()
-        return {"emptied": emptied}
+        return {"emptied": emptied, "swept": swept}
 
     @app.task(bind=True, shared=False, name=REWARM_REPOSITORY_TASK, base=RetryOnTrouble)
     def rewarm_repository(

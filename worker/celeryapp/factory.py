@@ -110,7 +110,7 @@ class WarmerContext:
 
     def service(self) -> CachedBlobService:
         """A cached service with fresh figures: one per task, so its result counts its own."""
-        return CachedBlobService(self.cache, self.store, Figures())
+        return CachedBlobService(self.cache, self.store, Figures(), self.state.unchecked)
 
 
 class WarmerCelery(Celery):

@@ -25,10 +25,11 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from worker.cache import BlobDescriptorCache
 from worker.core.results import FetchResult, pair_answers
 from worker.core.writes import CacheWriter
-from worker.errors import BlobNotFoundError, CacheError, StoreError
+from worker.errors import BlobNotFoundError, CacheError, StateError, StoreError
 from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.state.figures import Figures
+from worker.state.unchecked import UncheckedWrites
 from worker.storage import Store
 
 __all__ = ["CachedBlobService"]
@@ -44,11 +45,12 @@ class CachedBlobService:
         cache: BlobDescriptorCache,
         store: Store,
         figures: Figures | None = None,
+        journal: UncheckedWrites | None = None,
     ) -> None:
         self.cache = cache
         self.store = store
         self.figures = figures if figures is not None else Figures()
-        self.writer = CacheWriter(cache, store)
+        self.writer = CacheWriter(cache, store, journal)
 
     def exists(self, repository: str, digest: str) -> bool:
         """True when ``digest`` is a blob of ``repository``: from the cache, else the store."""
@@ -68,7 +70,7 @@ class CachedBlobService:
         if exists:  # only positive existence is cached
             try:
                 return self.writer.add(repository, digest)  # False: deleted meanwhile
-            except (CacheError, StoreError) as exc:
+            except (CacheError, StateError, StoreError) as exc:
                 # A cache write after a store answer must never fail the request it serves.
                 _log.error("error writing to cache (add): %s", exc)
         return exists
@@ -351,7 +353,7 @@ class CachedBlobService:
             gone = self.writer.write(
                 fill, repository, described=described, manifests=manifests, seen=seen, also=also
             )
-        except CacheError as exc:
+        except (CacheError, StateError) as exc:  # the cache, or the journal of its writes
             if sizes is not None:  # not written after all: the next batch must write them
                 for desc in fill:
                     sizes.pop(desc.digest, None)

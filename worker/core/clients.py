@@ -70,4 +70,5 @@ def build_store(settings: Settings) -> Store:
 
 def build_service(settings: Settings) -> CachedBlobService:
     """The cached blob service over the configured cache and store."""
-    return CachedBlobService(build_cache(settings), build_store(settings))
+    journal = build_state(settings).unchecked
+    return CachedBlobService(build_cache(settings), build_store(settings), journal=journal)

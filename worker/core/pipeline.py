@@ -86,7 +86,9 @@ def process(
     pushes = {r: [e for e in group if e.kind is Kind.WARM_BLOB] for r, group in groups.items()}
     _warm_blob_groups(service, {r: g for r, g in pushes.items() if g}, result, figures)
     for repository, group in groups.items():
-        scoped = CachedBlobService(service.cache, service.store, figures[repository])
+        scoped = CachedBlobService(
+            service.cache, service.store, figures[repository], service.writer.journal
+        )
         _process_repository(
             scoped,
             group,
@@ -161,7 +163,9 @@ def _warm_blob_groups(
         # at a time, so only it fails. The failed try may have written entries and not checked
         # them all: the smaller tries re-check their hits too (as every warm does).
         for repository, group in groups.items():
-            scoped = CachedBlobService(service.cache, service.store, figures[repository])
+            scoped = CachedBlobService(
+                service.cache, service.store, figures[repository], service.writer.journal
+            )
             try:
                 _warm_blobs(scoped, repository, group, result, figures[repository])
             except Exception as exc:  # a group of one that failed: that event alone

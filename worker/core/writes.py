@@ -15,8 +15,10 @@ forget whatever is gone now. Against any delete, whatever the interleaving:
   before the re-check: the re-check sees it and forgets;
 - it ends after the re-check: its own handling, which clears, comes after the write.
 
-A writer that dies between its write and its re-check leaves an entry unchecked; its work is
-retried (events) or redone (re-warm), and a warm re-checks its hits too (``also``).
+A writer that dies between its write and its re-check (SIGKILL, out of memory) leaves entries
+unchecked. Each write is noted in the state Redis before it begins and the note removed once
+re-checked (:mod:`worker.state.unchecked`); :meth:`CacheWriter.sweep`, run by beat, re-checks
+the notes of writers that died. Retried work re-checks its hits too (``also``).
 A re-check that fails (an S3 503, an EIO) undoes the write and raises the store's error, which
 is retryable: an unanswered re-check never settles the work. Undoing is always safe: the cache
 is a cache, and a forgotten entry costs one store read at the next pull.
@@ -25,29 +27,69 @@ is a cache, and a forgotten entry costs one store read at the next pull.
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
+from typing import Final
 
 from worker.cache import BlobDescriptorCache
 from worker.errors import BlobNotFoundError, StoreError
 from worker.registry.descriptor import Descriptor
+from worker.state.unchecked import UncheckedWrites
 from worker.storage import Store
 
-__all__ = ["CacheWriter"]
+__all__ = ["SWEEP_AFTER_SECONDS", "CacheWriter"]
 
 _log = logging.getLogger(__name__)
+
+#: A write's note older than this belongs to a writer that died: a batch's write and re-check
+#: take milliseconds to seconds (an S3 listing at worst), far under this.
+SWEEP_AFTER_SECONDS: Final = 120.0
 
 
 class CacheWriter:
     """Writes descriptors and memberships of one store into one cache, deletes winning."""
 
-    def __init__(self, cache: BlobDescriptorCache, store: Store) -> None:
+    def __init__(
+        self, cache: BlobDescriptorCache, store: Store, journal: UncheckedWrites | None = None
+    ) -> None:
         self.cache = cache
         self.store = store
+        #: Where writes are noted until re-checked; None: not noted (tests, one-off tools).
+        self.journal = journal
 
     def add(self, repository: str, digest: str) -> bool:
         """Membership of ``digest`` in ``repository`` (``exists``); False when it was gone."""
-        self.cache.add(repository, digest)
-        return not self._recheck({repository: [digest]}, manifests=False)[repository]
+        with self._noted({repository: [digest]}, manifests=False):
+            self.cache.add(repository, digest)
+            return not self._recheck({repository: [digest]}, manifests=False)[repository]
+
+    def sweep(self, older_than: float = SWEEP_AFTER_SECONDS) -> int:
+        """Re-check the writes of writers that died before their re-check; return how many."""
+        if self.journal is None:
+            return 0
+        swept = 0
+        for note, (repository, manifests, digests) in self.journal.older_than(older_than):
+            if repository:
+                self._recheck({repository: digests}, manifests=manifests)
+            else:
+                self._recheck_global(digests)
+            self.journal.close(note)
+            swept += 1
+        return swept
+
+    @contextmanager
+    def _noted(self, groups: Mapping[str, Sequence[str]], *, manifests: bool) -> Iterator[None]:
+        # Noted before the write, removed after its re-check, even a failed one (the write was
+        # undone then). A writer that dies in between leaves the note for the sweep.
+        notes = [
+            self.journal.open(r or None, d, manifests=manifests)
+            for r, d in groups.items()
+            if d and self.journal is not None
+        ]
+        yield
+        for note in notes:
+            assert self.journal is not None
+            self.journal.close(note)
 
     def write(
         self,
@@ -68,14 +110,16 @@ class CacheWriter:
         taken from it (S3: one listing of the folder instead of a request a link). ``also``:
         digests to re-check besides those written (a retried run's hits).
         """
-        if descriptors:
-            self.cache.set_descriptors(descriptors, repository, described=described)
         digests = list(dict.fromkeys([*(d.digest for d in descriptors), *also]))
         if not digests:
             return set()
-        if repository is None:
-            return self._recheck_global(digests)
-        return self._recheck({repository: digests}, manifests=manifests, seen=seen)[repository]
+        with self._noted({repository or "": digests}, manifests=manifests):
+            if descriptors:
+                self.cache.set_descriptors(descriptors, repository, described=described)
+            if repository is None:
+                return self._recheck_global(digests)
+            checks = {repository: digests}
+            return self._recheck(checks, manifests=manifests, seen=seen)[repository]
 
     def write_groups(
         self,
@@ -90,13 +134,13 @@ class CacheWriter:
         Every repository's re-check runs even when another's raises (the first error is raised
         after them all): the one write covered them all, so each needs its check.
         """
-        self.cache.set_descriptor_groups({r: b for r, b in groups.items() if b})
         checks: dict[str, list[str]] = {r: [d.digest for d in b] for r, b in groups.items()}
         for repository, digests in (also or {}).items():
             checks.setdefault(repository, []).extend(digests)
-        return self._recheck(
-            {r: list(dict.fromkeys(d)) for r, d in checks.items()}, manifests=manifests
-        )
+        unique = {r: list(dict.fromkeys(d)) for r, d in checks.items()}
+        with self._noted(unique, manifests=manifests):
+            self.cache.set_descriptor_groups({r: b for r, b in groups.items() if b})
+            return self._recheck(unique, manifests=manifests)
 
     def forget(self, repository: str, digests: Iterable[str]) -> None:
         """What the registry's own delete clears, for a batch: the repository's entries, and

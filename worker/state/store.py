@@ -20,6 +20,8 @@ its keys. The registry's cache DB never holds any of these.
     warmer:last:<job>        STRING  JSON summary of the last rewarm or reconcile
     warmer:lock:<name>       STRING  a holder's token (expires unless the holder refreshes it)
     warmer:cache:keys        STRING  keys the cache held at the last check (to see it emptied)
+    warmer:unchecked         ZSET    JSON [repository, manifests, digests] -> when a write of
+                                     them began: removed once re-checked (:mod:`unchecked`)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from worker.config.defaults import DEADLETTER_MAX, DEDUP_TTL
 from worker.errors import StateError
 from worker.state.deadletters import DeadLetter, letter
 from worker.state.scripts import ADMIT_LUA, REFRESH_LUA, RELEASE_LUA, SEEN_LUA, UNTRACK_LUA
+from worker.state.unchecked import UncheckedWrites
 
 __all__ = ["DeadLetter", "FlatFigures", "StateStore"]
 
@@ -53,6 +56,8 @@ _PULLS: Final = "warmer:pulls"
 _PENDING: Final = "warmer:pending"
 _LOCK: Final = "warmer:lock:"
 _CACHE_KEYS: Final = "warmer:cache:keys"
+#: Cache writes begun and not yet re-checked against the store (see worker.state.unchecked).
+UNCHECKED_KEY: Final = "warmer:unchecked"
 _DELIVERIES: Final = "warmer:deliveries"
 _WAITING: Final = "warmer:waiting"
 
@@ -351,6 +356,11 @@ class StateStore:
     def set_cache_keys(self, count: int) -> None:
         """Remember ``count`` as the cache's key count, for the next look for a drop."""
         self._call(self._redis.set, _CACHE_KEYS, count)
+
+    @property
+    def unchecked(self) -> UncheckedWrites:
+        """The journal of cache writes not yet re-checked against the store."""
+        return UncheckedWrites(self._redis, UNCHECKED_KEY)
 
     def ping(self) -> None:
         """Raise StateError unless the state Redis answers."""

@@ -1,0 +1,77 @@
+"""The journal of cache writes not yet re-checked against the store: what a writer that died
+between its write and its re-check left behind, for a sweep to check.
+
+A writer notes a batch (repository, digests) before it writes the cache and removes the note
+once its re-check is done; a note older than a write and its check can take belongs to a
+writer that died (SIGKILL, out of memory, a lost machine) and is swept: re-checked and removed.
+The journal is bounded: at most :data:`MAX_NOTES` notes (the oldest are dropped, and logged:
+such an entry is left to reconcile), and the key expires a day after its last note.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+import redis
+
+from worker.errors import StateError
+
+__all__ = ["MAX_NOTES", "Note", "UncheckedWrites"]
+
+_log = logging.getLogger(__name__)
+
+#: Notes kept at most: far more than writers run at once.
+MAX_NOTES: Final = 10_000
+#: The key outlives its last note by this much (nothing is kept for ever).
+_TTL_SECONDS: Final = 86_400
+
+#: A note: the repository ("" for global descriptors only), manifests?, the digests.
+Note = tuple[str, bool, list[str]]
+
+
+class UncheckedWrites:
+    """Notes of cache writes begun and not yet re-checked, in the state Redis."""
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self._redis = client
+        self._key = key
+
+    def open(self, repository: str | None, digests: Sequence[str], *, manifests: bool) -> str:
+        """Note a write about to begin; return the note, for :meth:`close`."""
+        note = json.dumps([repository or "", manifests, list(digests)], separators=(",", ":"))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(self._key, {note: time.time()})
+        pipe.zremrangebyrank(self._key, 0, -MAX_NOTES - 1)
+        pipe.expire(self._key, _TTL_SECONDS)
+        dropped = self._call(pipe.execute)[1]
+        if dropped:
+            _log.warning(
+                "%d unchecked writes dropped from the journal (over %d)", dropped, MAX_NOTES
+            )
+        return note
+
+    def close(self, note: str) -> None:
+        """The write's re-check is done: forget the note."""
+        self._call(self._redis.zrem, self._key, note)
+
+    def older_than(self, seconds: float, limit: int = 100) -> list[tuple[str, Note]]:
+        """Notes of writes begun over ``seconds`` ago (their writer died), oldest first."""
+        raw = self._call(
+            self._redis.zrangebyscore, self._key, "-inf", time.time() - seconds, 0, limit
+        )
+        notes: list[tuple[str, Note]] = []
+        for item in raw:
+            text = item.decode() if isinstance(item, bytes) else item
+            repository, manifests, digests = json.loads(text)
+            notes.append((text, (repository, bool(manifests), [str(d) for d in digests])))
+        return notes
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except redis.RedisError as exc:
+            raise StateError(f"state Redis: {exc}") from exc
