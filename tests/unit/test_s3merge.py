@@ -13,6 +13,7 @@ import bisect
 import hashlib
 import random
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 
 from worker.errors import StoreError
 from worker.storage import s3merge
+from worker.storage.s3listing import prefetched
 from worker.storage.s3merge import blob_sizes, links_among
 
 BLOBS = "root/docker/registry/v2/blobs/"
@@ -197,3 +199,16 @@ def test_a_listers_error_is_the_merges_and_no_lister_goes_on_after_it() -> None:
         after = inner.requests
         pool.submit(lambda: None).result()  # anything still queued would have run by now
     assert inner.requests == after
+
+
+def test_a_lister_that_fails_with_any_error_fails_the_walk_and_never_hangs_it() -> None:
+    def pages(fail: bool) -> Iterator[list[str]]:
+        yield ["a"]
+        if fail:
+            raise KeyError("Contents")  # a bug, or a reply botocore could not parse
+        yield ["b"]
+
+    with ThreadPoolExecutor(2) as pool:
+        walk = prefetched(pool, [pages(False), pages(True)])
+        with pytest.raises(KeyError, match="Contents"):
+            list(walk)

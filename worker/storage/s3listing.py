@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from worker.errors import InvalidReferenceError, StoreError
+from worker.errors import InvalidReferenceError
 from worker.registry import reference
 from worker.storage import paths
 from worker.storage.base import is_name
@@ -168,14 +168,14 @@ def prefetched(pool: ThreadPoolExecutor, sources: list[Iterator[list[str]]]) -> 
                 if not put(out, page):
                     return
             put(out, _END)
-        except StoreError as exc:
+        except Exception as exc:  # every error reaches the reader: one left behind hangs it
             put(out, exc)
 
     futures = [pool.submit(produce, s, q) for s, q in zip(sources, queues, strict=True)]
     try:
         for q in queues:
             while (item := q.get()) is not _END:
-                if isinstance(item, StoreError):
+                if isinstance(item, Exception):
                     raise item
                 yield item  # type: ignore[misc]
     finally:
