@@ -384,7 +384,7 @@ def _env_name(field: str) -> str:
 
 
 def settings_table() -> str:
-    """The configuration table of the README, in Markdown, made from the fields above."""
+    """The configuration table of docs/configuration.md, in Markdown, made from the fields above."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         if field.exclude:

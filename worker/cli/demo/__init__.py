@@ -26,10 +26,9 @@ from worker.cli.demo.registry import (
     free_port,
     running_registry,
     tools_missing,
-    wait_for,
 )
 from worker.cli.demo.services import warmer_process, webhook_ready
-from worker.cli.processes import throwaway_redis
+from worker.cli.processes import throwaway_redis, wait_until
 from worker.errors import CacheMissError, ConfigError
 from worker.state import StateStore
 from worker.state.figures import read
@@ -80,7 +79,7 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
                 work / "worker.log",
             )
         )
-        wait_for(lambda: webhook_ready(url), timeout=60, what="the warmer's webhook")
+        wait_until(lambda: webhook_ready(url), timeout=60, what="the warmer's webhook")
         origin = stack.enter_context(
             running_registry(
                 work / "origin",
@@ -118,7 +117,7 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, Any]:
                 return False
             return state.pending_count() == 0
 
-        wait_for(warm, timeout=60, what="the warmer to warm the pushed image")
+        wait_until(warm, timeout=60, what="the warmer to warm the pushed image")
         without = _first_pull(plain, work / "pull-plain")
         with_ = _first_pull(warmed, work / "pull-warmed")
         stats = read(state).nested()

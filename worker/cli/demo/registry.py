@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,6 @@ __all__ = [
     "running_registry",
     "skopeo_copy",
     "tools_missing",
-    "wait_for",
 ]
 
 REGISTRY_BIN = "docker-registry"
@@ -46,14 +45,6 @@ class RegistryBinary:
 
 #: Debian's package: distribution 2.8.2.
 DEBIAN_REGISTRY = RegistryBinary(REGISTRY_BIN, RegistryVersion.V2)
-
-
-def wait_for(
-    condition: Callable[[], object], timeout: float = 20.0, what: str = "condition"
-) -> None:
-    """:func:`~worker.cli.processes.wait_until` under its former name and defaults, for the
-    callers not moved to it yet (``worker/cli/demo/__init__.py``)."""
-    wait_until(condition, timeout=timeout, what=what)
 
 
 @dataclass
