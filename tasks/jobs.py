@@ -23,7 +23,7 @@ from worker.celeryapp.names import (
 from worker.core.heal import REWARM_LOCK, needs_rewarm, note_cache_size
 from worker.core.reconcile import reconcile
 from worker.core.rewarm import SHARDS, RewarmSummary, plan, rewarm, summarize
-from worker.errors import RepositoryNotFoundError
+from worker.errors import RepositoryNotFoundError, WarmerError
 from worker.state.figures import take_snapshot
 
 if TYPE_CHECKING:
@@ -78,7 +78,12 @@ def register_job_tasks(app: WarmerCelery) -> None:
     @app.task(shared=False, name=WATCH_CACHE_TASK, base=RetryOnTrouble)
     def watch_cache() -> dict[str, Any]:
         # Writes whose writer died before re-checking them: checked now (a delete always wins).
-        swept = app.context.service().writer.sweep()
+        # Whatever happens there, the look for an emptied cache below still runs.
+        try:
+            swept: int | str = app.context.service().writer.sweep()
+        except WarmerError as exc:
+            _log.warning("sweep of unchecked writes failed: %s", exc)
+            swept = f"failed: {exc}"
         emptied = needs_rewarm(app.context.cache, app.context.state)
         if emptied:
             _log.warning("the cache was emptied or restarted: re-warming")

@@ -331,7 +331,9 @@ class CachedBlobService:
         if not lost:
             return results
         return [
-            r._replace(descriptor=None, error=error) if (error := lost.get(r.digest)) else r
+            r._replace(descriptor=None, error=error, hit=False)
+            if (error := lost.get(r.digest))
+            else r
             for r in results
         ]
 

@@ -8,7 +8,7 @@ the foreground and fanned out, heal, ``warmer fetch``/``exists``, replays) write
 :class:`CacheWriter`, and nothing else calls the cache's write methods (a test reads the source
 to keep it so).
 
-The rule: write, then ask the store again (a fresh answer, never a listing a walk kept), then
+The rule: write, then ask the store again (links afresh, never from a walk's listing), then
 forget whatever is gone now. Against any delete, whatever the interleaving:
 
 - the delete (link removed, then its event handled, or garbage-collect, then reconcile) ends
@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from typing import Final
 
 from worker.cache import BlobDescriptorCache
-from worker.errors import BlobNotFoundError, StoreError
+from worker.errors import BlobNotFoundError, CacheError, StateError, StoreError
 from worker.registry.descriptor import Descriptor
 from worker.state.unchecked import UncheckedWrites
 from worker.storage import Store
@@ -64,32 +64,52 @@ class CacheWriter:
             return not self._recheck({repository: [digest]}, manifests=False)[repository]
 
     def sweep(self, older_than: float = SWEEP_AFTER_SECONDS) -> int:
-        """Re-check the writes of writers that died before their re-check; return how many."""
+        """Re-check the writes of writers that died before their re-check; return how many.
+
+        A note whose re-check fails (the store away) stays for the next sweep; the others are
+        still swept (one bad note never blocks the rest).
+        """
         if self.journal is None:
             return 0
         swept = 0
         for note, (repository, manifests, digests) in self.journal.older_than(older_than):
-            if repository:
-                self._recheck({repository: digests}, manifests=manifests)
-            else:
-                self._recheck_global(digests)
+            try:
+                if repository:
+                    self._recheck({repository: digests}, manifests=manifests)
+                else:
+                    self._recheck_global(digests)
+            except (StoreError, CacheError) as exc:
+                _log.warning(
+                    "sweep: %d writes of %s stay unchecked: %s", len(digests), repository, exc
+                )
+                continue
             self.journal.close(note)
             swept += 1
         return swept
 
     @contextmanager
     def _noted(self, groups: Mapping[str, Sequence[str]], *, manifests: bool) -> Iterator[None]:
-        # Noted before the write, removed after its re-check, even a failed one (the write was
-        # undone then). A writer that dies in between leaves the note for the sweep.
-        notes = [
-            self.journal.open(r or None, d, manifests=manifests)
-            for r, d in groups.items()
-            if d and self.journal is not None
-        ]
+        # Noted before the write, removed once its re-check is done. A writer that dies in
+        # between, or whose re-check failed (the write undone, the note kept to be sure), leaves
+        # the note for the sweep. The journal is a safety net for killed writers only: with the
+        # state Redis away, the write goes on unnoted (the re-check still runs), with a warning.
+        notes: list[str] = []
+        if self.journal is not None:
+            try:
+                notes = [
+                    self.journal.open(r or None, d, manifests=manifests)
+                    for r, d in groups.items()
+                    if d
+                ]
+            except StateError as exc:
+                _log.warning("cache writes not noted (the state Redis): %s", exc)
         yield
         for note in notes:
             assert self.journal is not None
-            self.journal.close(note)
+            try:
+                self.journal.close(note)
+            except StateError as exc:  # the sweep re-checks it once more: harmless
+                _log.warning("a checked write's note stays (the state Redis): %s", exc)
 
     def write(
         self,
@@ -105,9 +125,9 @@ class CacheWriter:
 
         Return the digests found gone and forgotten. ``described`` as in
         :meth:`BlobDescriptorCache.set_descriptors`; ``manifests``: the digests are manifests,
-        live through a revision link too. ``seen``: a walk's memory of blob sizes its listings
-        showed (:meth:`Store.fetch_cached`): the links are listed afresh, the data's sizes are
-        taken from it (S3: one listing of the folder instead of a request a link). ``also``:
+        live through a revision link too. ``seen``: given by a walk (its memory of blob sizes): the
+        re-check then lists (S3: a listing of the link folder, not two requests a blob), and
+        the links afresh; see :meth:`_recheck` for the data. ``also``:
         digests to re-check besides those written (a retried run's hits).
         """
         digests = list(dict.fromkeys([*(d.digest for d in descriptors), *also]))
@@ -175,7 +195,12 @@ class CacheWriter:
             if not digests:
                 gone[repository] = set()
                 continue
-            answers = self.store.fetch_cached(repository, digests, manifests=manifests, seen=seen)
+            # A walk's batch is listed, never asked link by link. Its data is taken from the
+            # walk's sizes only where a garbage-collect that deletes data deletes its links too
+            # (3.x): there, a link listed afresh says the data is there. On 2.x, whose GC leaves
+            # the links of the data it deletes, the data is listed afresh too.
+            fresh = seen if seen is None or self.cache.version.collects_links else {}
+            answers = self.store.fetch_cached(repository, digests, manifests=manifests, seen=fresh)
             gone[repository] = {
                 d for d, a in zip(digests, answers, strict=True) if isinstance(a, BlobNotFoundError)
             }

@@ -43,6 +43,12 @@ class RegistryVersion(StrEnum):
         """True when a repository's manifests are members of it, as its blobs are (3.x)."""
         return self is RegistryVersion.V3
 
+    @property
+    def collects_links(self) -> bool:
+        """Its ``garbage-collect`` deletes the layer links of the blobs it sweeps (measured on
+        3.1.1); 2.x leaves them, linking blobs whose data is gone."""
+        return self is RegistryVersion.V3
+
     @classmethod
     def parse(cls, value: object) -> RegistryVersion:
         """What ``registry --version`` prints (``v3.1.1``, ``2.8.2``) or a member's value."""

@@ -20,8 +20,8 @@ its keys. The registry's cache DB never holds any of these.
     warmer:last:<job>        STRING  JSON summary of the last rewarm or reconcile
     warmer:lock:<name>       STRING  a holder's token (expires unless the holder refreshes it)
     warmer:cache:keys        STRING  keys the cache held at the last check (to see it emptied)
-    warmer:unchecked         ZSET    JSON [repository, manifests, digests] -> when a write of
-                                     them began: removed once re-checked (:mod:`unchecked`)
+    warmer:unchecked         ZSET    JSON [repository, manifests, digests, id] -> when a write
+                                     of them began: removed once re-checked (:mod:`unchecked`)
 """
 
 from __future__ import annotations

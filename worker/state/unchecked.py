@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -24,9 +25,10 @@ __all__ = ["MAX_NOTES", "Note", "UncheckedWrites"]
 
 _log = logging.getLogger(__name__)
 
-#: Notes kept at most: far more than writers run at once.
-MAX_NOTES: Final = 10_000
-#: The key outlives its last note by this much (nothing is kept for ever).
+#: Notes kept at most: far more than writers run at once (a note of a batch of 1,000 digests
+#: is about 73 KB: 73 MB at most).
+MAX_NOTES: Final = 1_000
+#: The key outlives its last note by this much: idle, it goes (a busy journal stays capped).
 _TTL_SECONDS: Final = 86_400
 
 #: A note: the repository ("" for global descriptors only), manifests?, the digests.
@@ -42,7 +44,10 @@ class UncheckedWrites:
 
     def open(self, repository: str | None, digests: Sequence[str], *, manifests: bool) -> str:
         """Note a write about to begin; return the note, for :meth:`close`."""
-        note = json.dumps([repository or "", manifests, list(digests)], separators=(",", ":"))
+        # A note of its own (the id): two writers of the same batch must not share one.
+        note = json.dumps(
+            [repository or "", manifests, list(digests), uuid.uuid4().hex], separators=(",", ":")
+        )
         pipe = self._redis.pipeline(transaction=False)
         pipe.zadd(self._key, {note: time.time()})
         pipe.zremrangebyrank(self._key, 0, -MAX_NOTES - 1)
@@ -66,7 +71,7 @@ class UncheckedWrites:
         notes: list[tuple[str, Note]] = []
         for item in raw:
             text = item.decode() if isinstance(item, bytes) else item
-            repository, manifests, digests = json.loads(text)
+            repository, manifests, digests, _ = json.loads(text)
             notes.append((text, (repository, bool(manifests), [str(d) for d in digests])))
         return notes
 
