@@ -20,7 +20,7 @@ round trip to read and one to write, with the same counts as one ``fetch`` per d
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 
 from worker.cache import BlobDescriptorCache
 from worker.core.results import FetchResult, pair_answers
@@ -355,26 +355,16 @@ class CachedBlobService:
             gone = self.writer.write(
                 fill, repository, described=described, manifests=manifests, seen=seen, also=also
             )
-        except (CacheError, StateError) as exc:  # the cache, or the journal of its writes
-            if sizes is not None:  # not written after all: the next batch must write them
-                for desc in fill:
-                    sizes.pop(desc.digest, None)
-            if strict:
+        except (CacheError, StateError, StoreError) as exc:
+            _forget_sizes(sizes, (desc.digest for desc in fill))  # not written after all
+            if strict and isinstance(exc, StoreError):  # a re-check left unanswered: undone
+                return dict.fromkeys([*(desc.digest for desc in fill), *also], exc)
+            if strict:  # the cache, or the journal of its writes
                 raise
             # A cache write after a store answer must never fail the request it serves.
-            _log.error("error writing to cache (set_descriptors): %s", exc)
+            _log.error("error writing to cache (the write was undone or not made): %s", exc)
             return {}
-        except StoreError as exc:
-            if sizes is not None:
-                for desc in fill:
-                    sizes.pop(desc.digest, None)
-            if strict:
-                return dict.fromkeys([*(desc.digest for desc in fill), *also], exc)
-            _log.error("re-check after a cache write failed (the write was undone): %s", exc)
-            return {}
-        if sizes is not None:
-            for d in gone:
-                sizes.pop(d, None)
+        _forget_sizes(sizes, gone)
         where = f" from {repository}" if repository else ""
         return {
             d: BlobNotFoundError(f"{d} was deleted{where} while it was being warmed") for d in gone
@@ -395,3 +385,11 @@ class CachedBlobService:
             self.cache.clear(digest)
             return True
         return False
+
+
+def _forget_sizes(sizes: MutableMapping[str, int] | None, digests: Iterable[str]) -> None:
+    # A run's memory of what it wrote: what was not written after all, or is gone, must be
+    # written again by the next batch that meets it.
+    if sizes is not None:
+        for d in digests:
+            sizes.pop(d, None)
