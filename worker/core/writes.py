@@ -125,10 +125,10 @@ class CacheWriter:
 
         Return the digests found gone and forgotten. ``described`` as in
         :meth:`BlobDescriptorCache.set_descriptors`; ``manifests``: the digests are manifests,
-        live through a revision link too. ``seen``: given by a walk (its memory of blob sizes): the
-        re-check then lists (S3: a listing of the link folder, not two requests a blob), and
-        the links afresh; see :meth:`_recheck` for the data. ``also``:
-        digests to re-check besides those written (a retried run's hits).
+        live through a revision link too. ``seen``: given by a walk (its memory of blob
+        sizes): the re-check lists (S3: the link folder, not two requests a blob), the links
+        afresh; :meth:`_recheck` says where the data's answer comes from. ``also``: digests to
+        re-check besides those written (a retried run's hits).
         """
         digests = list(dict.fromkeys([*(d.digest for d in descriptors), *also]))
         if not digests:
@@ -173,11 +173,9 @@ class CacheWriter:
         for d in batch:
             try:
                 self.store.stat(d)
-            except BlobNotFoundError:
-                unstored.append(d)
             except StoreError:
-                # Unknown: the global descriptor is dropped too. A miss costs a stat; a stale
-                # descriptor would answer for data that is gone.
+                # Not found, or unknown (the store away): the global descriptor goes too. A
+                # miss costs a stat; a stale descriptor would answer for data that is gone.
                 unstored.append(d)
         if unstored:
             self.cache.clear_many(unstored)
