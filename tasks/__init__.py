@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tasks.checks import register_check_tasks
 from tasks.events import register_event_tasks
 from tasks.jobs import register_job_tasks
 from worker.celeryapp import create_app
@@ -23,6 +24,7 @@ def register(app: WarmerCelery) -> None:
     """Register every task on ``app``."""
     register_event_tasks(app)
     register_job_tasks(app)
+    register_check_tasks(app)
 
 
 def worker_app(settings: Settings) -> WarmerCelery:

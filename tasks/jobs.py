@@ -1,6 +1,7 @@
 """Scheduled jobs (Celery beat): ``warmer.stats``, ``warmer.rewarm`` (fanned out, one task per
-repository, then one summary; one at a time across machines), ``warmer.watch_cache`` (a cache
-emptied or restarted is re-warmed) and ``warmer.reconcile``."""
+repository, then one summary; one at a time across machines), and ``warmer.watch_cache`` (a cache
+emptied or restarted is re-warmed); the cache's checks against the store are in
+:mod:`tasks.checks`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from celery import chord
 
 from tasks.base import RetryOnTrouble, another_try
 from worker.celeryapp.names import (
-    RECONCILE_TASK,
     REWARM_REPOSITORY_TASK,
     REWARM_SUMMARY_TASK,
     REWARM_TASK,
@@ -21,7 +21,6 @@ from worker.celeryapp.names import (
     WATCH_CACHE_TASK,
 )
 from worker.core.heal import REWARM_LOCK, needs_rewarm, note_cache_size
-from worker.core.reconcile import reconcile
 from worker.core.rewarm import SHARDS, RewarmSummary, plan, rewarm, summarize
 from worker.errors import RepositoryNotFoundError, WarmerError
 from worker.state.figures import take_snapshot
@@ -127,9 +126,3 @@ def register_job_tasks(app: WarmerCelery) -> None:
         parts: list[dict[str, int | float]], lock: str | None = None
     ) -> dict[str, int | float]:
         return finish(parts, lock)
-
-    @app.task(shared=False, name=RECONCILE_TASK, base=RetryOnTrouble)
-    def reconcile_all() -> dict[str, Any]:
-        summary = reconcile(app.context.cache, app.context.store).as_dict()
-        app.context.state.record_last("reconcile", {**summary, "at": time.time()})
-        return summary

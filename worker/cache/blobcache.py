@@ -35,6 +35,7 @@ from worker.cache.keys import (
     blob_key,
     described_pattern,
     digest_of_blob_key,
+    named_by_key,
     repository_blob_key,
     repository_blobs_key,
     repository_of_blobs_key,
@@ -313,6 +314,29 @@ class BlobDescriptorCache:
                 chunk = []
         if chunk:
             yield chunk
+
+    def sample(self, count: int) -> list[tuple[str | None, str]]:
+        """About ``count`` entries picked at random: ``(repository, digest)`` of a membership,
+        ``(None, digest)`` of a global descriptor; fewer when the cache holds fewer.
+
+        RANDOMKEY, then SRANDMEMBER of a membership set: a pick costs O(1) however large the
+        cache. The members of small repositories are likelier picks than those of large ones:
+        an audit's sample, not a census (``warmer fsck`` without ``--sample`` walks them all).
+        """
+        picked: dict[tuple[str | None, str], None] = {}
+        for _ in range(3 * count):  # a pick may repeat, or name a key of no entry
+            if len(picked) >= count:
+                break
+            raw = self._call(self._redis.randomkey)
+            if raw is None:  # an empty DB
+                break
+            repository, digest = named_by_key(raw.decode() if isinstance(raw, bytes) else raw)
+            if repository is not None and digest is None:
+                member = self._call(self._redis.srandmember, repository_blobs_key(repository))
+                digest = member.decode() if isinstance(member, bytes) else member
+            if digest is not None:
+                picked[repository, digest] = None
+        return list(picked)
 
     def is_empty(self) -> bool:
         """True when the cache's DB holds no key at all (it holds only the registry's)."""

@@ -19,6 +19,7 @@ __all__ = [
     "blob_key",
     "described_pattern",
     "digest_of_blob_key",
+    "named_by_key",
     "repository_blob_key",
     "repository_blobs_key",
     "repository_of_blobs_key",
@@ -70,3 +71,19 @@ def described_pattern() -> str:
 def digest_of_blob_key(key: str) -> str:
     """The digest of a ``blobs::<digest>`` key."""
     return key[len(_BLOB) :]
+
+
+def named_by_key(key: str) -> tuple[str | None, str | None]:
+    """What a key of the cache names: ``(repository, None)`` for a membership set,
+    ``(None, digest)`` for a global descriptor, ``(repository, digest)`` for a repository hash,
+    ``(None, None)`` for a key that is none of the registry's."""
+    if key.startswith(_BLOB):
+        return None, digest_of_blob_key(key)
+    if not key.startswith(_REPOSITORY):
+        return None, None
+    if key.endswith(_BLOBS):
+        name = repository_of_blobs_key(key)
+        if name is not None:
+            return name, None
+    repository, sep, digest = key[len(_REPOSITORY) :].rpartition(_BLOBS + "::")
+    return (repository, digest) if sep else (None, None)

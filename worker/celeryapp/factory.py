@@ -28,6 +28,7 @@ from kombu.exceptions import ChannelError as KombuChannelError
 
 from worker.cache import BlobDescriptorCache
 from worker.celeryapp.names import (
+    AUDIT_TASK,
     EVENTS_TASK,
     RECONCILE_TASK,
     REDELIVER_TASK,
@@ -226,6 +227,9 @@ def create_app(settings: Settings) -> WarmerCelery:
         "rewarm": {"task": REWARM_TASK, "schedule": _schedule(settings.rewarm_schedule)},
         "reconcile": {"task": RECONCILE_TASK, "schedule": _schedule(settings.reconcile_schedule)},
     }
+    if settings.audit_requests_per_1000_pulls and settings.audit_requests_per_minute:
+        # A random sample checked against the store, paid for by the pulls since the last look.
+        app.conf.beat_schedule["audit"] = {"task": AUDIT_TASK, "schedule": settings.audit_interval}
     beat_init.connect(_rewarm_when_empty(app), weak=False)
     worker_shutting_down.connect(_bounded_shutdown(app), weak=False)
 

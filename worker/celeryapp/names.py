@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "AUDIT_TASK",
     "EVENTS_TASK",
     "RECONCILE_TASK",
     "REDELIVER_TASK",
@@ -33,3 +34,5 @@ REWARM_SUMMARY_TASK: Final = "warmer.rewarm_summary"
 RECONCILE_TASK: Final = "warmer.reconcile"
 #: Notices a cache emptied or restarted, and re-warms.
 WATCH_CACHE_TASK: Final = "warmer.watch_cache"
+#: Audits a random sample of the cache against the store, within a budget of store requests.
+AUDIT_TASK: Final = "warmer.audit"

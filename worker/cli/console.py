@@ -8,6 +8,7 @@ from typing import Annotated, Any, Final, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from worker.config.settings import Settings
 
@@ -19,6 +20,7 @@ __all__ = [
     "fail",
     "out",
     "print_json",
+    "progress_bar",
     "settings_of",
 ]
 
@@ -48,3 +50,26 @@ def settings_of(ctx: typer.Context) -> Settings:
     settings = ctx.find_root().obj
     assert isinstance(settings, Settings)  # set by the callback of the root command
     return settings
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def progress_bar() -> Progress | _NoProgress:
+    """A spinner on stderr for a person watching a long job; nothing in a pipe."""
+    # A bar only for a person watching: never in a pipe, a log file or CI output.
+    if not err.is_terminal:
+        return _NoProgress()
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )

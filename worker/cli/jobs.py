@@ -9,19 +9,26 @@ from collections.abc import Mapping
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from worker.celeryapp import create_app
 from worker.celeryapp.names import REWARM_TASK
 from worker.cli.blobs import open_service
-from worker.cli.console import JsonOption, err, fail, out, print_json, settings_of
+from worker.cli.console import (
+    JsonOption,
+    err,
+    fail,
+    out,
+    print_json,
+    progress_bar,
+    settings_of,
+)
 from worker.core.clients import build_state
 from worker.core.reconcile import reconcile as reconcile_store
 from worker.core.rewarm import DEFAULT_BATCH_SIZE, RewarmSummary
 from worker.core.rewarm import rewarm as rewarm_store
 from worker.errors import WarmerError
 
-__all__ = ["reconcile", "rewarm"]
+__all__ = ["reconcile", "record_last", "rewarm"]
 
 
 def rewarm(
@@ -44,7 +51,7 @@ def rewarm(
         _enqueue_rewarm(ctx, as_json)
         return
     service = open_service(ctx)
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("warming", total=None) if progress else None
 
         def report(s: RewarmSummary) -> None:
@@ -55,7 +62,7 @@ def rewarm(
             summary = rewarm_store(service, repo or None, batch_size=batch_size, on_progress=report)
         except WarmerError as exc:
             fail(str(exc))
-    _record_last(ctx, "rewarm", summary.as_dict())
+    record_last(ctx, "rewarm", summary.as_dict())
     if as_json:
         print_json(summary.as_dict())
     else:
@@ -78,7 +85,7 @@ def reconcile(
     except WarmerError as exc:
         fail(str(exc))
     if not dry_run:
-        _record_last(ctx, "reconcile", summary.as_dict())
+        record_last(ctx, "reconcile", summary.as_dict())
     if as_json:
         print_json(summary.as_dict())
         return
@@ -103,7 +110,7 @@ def _enqueue_rewarm(ctx: typer.Context, as_json: bool) -> None:
         out.print(f"rewarm: handed to the workers as task {task_id} (Flower shows its progress)")
 
 
-def _record_last(ctx: typer.Context, job: str, summary: Mapping[str, object]) -> None:
+def record_last(ctx: typer.Context, job: str, summary: Mapping[str, object]) -> None:
     # For /metrics and `warmer stats`; a CLI-only set-up may have no state Redis: no matter.
     try:
         build_state(settings_of(ctx)).record_last(job, {**summary, "at": time.time()})
@@ -116,26 +123,4 @@ def _describe(s: RewarmSummary) -> str:
     return (
         f"{s.repositories} repositories, {s.blobs} blobs, {s.manifests} manifests "
         f"({s.hits} hits, {s.misses} misses, {s.errors} errors{requests})"
-    )
-
-
-class _NoProgress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _progress() -> Progress | _NoProgress:
-    # A bar only for a person watching: never in a pipe, a log file or CI output.
-    if not err.is_terminal:
-        return _NoProgress()
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
     )

@@ -16,7 +16,7 @@ from rich.logging import RichHandler
 from typer.core import TyperGroup, TyperOption
 
 from worker import __version__
-from worker.cli import blobs, deadletter, jobs, run, stats
+from worker.cli import blobs, deadletter, fsck, jobs, run, stats
 from worker.cli.console import err, fail, out
 from worker.config.settings import load_settings
 from worker.errors import WarmerError
@@ -105,6 +105,7 @@ app.command()(blobs.exists)
 app.command()(blobs.fetch)
 app.command("rewarm")(jobs.rewarm)
 app.command("reconcile")(jobs.reconcile)
+app.command("fsck")(fsck.fsck)
 app.command()(run.webhook)
 app.command()(run.up)
 app.command(context_settings=_PASS_THROUGH)(run.worker)

@@ -35,6 +35,8 @@ def stats_view(state: StateStore) -> dict[str, Any]:
         "pending_events": state.pending_count(),
         "last_rewarm": state.last("rewarm"),
         "last_reconcile": state.last("reconcile"),
+        "last_audit": state.last("audit"),
+        "audit": state.audit_budget.totals(),
         "intervals": intervals,
     }
 
@@ -59,6 +61,11 @@ def stats_table(view: dict[str, Any]) -> Group:
         "pending_events",
     ):
         other.add_row(key.replace("_", " "), str(view[key]))
+    audit = view["audit"]
+    other.add_row(
+        "audit: checked, found, repaired",
+        f"{audit['checked']}, {audit['found']}, {audit['repaired']}",
+    )
     recent = Table(
         "at", "seconds", "fetch/s", "warmed/s", "hit ratio", title="recent intervals, newest first"
     )

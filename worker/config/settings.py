@@ -21,12 +21,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from worker.config.connections import parse_redis_url
 from worker.config.defaults import DEADLETTER_MAX, DEDUP_TTL, PULL_FLUSH_INTERVAL
+from worker.config.jobsettings import JobSettings
 from worker.config.registryfile import read_registry_config
-from worker.config.schedules import parse_schedule
 from worker.config.secretvalues import check_token, redact_url
 from worker.config.storageurl import StorageTarget, parse_storage_url
 from worker.errors import ConfigError
@@ -51,7 +51,7 @@ _UNPREFIXED: Final = frozenset({"SENTRY_DSN", "FLOWER_USER", "FLOWER_PASSWORD"})
 _BROKER_SCHEMES: Final = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
 
 
-class Settings(BaseSettings):
+class Settings(JobSettings):
     """Every setting of the warmer. The repr hides passwords in URLs, the token and the DSN."""
 
     model_config = SettingsConfigDict(
@@ -168,41 +168,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between the receiver's writes of the pulls it added up.",
     )
-    cache_check_interval: float = Field(
-        default=30.0,
-        gt=0,
-        description="Seconds between checks for a cache emptied or restarted (then a re-warm).",
-    )
-    rewarm_lock_ttl: int = Field(
-        default=300,
-        gt=0,
-        description="Seconds the one-re-warm-at-a-time lock outlives a holder that stopped.",
-    )
     shutdown_grace: float = Field(
         default=15.0,
         gt=0,
         description="Seconds a stopping worker lets running tasks finish before it requeues them.",
     )
-
-    stats_interval: float = Field(
-        default=60.0,
-        gt=0,
-        description="Seconds between snapshots of the figures (the `warmer.stats` beat task).",
-    )
-    rewarm_schedule: str = Field(
-        default="0 4 * * *",
-        description="When beat re-warms everything: a crontab line (UTC) or seconds.",
-    )
-    reconcile_schedule: str = Field(
-        default="30 4 * * *",
-        description="When beat reconciles the cache with the store: a crontab line or seconds.",
-    )
-
-    @field_validator("rewarm_schedule", "reconcile_schedule")
-    @classmethod
-    def _schedule(cls, value: str) -> str:
-        parse_schedule(value)
-        return value
 
     @field_validator("webhook_token")
     @classmethod
@@ -386,7 +356,10 @@ def _env_name(field: str) -> str:
 def settings_table() -> str:
     """The configuration table of docs/configuration.md, in Markdown, made from the fields above."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, field in Settings.model_fields.items():
+    # The connections first, the scheduled jobs' settings (inherited, so listed first) last.
+    jobs = JobSettings.model_fields.keys()
+    fields = sorted(Settings.model_fields.items(), key=lambda item: item[0] in jobs)
+    for name, field in fields:
         if field.exclude:
             continue
         default = field.default

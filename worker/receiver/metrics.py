@@ -60,7 +60,15 @@ class WarmerCollector(Collector):
             "Accepted events no task is done with yet.",
             value=self._state.pending_count(),
         )
-        for job in ("rewarm", "reconcile"):
+        totals = self._state.audit_budget.totals()
+        for name, help_text in (
+            ("checked", "Cache entries the continuous audit checked against the store."),
+            ("found", "Entries the audit found stale or wrong."),
+            ("repaired", "Entries the audit forgot or wrote again."),
+            ("requests", "Store requests the audit spent (on a filesystem: entries checked)."),
+        ):
+            yield CounterMetricFamily(f"warmer_audit_{name}", help_text, value=totals[name])
+        for job in ("rewarm", "reconcile", "audit"):
             last = self._state.last(job)
             if not last:
                 continue
@@ -94,5 +102,6 @@ def expvar(state: StateStore) -> dict[str, Any]:
             "dead_letters": state.dead_letter_count(),
             "dead_letters_dropped": state.dead_letters_dropped(),
             "pending_events": state.pending_count(),
+            "audit": state.audit_budget.totals(),
         },
     }

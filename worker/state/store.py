@@ -12,6 +12,7 @@ its keys. The registry's cache DB never holds any of these.
     warmer:deadletter:dropped STRING how many dead letters the cap dropped
     warmer:access            ZSET    repository -> time of its last pull (hot-first re-warm)
     warmer:pulls             HASH    repository -> pulls counted (the receiver adds them up)
+    warmer:pulls:total       STRING  pulls counted, of every repository (the audit's budget)
     warmer:counters          HASH    cluster-wide figures: exists.requests ... fetch.misses, warmed,
                                      evicted, dead_lettered (the key keeps its 0.1 name, so an
                                      upgrade keeps the figures)
@@ -22,6 +23,8 @@ its keys. The registry's cache DB never holds any of these.
     warmer:cache:keys        STRING  keys the cache held at the last check (to see it emptied)
     warmer:unchecked         ZSET    JSON [repository, manifests, digests, id] -> when a write
                                      of them began: removed once re-checked (:mod:`unchecked`)
+    warmer:audit             HASH    the audit's grant of store requests and its totals
+                                     (:mod:`auditbudget`)
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import redis
 
 from worker.config.defaults import DEADLETTER_MAX, DEDUP_TTL
 from worker.errors import StateError
+from worker.state.auditbudget import AuditBudget
 from worker.state.deadletters import DeadLetter, letter
 from worker.state.scripts import ADMIT_LUA, REFRESH_LUA, RELEASE_LUA, SEEN_LUA, UNTRACK_LUA
 from worker.state.unchecked import UncheckedWrites
@@ -53,6 +57,8 @@ _SNAPSHOTS: Final = "warmer:snapshots"
 _LAST: Final = "warmer:last:"
 _DROPPED: Final = "warmer:deadletter:dropped"
 _PULLS: Final = "warmer:pulls"
+_PULLS_TOTAL: Final = "warmer:pulls:total"
+_AUDIT: Final = "warmer:audit"
 _PENDING: Final = "warmer:pending"
 _LOCK: Final = "warmer:lock:"
 _CACHE_KEYS: Final = "warmer:cache:keys"
@@ -313,7 +319,12 @@ class StateStore:
         pipe.zadd(_ACCESS, dict.fromkeys(pulls, at))
         for repository, count in pulls.items():
             pipe.hincrby(_PULLS, repository, count)
+        pipe.incrby(_PULLS_TOTAL, sum(pulls.values()))
         self._call(pipe.execute)
+
+    def pulls_total(self) -> int:
+        """Pulls counted, of every repository."""
+        return int(self._call(self._redis.get, _PULLS_TOTAL) or 0)
 
     def pulls(self, repository: str) -> int:
         """Pulls counted for ``repository``."""
@@ -361,6 +372,11 @@ class StateStore:
     def unchecked(self) -> UncheckedWrites:
         """The journal of cache writes not yet re-checked against the store."""
         return UncheckedWrites(self._redis, UNCHECKED_KEY)
+
+    @property
+    def audit_budget(self) -> AuditBudget:
+        """The continuous audit's grant of store requests, and its totals."""
+        return AuditBudget(self._redis, _AUDIT)
 
     def ping(self) -> None:
         """Raise StateError unless the state Redis answers."""
