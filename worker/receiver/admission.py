@@ -11,6 +11,11 @@ Answers, in the order they are decided:
 - 202 otherwise, once every valid event of the envelope is in the ledger and with the broker
   (pulls are added up here and written a few times a second: :mod:`worker.receiver.pulls`).
 
+A 202 says what became of the envelope's events, each distinct event id once (an id twice in
+one envelope is one event): ``accepted``, handed to the broker by this request (and every pull,
+which has no dedup); ``duplicates``, already seen, or taken by another request of the same batch
+first; ``ignored``, needing no task (tag deletes); ``rejected``, dead-lettered.
+
 Requests arriving together share a batch (:mod:`worker.receiver.batcher`): one task and two
 state round trips (dedup and ledger before the broker, seen marks after) for all their events;
 :func:`batch_publisher` is what a batch goes through.
@@ -60,12 +65,13 @@ _log = logging.getLogger(LOG_NAME)
 
 def batch_publisher(
     state: StateStore, publish: Callable[[list[Message]], None], first_wait: float
-) -> Callable[[list[Message]], set[str]]:
+) -> Callable[[list[Message]], list[bool]]:
     """The function a batch of messages goes through: the ones not seen before are tracked in
     the ledger (sent again ``first_wait`` seconds later unless a task is done with them by
-    then), published, then marked seen; it returns the ids already seen (duplicates)."""
+    then), published, then marked seen; it returns, for each message, whether it was new (not
+    seen before, nor earlier in the batch)."""
 
-    def admit_and_publish(messages: list[Message]) -> set[str]:
+    def admit_and_publish(messages: list[Message]) -> list[bool]:
         # Two state round trips a batch, none in a request's own path. Marked seen only once
         # the broker has them: a resend during a publish that then fails must not pass for done.
         ids = [m[0] for m in messages]
@@ -77,7 +83,7 @@ def batch_publisher(
                 state.mark_seen([m[0] for m in fresh])
             except StateError as exc:  # with the broker already: at worst a duplicate later
                 _log.warning("could not mark %d events seen: %s", len(fresh), exc)
-        return set(ids) - {m[0] for m in fresh}
+        return flags
 
     return admit_and_publish
 
@@ -193,7 +199,7 @@ class EventsEndpoint:
                 )
             # Tag deletes are rare and never sent: their dedup stays here, off the batch.
             fresh_ignored = await asyncio.to_thread(self._state.unseen, ignored) if ignored else []
-            seen = await self._batcher.submit([e.as_message() for e in work])
+            new = await self._batcher.submit([e.as_message() for e in work])
         except StateError as exc:  # raised here or by the batch's dedup
             _log.error("state Redis unavailable: %s", exc)
             return 503, {"error": "state store unavailable, send again later"}
@@ -205,7 +211,9 @@ class EventsEndpoint:
                 await asyncio.to_thread(self._state.mark_seen, fresh_ignored)
             except StateError as exc:
                 _log.warning("could not mark %d events seen: %s", len(fresh_ignored), exc)
-        duplicates = sum(1 for e in work if e.id in seen)
+        # By position, not by id: the same id in another request of the batch, published as
+        # that request's, is this request's duplicate only if this copy was not the new one.
+        duplicates = new.count(False)
         self._pulls.add(pulled)
         figures = {
             "accepted": len(work) - duplicates + len(pulled),

@@ -5,8 +5,9 @@ One task per event caps a receiver at the broker's task rate (hundreds a second)
 every request that contributed: a request's 202 still means "your events are with the broker".
 A batch leaves at once when none left within the last ``window`` seconds (a lone event does not
 wait), else ``window`` after the last one (so at most 1/window tasks a second), or as soon as it
-holds ``max_size`` events. Whatever the publish function returns about a batch (the ids it found
-already seen) goes back to every request of it.
+holds ``max_size`` events. The publish function says of each message of a chunk whether it was
+new (not a duplicate); each request gets back what was said of its own messages, by position: two
+requests may hold the same event id, and only the first one's copy is new.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from worker.registry.events import Message
@@ -37,7 +38,7 @@ class Batcher:
 
     def __init__(
         self,
-        publish: Callable[[list[Message]], Collection[str] | None],
+        publish: Callable[[list[Message]], Sequence[bool] | None],
         *,
         window: float = DEFAULT_WINDOW,
         max_size: int = DEFAULT_MAX_SIZE,
@@ -48,16 +49,16 @@ class Batcher:
         self._window = window
         self._max_size = max_size
         self._pending: list[Message] = []
-        self._done: asyncio.Future[frozenset[str]] | None = None
+        self._done: asyncio.Future[tuple[bool, ...]] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._last = -math.inf  # loop time of the last batch
 
-    async def submit(self, messages: Sequence[Message]) -> frozenset[str]:
-        """Add messages to the current batch; once it is published, return what the publish
-        function said of the batch (ids already seen); raise why it was not published."""
+    async def submit(self, messages: Sequence[Message]) -> list[bool]:
+        """Add messages to the current batch; once it is published, return, for each of these
+        messages, whether the publish function found it new; raise why it was not published."""
         if not messages:
-            return frozenset()
+            return []
         loop = asyncio.get_running_loop()
         if self._done is None:
             self._done = loop.create_future()
@@ -65,11 +66,16 @@ class Batcher:
             delay = max(0.0, self._last + self._window - loop.time())
             self._timer = loop.call_later(delay, self._flush)
         done = self._done
+        # Where these messages sit in the batch: the answer is about the whole batch, and a
+        # request's share of it is found by position (by id, a duplicate in another request of
+        # the batch would pass for this one's).
+        start = len(self._pending)
         self._pending.extend(messages)
-        if len(self._pending) >= self._max_size:
+        end = len(self._pending)
+        if end >= self._max_size:
             self._flush()
         # shield: a client that hangs up must not cancel the batch other requests wait for.
-        return await asyncio.shield(done)
+        return list((await asyncio.shield(done))[start:end])
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -85,7 +91,7 @@ class Batcher:
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
-    async def _send(self, batch: list[Message], done: asyncio.Future[frozenset[str]]) -> None:
+    async def _send(self, batch: list[Message], done: asyncio.Future[tuple[bool, ...]]) -> None:
         try:
             said = await asyncio.to_thread(self._publish_all, batch)
         except Exception as exc:
@@ -94,13 +100,19 @@ class Batcher:
         else:
             done.set_result(said)
 
-    def _publish_all(self, batch: list[Message]) -> frozenset[str]:
+    def _publish_all(self, batch: list[Message]) -> tuple[bool, ...]:
         # One thread hop a batch. In chunks of max_size: a burst that overflowed stays within
-        # the task size.
-        said: set[str] = set()
+        # the task size. The flags line up with the batch, chunk after chunk.
+        new: list[bool] = []
         for start in range(0, len(batch), self._max_size):
-            said.update(self._publish(batch[start : start + self._max_size]) or ())
-        return frozenset(said)
+            chunk = batch[start : start + self._max_size]
+            said = self._publish(chunk)
+            if said is None:  # a publish function that tells nothing: every message is new
+                said = [True] * len(chunk)
+            elif len(said) != len(chunk):
+                raise ValueError(f"the publish function said {len(said)} of {len(chunk)} messages")
+            new.extend(said)
+        return tuple(new)
 
     async def drain(self) -> None:
         """Publish what is pending and wait for every batch under way (at shutdown)."""
