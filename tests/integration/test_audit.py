@@ -219,6 +219,11 @@ def test_on_s3_a_whole_audit_lists_instead_of_asking_entry_by_entry(
     sampled = audit(cache, _store(s3_endpoint, bucket), sample=5)
     assert 1 <= sampled.checked <= 5
     assert sampled.store_requests <= 2 * 5 + 1  # a link and a HEAD an entry, and the check
+    # A budget of 5 requests: the store's check, then entries of two requests (a membership)
+    # or one (a global descriptor) until it is spent: four entries at most, never ten.
+    limited = audit(cache, _store(s3_endpoint, bucket), sample=10, budget=5)
+    assert 1 <= limited.checked <= 4, limited
+    assert limited.store_requests <= 5 + 2, limited
 
 
 @pytest.fixture

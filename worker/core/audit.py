@@ -180,12 +180,16 @@ def _walked(cache: BlobDescriptorCache, batch: int, summary: AuditSummary) -> It
 
 
 def _sampled(cache: BlobDescriptorCache, count: int, summary: AuditSummary) -> Iterator[_Group]:
-    groups: dict[str | None, list[str]] = {}
-    for repository, digest in cache.sample(count):
-        if repository is None or not _name_is_invalid(repository, summary):
-            groups.setdefault(repository, []).append(digest)
-    summary.repositories = sum(1 for r in groups if r is not None)
-    yield from groups.items()
+    # One entry at a time: a budget is checked between entries, and a sampled entry is asked
+    # alone anyway (a link and a data request on S3).
+    picks = [
+        (repository, digest)
+        for repository, digest in cache.sample(count)
+        if repository is None or not _name_is_invalid(repository, summary)
+    ]
+    summary.repositories = len({r for r, _ in picks if r is not None})
+    for repository, digest in picks:
+        yield repository, [digest]
 
 
 def _name_is_invalid(repository: str, summary: AuditSummary) -> bool:
