@@ -24,10 +24,9 @@ ABSENT = "sha256:" + "0" * 64
 @pytest.fixture
 def env(redis_proc: Any, cache_redis: redis.Redis, layout: LayoutWriter) -> dict[str, str]:
     layout.store.root.mkdir(parents=True, exist_ok=True)
-    return {
-        "WARMER_REDIS_URL": shared_env(redis_proc)["WARMER_REDIS_URL"],
-        "WARMER_STORAGE_ROOT": str(layout.store.root),
-    }
+    # Every Redis the command may reach is the session's: a rewarm records its summary in the
+    # state Redis, which would otherwise be the machine's localhost:6379 by default.
+    return {**shared_env(redis_proc), "WARMER_STORAGE_ROOT": str(layout.store.root)}
 
 
 def _run(env: dict[str, str], *args: str) -> Any:
