@@ -137,3 +137,17 @@ def test_installed_console_script_keeps_stdout_for_results(
     assert proc.returncode == 0, proc.stderr
     assert _last_json(proc.stdout)["blobs"] == 2
     assert proc.stderr == ""  # not a terminal: no progress bar
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("WARMER_REWARM_SCHEDULE", "61 * * * *"), ("WARMER_RECONCILE_SCHEDULE", "0 4 * 13 *")],
+)
+def test_a_crontab_out_of_range_is_one_line_naming_the_variable(
+    env: dict[str, str], variable: str, value: str
+) -> None:
+    result = _run({**env, variable: value}, "stats")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output  # no traceback
+    assert variable in lines[0]

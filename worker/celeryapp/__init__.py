@@ -3,6 +3,6 @@
 backend's URLs in Celery's spelling (:mod:`urls`). The tasks themselves live in :mod:`tasks`,
 above it, which registers them on the app of a worker process."""
 
-from worker.celeryapp.factory import WarmerCelery, WarmerContext, create_app
+from worker.celeryapp.factory import WarmerCelery, WarmerContext, check_schedules, create_app
 
-__all__ = ["WarmerCelery", "WarmerContext", "create_app"]
+__all__ = ["WarmerCelery", "WarmerContext", "check_schedules", "create_app"]

@@ -41,13 +41,13 @@ from worker.config.schedules import parse_schedule
 from worker.config.settings import Settings
 from worker.core.blobservice import CachedBlobService
 from worker.core.clients import build_cache, build_state, build_store
-from worker.errors import WarmerError
+from worker.errors import ConfigError, WarmerError
 from worker.registry.events import Message
 from worker.state import StateStore
 from worker.state.figures import Figures
 from worker.storage import Store
 
-__all__ = ["PUBLISH_RETRY", "WarmerCelery", "WarmerContext", "create_app"]
+__all__ = ["PUBLISH_RETRY", "WarmerCelery", "WarmerContext", "check_schedules", "create_app"]
 
 _log = logging.getLogger(__name__)
 
@@ -123,18 +123,30 @@ class WarmerCelery(Celery):
         self.context = WarmerContext(settings)
 
 
-def _schedule(value: str) -> float | crontab:
+def check_schedules(settings: Settings) -> None:
+    """Raise ConfigError, naming the variable, for a schedule beat could not run (``61 * * *
+    *``): the settings check the shape, Celery's crontab the ranges."""
+    _schedule(settings.rewarm_schedule, "WARMER_REWARM_SCHEDULE")
+    _schedule(settings.reconcile_schedule, "WARMER_RECONCILE_SCHEDULE")
+
+
+def _schedule(value: str, variable: str) -> float | crontab:
     parsed = parse_schedule(value)
     if isinstance(parsed, float):
         return parsed
     minute, hour, day_of_month, month_of_year, day_of_week = parsed
-    return crontab(
-        minute=minute,
-        hour=hour,
-        day_of_month=day_of_month,
-        month_of_year=month_of_year,
-        day_of_week=day_of_week,
-    )
+    try:
+        return crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+        )
+    except ValueError as exc:  # celery's own parser: ranges, names, steps
+        raise ConfigError(
+            f"{variable}={value!r} is not a crontab line beat can run: {exc}"
+        ) from None
 
 
 def _rewarm_when_empty(app: WarmerCelery) -> Callable[..., None]:
@@ -224,8 +236,14 @@ def create_app(settings: Settings) -> WarmerCelery:
         "stats": {"task": STATS_TASK, "schedule": settings.stats_interval},
         # A cache emptied or restarted (no persistence, a Harbor GC) is re-warmed within this.
         "watch-cache": {"task": WATCH_CACHE_TASK, "schedule": settings.cache_check_interval},
-        "rewarm": {"task": REWARM_TASK, "schedule": _schedule(settings.rewarm_schedule)},
-        "reconcile": {"task": RECONCILE_TASK, "schedule": _schedule(settings.reconcile_schedule)},
+        "rewarm": {
+            "task": REWARM_TASK,
+            "schedule": _schedule(settings.rewarm_schedule, "WARMER_REWARM_SCHEDULE"),
+        },
+        "reconcile": {
+            "task": RECONCILE_TASK,
+            "schedule": _schedule(settings.reconcile_schedule, "WARMER_RECONCILE_SCHEDULE"),
+        },
     }
     if settings.audit_requests_per_1000_pulls and settings.audit_requests_per_minute:
         # A random sample checked against the store, paid for by the pulls since the last look.

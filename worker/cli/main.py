@@ -16,6 +16,7 @@ from rich.logging import RichHandler
 from typer.core import TyperGroup, TyperOption
 
 from worker import __version__
+from worker.celeryapp import check_schedules
 from worker.cli import blobs, deadletter, fsck, jobs, run, stats
 from worker.cli.console import err, fail, out
 from worker.config.settings import load_settings
@@ -97,6 +98,7 @@ def _main(
     )
     try:
         ctx.obj = load_settings()
+        check_schedules(ctx.obj)  # beat's crontab ranges, before any process starts
     except WarmerError as exc:
         fail(str(exc))
 
