@@ -51,6 +51,9 @@ class DB:
     S3_EVENTS_STATE: Final = 32
     S3_EVENTS_BROKER: Final = 33
     S3_FANOUT_BROKER: Final = 34  # the fanned-out re-warm of an S3 store
+    DELETE_WINS_CACHE: Final = 35  # e2e: deletes through a registry while the warmer writes
+    DELETE_WINS_STATE: Final = 36
+    DELETE_WINS_BROKER: Final = 37
 
 
 #: DBs of the shared server: every name of DB has one below it.
