@@ -9,6 +9,7 @@ from typing import Annotated, Any, Final, NoReturn
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from worker.config.settings import Settings
 
@@ -29,13 +30,16 @@ EXIT_ERROR: Final = 2
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on the last line.")]
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# No markup: what is printed holds data (a registry snippet's ``[localhost:6379]``, a CA path
+# in brackets, an event's reason), which rich would read as tags and drop or choke on. No soft
+# wrap at the console's width either: a result line piped to a file or a script stays one line.
+out = Console(highlight=False, markup=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
 def fail(message: str) -> NoReturn:
     """Print one error line on stderr and exit with EXIT_ERROR."""
-    err.print(f"[bold red]warmer: error:[/] {message}", markup=True, soft_wrap=True)
+    err.print(Text.assemble(("warmer: error:", "bold red"), " ", message))
     raise typer.Exit(EXIT_ERROR)
 
 
