@@ -20,7 +20,7 @@ from worker.celeryapp.names import (
     STATS_TASK,
     WATCH_CACHE_TASK,
 )
-from worker.core.heal import REWARM_LOCK, needs_rewarm, note_cache_size
+from worker.core.heal import REWARM_LOCK, heal, note_cache_size
 from worker.core.rewarm import SHARDS, RewarmSummary, plan, rewarm, summarize
 from worker.errors import RepositoryNotFoundError, WarmerError
 from worker.state.figures import take_snapshot
@@ -83,11 +83,28 @@ def register_job_tasks(app: WarmerCelery) -> None:
         except WarmerError as exc:
             _log.warning("sweep of unchecked writes failed: %s", exc)
             swept = f"failed: {exc}"
-        emptied = needs_rewarm(app.context.cache, app.context.state)
-        if emptied:
-            _log.warning("the cache was emptied or restarted: re-warming")
+        # A re-warm when the cache was emptied; while such re-warms keep failing, backing off.
+        look = heal(
+            app.context.cache,
+            app.context.state,
+            now=time.time(),
+            interval=app.settings.cache_check_interval,
+        )
+        if look.rewarm:
+            _log.warning(
+                "the cache was emptied or restarted: re-warming (heal re-warm %d since one last "
+                "ran to its end; should it fail too, the next in %.0f s)",
+                look.unconfirmed,
+                look.wait,
+            )
             rewarm_all.delay()
-        return {"emptied": emptied, "swept": swept}
+        elif look.emptied:
+            _log.info(
+                "the cache's drop is still pending after %d heal re-warms: backing off %.0f s",
+                look.unconfirmed,
+                look.wait,
+            )
+        return {**look.as_dict(), "swept": swept}
 
     @app.task(bind=True, shared=False, name=REWARM_REPOSITORY_TASK, base=RetryOnTrouble)
     def rewarm_repository(

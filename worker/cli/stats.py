@@ -33,6 +33,7 @@ def stats_view(state: StateStore) -> dict[str, Any]:
         "dead_letters": state.dead_letter_count(),
         "dead_letters_dropped": state.dead_letters_dropped(),
         "pending_events": state.pending_count(),
+        "heal_rewarms_unconfirmed": state.heal_rewarms.read().attempts,
         "last_rewarm": state.last("rewarm"),
         "last_reconcile": state.last("reconcile"),
         "last_audit": state.last("audit"),
@@ -59,6 +60,7 @@ def stats_table(view: dict[str, Any]) -> Group:
         "dead_letters",
         "dead_letters_dropped",
         "pending_events",
+        "heal_rewarms_unconfirmed",
     ):
         other.add_row(key.replace("_", " "), str(view[key]))
     audit = view["audit"]

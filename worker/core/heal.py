@@ -13,18 +13,34 @@ written to the registry's DB to tell (it holds only the registry's keys).
 
 A re-warm is idempotent, so a false alarm (a large legitimate delete) costs one walk; the
 re-warm lock (``worker.state.store``) keeps it to one at a time across machines.
+
+A heal re-warm that never runs to its end (a fan-out task that fails every time, a chord that
+errors) leaves the drop pending; the next is then started only after a backoff that doubles
+with each unconfirmed one: twice the check interval after the first, then four times, and so on
+up to an hour (:data:`BACKOFF_CAP`; the nightly re-warm runs anyway). The count is kept in the
+state Redis (:mod:`worker.state.healrewarms`), told in the watch's result and by
+``warmer stats``, and forgotten once a re-warm confirms the drop or the drop is gone.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Final, NamedTuple
 
 from worker.cache import BlobDescriptorCache
 from worker.errors import CacheError
 from worker.state import StateStore
 
-__all__ = ["DROP_SHARE", "REWARM_LOCK", "cache_emptied", "needs_rewarm", "note_cache_size"]
+__all__ = [
+    "BACKOFF_CAP",
+    "DROP_SHARE",
+    "REWARM_LOCK",
+    "Heal",
+    "cache_emptied",
+    "heal",
+    "needs_rewarm",
+    "note_cache_size",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -32,6 +48,8 @@ _log = logging.getLogger(__name__)
 DROP_SHARE: Final = 0.5
 #: The name of the lock that keeps re-warms to one at a time across machines.
 REWARM_LOCK: Final = "rewarm"
+#: The longest wait between heal re-warms that keep failing, in seconds.
+BACKOFF_CAP: Final = 3600.0
 
 
 def cache_emptied(cache: BlobDescriptorCache, state: StateStore) -> bool:
@@ -66,10 +84,63 @@ def needs_rewarm(cache: BlobDescriptorCache, state: StateStore) -> bool:
     return cache_emptied(cache, state)
 
 
+class Heal(NamedTuple):
+    """One look of the cache watch: what it saw and did."""
+
+    #: A drop of the cache is pending (emptied or restarted, no re-warm confirmed it yet).
+    emptied: bool = False
+    #: A heal re-warm is to start now.
+    rewarm: bool = False
+    #: Heal re-warms started since a re-warm last confirmed a drop (this look's included; one
+    #: may still run): past the first, each one before it never ran to its end.
+    unconfirmed: int = 0
+    #: Seconds before another heal re-warm may start (0: no drop is pending).
+    wait: float = 0.0
+
+    def as_dict(self) -> dict[str, bool | int | float]:
+        """For the watch task's result."""
+        return {
+            "emptied": self.emptied,
+            "rewarm": self.rewarm,
+            "unconfirmed": self.unconfirmed,
+            "next_rewarm_in": round(self.wait, 1),
+        }
+
+
+def heal(
+    cache: BlobDescriptorCache,
+    state: StateStore,
+    *,
+    now: float,
+    interval: float,
+    cap: float = BACKOFF_CAP,
+) -> Heal:
+    """Look at the cache once, and say whether a heal re-warm starts now.
+
+    A drop starts one at once; while the drop stays pending (no re-warm ran to its end), the
+    n-th unconfirmed heal re-warm is followed by the next only ``min(cap, interval * 2**n)``
+    seconds after it started. The caller starts the re-warm when told to (the start is already
+    counted). While a re-warm holds the lock, the cache is not looked at.
+    """
+    record = state.heal_rewarms
+    if state.lock_holder(REWARM_LOCK) is not None:
+        return Heal(unconfirmed=record.read().attempts)
+    if not cache_emptied(cache, state):
+        if record.read().attempts:
+            record.confirm()  # the drop is gone (refilled): nothing to back off from
+        return Heal()
+    started, unconfirmed = record.claim(now, base=interval, cap=cap)
+    wait = max(0.0, unconfirmed.next_at - now)  # started: the wait should this one fail too
+    return Heal(emptied=True, rewarm=started, unconfirmed=unconfirmed.attempts, wait=wait)
+
+
 def note_cache_size(cache: BlobDescriptorCache, state: StateStore) -> None:
     """After a re-warm: remember what the cache holds, so that emptying it again soon after is
-    seen as a drop (not as the empty cache the re-warm started from)."""
+    seen as a drop (not as the empty cache the re-warm started from); a pending drop is
+    confirmed, and the heal's backoff forgotten."""
     try:
         state.set_cache_keys(cache.key_count())
     except CacheError as exc:  # the next look takes the count instead
         _log.warning("could not count the cache's keys: %s", exc)
+        return
+    state.heal_rewarms.confirm()

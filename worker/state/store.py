@@ -25,6 +25,8 @@ its keys. The registry's cache DB never holds any of these.
                                      of them began: removed once re-checked (:mod:`unchecked`)
     warmer:audit             HASH    the audit's grant of store requests and its totals
                                      (:mod:`auditbudget`)
+    warmer:heal              HASH    heal re-warms started and not confirmed, and when the next
+                                     may start (:mod:`healrewarms`; expires a day after the last)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from worker.config.defaults import DEADLETTER_MAX, DEDUP_TTL
 from worker.errors import StateError
 from worker.state.auditbudget import AuditBudget
 from worker.state.deadletters import DeadLetter, letter
+from worker.state.healrewarms import HealRewarms
 from worker.state.scripts import ADMIT_LUA, REFRESH_LUA, RELEASE_LUA, SEEN_LUA, UNTRACK_LUA
 from worker.state.unchecked import UncheckedWrites
 
@@ -62,6 +65,7 @@ _AUDIT: Final = "warmer:audit"
 _PENDING: Final = "warmer:pending"
 _LOCK: Final = "warmer:lock:"
 _CACHE_KEYS: Final = "warmer:cache:keys"
+_HEAL: Final = "warmer:heal"
 #: Cache writes begun and not yet re-checked against the store (see worker.state.unchecked).
 UNCHECKED_KEY: Final = "warmer:unchecked"
 _DELIVERIES: Final = "warmer:deliveries"
@@ -377,6 +381,11 @@ class StateStore:
     def audit_budget(self) -> AuditBudget:
         """The continuous audit's grant of store requests, and its totals."""
         return AuditBudget(self._redis, _AUDIT)
+
+    @property
+    def heal_rewarms(self) -> HealRewarms:
+        """The cache watch's re-warms started and not confirmed (its backoff)."""
+        return HealRewarms(self._redis, _HEAL)
 
     def ping(self) -> None:
         """Raise StateError unless the state Redis answers."""
