@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,18 @@ def test_a_crontab_out_of_range_is_one_line_naming_the_variable(
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output  # no traceback
     assert variable in lines[0]
+
+
+@pytest.mark.parametrize("command", [["webhook"], ["up", "--dev"]])
+def test_a_port_in_use_is_one_line_and_nothing_starts(
+    env: dict[str, str], command: list[str]
+) -> None:
+    holder = socket.create_server(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    env = {**env, "WARMER_WEBHOOK_TOKEN": "t0ken-for-the-port-check-000000"}
+    with holder:
+        result = _run(env, *command, "--port", str(port))
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in last
+    assert "Traceback" not in result.output

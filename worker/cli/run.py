@@ -14,7 +14,7 @@ from worker.celeryapp import create_app
 from worker.cli.console import fail, out, settings_of
 from worker.cli.demo import run_demo
 from worker.cli.sentry import init_sentry
-from worker.cli.serve import serve_webhooks
+from worker.cli.serve import listen, serve_webhooks
 from worker.cli.up import run_up
 from worker.config.secretvalues import is_placeholder
 from worker.core.clients import build_store
@@ -53,13 +53,14 @@ def webhook(  # noqa: PLR0917 (typer passes each option by name)
         )
 
     try:
+        listener = listen(host, port)  # a port in use: one line, before anything starts
         asgi = build()  # a configuration error stops here, before any receiver process
         check_never_evicts(settings)
     except WarmerError as exc:
         fail(str(exc))
     # One receiver serves the app built above; several build their own app and clients, each in
     # its own process (the one above then only checked the configuration).
-    serve_webhooks(lambda: asgi if workers == 1 else build(), host, port, workers)
+    serve_webhooks(lambda: asgi if workers == 1 else build(), listener, workers)
 
 
 def up(

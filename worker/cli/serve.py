@@ -15,8 +15,9 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from worker.cli.processes import die_with_parent
+from worker.errors import ConfigError
 
-__all__ = ["GRACEFUL_SHUTDOWN_SECONDS", "serve_webhook", "serve_webhooks"]
+__all__ = ["GRACEFUL_SHUTDOWN_SECONDS", "listen", "serve_webhook", "serve_webhooks"]
 
 _log = logging.getLogger(__name__)
 
@@ -25,7 +26,21 @@ _log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_SECONDS: Final = 5
 
 
-def _config(asgi: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Config:
+def listen(host: str, port: int) -> socket.socket:
+    """The receiver's listening socket, bound before anything else starts: a port in use is one
+    line (ConfigError) and nothing left running, not a server error after the worker began."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {reason} (another process holds the port: stop "
+            "it, or pass --port)"
+        ) from None
+
+
+def _config(asgi: ASGIApp) -> uvicorn.Config:
     # access_log off: every registry request would be a line; the receiver logs what matters.
     # uvicorn picks httptools and uvloop, installed with the warmer (BENCHMARKS.md).
     return uvicorn.Config(
@@ -33,12 +48,10 @@ def _config(asgi: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Co
         access_log=False,
         log_level="info",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        host=host,
-        port=port,
     )
 
 
-def serve_webhook(asgi: ASGIApp, host: str, port: int) -> None:
+def serve_webhook(asgi: ASGIApp, listener: socket.socket) -> None:
     """Run the receiver until SIGTERM or SIGINT; then drain what was accepted, and return."""
     # uvicorn shuts down on SIGTERM, then raises the signal again with the handler it found:
     # Python's default would end the process on the spot, skipping every cleanup of the
@@ -46,24 +59,23 @@ def serve_webhook(asgi: ASGIApp, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, _exit)
     # SIGINT, after the same shutdown, comes back as KeyboardInterrupt: a clean end too.
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(_config(asgi, host, port)).run()
+        uvicorn.Server(_config(asgi)).run(sockets=[listener])
 
 
-def serve_webhooks(build: Callable[[], ASGIApp], host: str, port: int, workers: int) -> None:
-    """Run ``workers`` receiver processes on one port until SIGTERM or SIGINT.
+def serve_webhooks(build: Callable[[], ASGIApp], listener: socket.socket, workers: int) -> None:
+    """Run ``workers`` receiver processes on ``listener`` (:func:`listen`) until SIGTERM or
+    SIGINT.
 
-    One Python process is one core: the receivers share a listening socket this process binds,
-    and the kernel hands each connection to one of them. Each builds its own app and clients
-    after the fork (no connection is shared). SIGTERM or SIGINT here is passed on as SIGTERM;
-    each receiver drains what it accepted and ends, then this process returns. A receiver that
-    dies on its own stops the others, and this process exits 1 (its supervisor restarts it);
-    this process killed, the receivers get SIGTERM from the kernel (``PR_SET_PDEATHSIG``).
+    One Python process is one core: the receivers share the listening socket, and the kernel
+    hands each connection to one of them. Each builds its own app and clients after the fork (no
+    connection is shared). SIGTERM or SIGINT here is passed on as SIGTERM; each receiver drains
+    what it accepted and ends, then this process returns. A receiver that dies on its own stops
+    the others, and this process exits 1 (its supervisor restarts it); this process killed, the
+    receivers get SIGTERM from the kernel (``PR_SET_PDEATHSIG``).
     """
     if workers < 2:
-        serve_webhook(build(), host, port)
+        serve_webhook(build(), listener)
         return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.create_server((host, port), family=family, backlog=2048)
     on_parent_death = die_with_parent()
     children: set[int] = set()
     for _ in range(workers):
@@ -104,7 +116,7 @@ def _receiver_child(
         # As in one process: both signals end in a clean shutdown, then an exception here.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _exit)
-        uvicorn.Server(_config(build())).run(sockets=[listener])  # host, port: the socket's
+        uvicorn.Server(_config(build())).run(sockets=[listener])
         code = 0
     except KeyboardInterrupt:
         code = 0

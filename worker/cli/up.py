@@ -30,7 +30,7 @@ from pydantic import SecretStr
 
 from worker.celeryapp import create_app
 from worker.cli.processes import die_with_parent, stop_leader_then_group, throwaway_redis
-from worker.cli.serve import serve_webhook
+from worker.cli.serve import listen, serve_webhook
 from worker.config.connections import connect
 from worker.config.registryfile import registry_config
 from worker.config.settings import Settings
@@ -68,6 +68,8 @@ def run_up(
 ) -> None:
     """Run everything until interrupted; with ``dev``, on throwaway defaults."""
     with ExitStack() as stack:
+        # The port first: in use, it is one line and nothing was started.
+        listener = stack.enter_context(listen(host, port))
         # A token --dev generated is throwaway: it may be printed. One the user set never is.
         generated = dev and settings.webhook_token is None
         if dev:
@@ -82,7 +84,7 @@ def run_up(
         snippet = registry_snippet(settings, host, port, show_token=generated)
         say(f"\nPaste into the registry's config.yml:\n\n{snippet}\n")
         stack.enter_context(_worker(settings))
-        serve_webhook(asgi, host, port)
+        serve_webhook(asgi, listener)
 
 
 @contextmanager
