@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.config.settings import load_settings
+from worker.config.settings import load_settings, warn_unknown_variables
 from worker.errors import ConfigError
 from worker.registry.versions import RegistryVersion
 
@@ -217,3 +217,24 @@ def test_queues_behind_a_sentinel_over_tls_are_refused_not_sent_in_clear(name: s
     with pytest.raises(ConfigError, match="through a Sentinel without TLS only"):
         load_settings(**{name: url})
     assert load_settings(redis_url=url.replace("/1?", "/0?")).redis_url  # the cache may
+
+
+def test_a_misspelled_variable_is_warned_about_with_the_nearest_setting() -> None:
+    environ = {
+        "WARMER_REDIS_URLL": "redis://x",
+        "WARMER_AUDIT_REQUEST_PER_MINUTE": "5",
+        "WARMER_FOO": "1",
+        "WARMER_REDIS_URL": "redis://y",  # a setting
+        "WARMER_SENTRY_DSN": "",  # a setting's alias
+        "WARMER_REQUIRE_E2E": "1",  # the test suite's switch, no setting
+        "OTHER_REDIS_URLL": "x",  # not ours
+    }
+    warnings = warn_unknown_variables(environ)
+    assert warnings == [
+        "WARMER_AUDIT_REQUEST_PER_MINUTE is not a setting of the warmer, and is ignored: did "
+        "you mean WARMER_AUDIT_REQUESTS_PER_MINUTE?",
+        "WARMER_FOO is not a setting of the warmer, and is ignored (docs/configuration.md "
+        "lists the settings)",
+        "WARMER_REDIS_URLL is not a setting of the warmer, and is ignored: did you mean "
+        "WARMER_REDIS_URL?",
+    ]

@@ -7,7 +7,9 @@ reads the environment anywhere else.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final
@@ -29,10 +31,13 @@ from worker.config.jobsettings import JobSettings
 from worker.config.registryfile import read_registry_config
 from worker.config.secretvalues import check_token, redact_url
 from worker.config.storageurl import StorageTarget, parse_storage_url
+from worker.config.variables import unknown_variables
 from worker.errors import ConfigError
 from worker.registry.versions import RegistryVersion
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings", "settings_table"]
+__all__ = ["ENV_PREFIX", "Settings", "load_settings", "settings_table", "warn_unknown_variables"]
+
+_log = logging.getLogger(__name__)
 
 ENV_PREFIX: Final = "WARMER_"
 # Fields whose value no message shows (as the aliases an error may name them by).
@@ -317,6 +322,7 @@ def load_settings(**overrides: Any) -> Settings:
     overrides in this environment) gives the storage, the cache Redis and the registry version
     that no ``WARMER_*`` variable sets.
     """
+    warn_unknown_variables(os.environ)
     try:
         settings = Settings(**overrides)
         if settings.registry_config is None:
@@ -342,6 +348,26 @@ def load_settings(**overrides: Any) -> Settings:
                 got = redact_url(got)
             problems.append(f"{_env_name(field)}: {error['msg']} (got {got!r})")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def _known_variables() -> frozenset[str]:
+    """Every ``WARMER_*`` variable a setting is read from."""
+    names: set[str] = set()
+    for field, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else []
+        names |= {c.upper() for c in choices if isinstance(c, str)}
+        names.add(_env_name(field))
+    return frozenset(n for n in names if n.startswith(ENV_PREFIX))
+
+
+def warn_unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Warn about each ``WARMER_*`` variable no setting reads, naming the nearest known one
+    (a misspelling is otherwise ignored without a word); return the warnings."""
+    warnings = unknown_variables(environ, _known_variables(), ENV_PREFIX)
+    for warning in warnings:
+        _log.warning("%s", warning)
+    return warnings
 
 
 def _env_name(field: str) -> str:
