@@ -88,6 +88,15 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` different TCP ports on 127.0.0.1 that nothing listens on right now.
 
@@ -132,12 +141,15 @@ def stop_leader_then_group(proc: subprocess.Popen[bytes], timeout: float) -> Non
 
 
 @contextmanager
-def throwaway_redis(*, directory: Path | None = None, extra: Sequence[str] = ()) -> Iterator[int]:
-    """A redis-server on a free port of 127.0.0.1 that keeps nothing; yields its port."""
+def throwaway_redis(
+    *, directory: Path | None = None, extra: Sequence[str] = (), port: int | None = None
+) -> Iterator[int]:
+    """A redis-server on 127.0.0.1 that keeps nothing; yields its port: ``port`` when it is
+    free, else a free one."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ConfigError("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
+    port = port if port is not None and _is_free(port) else free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     if directory is not None:
         args += ["--dir", str(directory)]

@@ -6,15 +6,21 @@ stops the receiver (accepted batches are published first), then the worker (runn
 finish within ``WARMER_SHUTDOWN_GRACE`` or go back to the queue); after a SIGKILL of this
 process the kernel sends the worker SIGTERM (Linux), so it does not outlive it either.
 
-``--dev`` fills in what a newcomer has not configured yet, and says so: a throwaway
-redis-server (on a free port, nothing kept) when no Redis answers at the configured URLs,
-``./var/registry`` as the storage root, and a generated token.
+``--dev`` fills in what a newcomer has not configured yet, and says so: throwaway
+redis-servers (on free ports, nothing kept) for every Redis URL not set or not answering (a
+Redis that happens to run on the machine is never used without being named), ``./var/registry`` as the storage
+root, and a token generated once and kept in ``./var/webhook-token``; the Redis servers take
+the ports of the last run again when free (``./var/dev-ports.json``), so a registry configured
+once keeps working across restarts. It prints the one ``export`` line that points another
+shell's ``warmer stats``, ``deadletter`` or ``flower`` at this instance.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -38,9 +44,13 @@ from worker.core.eviction import check_never_evicts, eviction_problem
 from worker.errors import ConfigError
 from worker.receiver.assembly import build_webhook
 
-__all__ = ["DEV_STORAGE_ROOT", "TOKEN_PLACEHOLDER", "registry_snippet", "run_up"]
+__all__ = ["DEV_STORAGE_ROOT", "DEV_TOKEN_FILE", "TOKEN_PLACEHOLDER", "registry_snippet", "run_up"]
 
 DEV_STORAGE_ROOT: Final = Path("var/registry")
+#: Where ``--dev`` keeps the token it generated.
+DEV_TOKEN_FILE: Final = Path("var/webhook-token")
+#: Where ``--dev`` keeps the ports of its Redis servers, to take them again.
+DEV_PORTS_FILE: Final = Path("var/dev-ports.json")
 
 
 #: What the printed snippet shows instead of the token outside ``--dev``: ``up`` is the
@@ -90,13 +100,16 @@ def run_up(
 @contextmanager
 def _dev_defaults(settings: Settings, say: Callable[[str], None]) -> Iterator[Settings]:
     changes: dict[str, object] = {}
+    told = settings.model_fields_set  # set in the environment, a .env or the registry's config
+    # The same ports as last time when free: the registry's config names the cache's.
+    ports = _kept_ports()
     with ExitStack() as stack:
-        if not _answers(settings.redis_url):
-            port = stack.enter_context(throwaway_redis())
+        if "redis_url" not in told or not _answers(settings.redis_url):
+            port = ports["cache"] = stack.enter_context(throwaway_redis(port=ports.get("cache")))
             changes["redis_url"] = f"redis://127.0.0.1:{port}/0"
-            say(f"dev: no Redis answered; started a throwaway redis-server on 127.0.0.1:{port}")
+            say(f"dev: the cache on a throwaway redis-server on 127.0.0.1:{port}")
         # The broker and the state on a server of their own that never evicts (redis-server's
-        # default policy), unless the configured ones answer and pass the start-up check.
+        # default policy), unless both were named, answer and pass the start-up check.
         queues = {
             name: url
             for name, url in (
@@ -106,24 +119,70 @@ def _dev_defaults(settings: Settings, say: Callable[[str], None]) -> Iterator[Se
             if url.startswith("redis")
         }
         if queues and (
-            not all(_answers(u) for u in queues.values())
+            not set(queues) <= told
+            or not all(_answers(u) for u in queues.values())
             or eviction_problem(settings.model_copy(update=changes)) is not None
         ):
-            port = stack.enter_context(throwaway_redis())
+            port = ports["queues"] = stack.enter_context(throwaway_redis(port=ports.get("queues")))
             changes |= {name: f"redis://127.0.0.1:{port}/{db}" for db, name in enumerate(queues)}
             say(
-                f"dev: started a throwaway redis-server on 127.0.0.1:{port} (noeviction) for "
-                "the broker and the state"
+                f"dev: the broker and the state on a throwaway redis-server (noeviction) on "
+                f"127.0.0.1:{port}"
             )
         if settings.storage is None:
             DEV_STORAGE_ROOT.mkdir(parents=True, exist_ok=True)
             changes["storage_root"] = DEV_STORAGE_ROOT.resolve()
             say(f"dev: storage root {DEV_STORAGE_ROOT.resolve()} (WARMER_STORAGE_ROOT to change)")
         if settings.webhook_token is None:
-            token = secrets.token_urlsafe(24)
-            changes["webhook_token"] = SecretStr(token)
-            say(f"dev: generated webhook token {token} (WARMER_WEBHOOK_TOKEN to set your own)")
-        yield settings.model_copy(update=changes)
+            changes["webhook_token"] = SecretStr(_dev_token(say))
+        _keep_ports(ports)
+        dev = settings.model_copy(update=changes)
+        # On a line of its own, to be copied whole.
+        say("dev: point another shell (warmer stats, deadletter, flower) here with:")
+        say(_exports(dev))
+        yield dev
+
+
+def _dev_token(say: Callable[[str], None]) -> str:
+    # Kept across restarts: a registry configured with it once goes on being accepted.
+    try:
+        token = DEV_TOKEN_FILE.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    how = "webhook token"
+    if not token:
+        token, how = secrets.token_urlsafe(24), "generated webhook token"
+        DEV_TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(DEV_TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as kept:
+            kept.write(token + "\n")
+    say(f"dev: {how} {token} (kept in {DEV_TOKEN_FILE}; WARMER_WEBHOOK_TOKEN to set yours)")
+    return token
+
+
+def _kept_ports() -> dict[str, int]:
+    try:
+        kept = json.loads(DEV_PORTS_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in kept.items() if isinstance(v, int)} if isinstance(kept, dict) else {}
+
+
+def _keep_ports(ports: dict[str, int]) -> None:
+    DEV_PORTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    DEV_PORTS_FILE.write_text(json.dumps(ports) + "\n")
+
+
+def _exports(settings: Settings) -> str:
+    # The settings another `warmer` command needs to see this instance; never a secret.
+    values = {
+        "WARMER_REDIS_URL": settings.redis_url,
+        "WARMER_BROKER_URL": settings.broker_url,
+        "WARMER_STATE_URL": settings.state_url,
+    }
+    if settings.storage_root is not None:
+        values["WARMER_STORAGE_ROOT"] = str(settings.storage_root)
+    return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in values.items())
 
 
 def _answers(url: str) -> bool:
