@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,10 @@ def test_deadletter_list_replay_purge(
     assert listed.exit_code == 0, listed.stderr
     lines = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [entry["reason"] for entry in lines] == ["cache down", "bad name"]
-    assert "2 dead letters" in runner.invoke(app, ["deadletter", "list"], env=env).stdout
+    shown = runner.invoke(app, ["deadletter", "list"], env=env).stdout
+    assert "2 dead letters" in shown
+    assert "when (UTC)" in shown
+    assert time.strftime("%Y-%m-%d", time.gmtime()) in shown  # each letter's day
 
     replayed = runner.invoke(app, ["deadletter", "replay"], env=env)
     assert replayed.exit_code == 0, replayed.stderr

@@ -38,9 +38,10 @@ def deadletter_list(
         for letter in letters:
             print_json(letter.as_dict())
         return
-    table = Table("#", "reason", "event", title=f"{total} dead letters")
+    table = Table("#", "when (UTC)", "reason", "event", title=f"{total} dead letters")
     for i, letter in enumerate(letters):
-        table.add_row(str(i), letter.reason, _short(letter.event))
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter.at))
+        table.add_row(str(i), when, letter.reason, _short(letter.event))
     out.print(table)
 
 
