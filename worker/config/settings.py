@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import SettingsConfigDict
 
+from worker.config import secretfiles
 from worker.config.connections import parse_redis_url
 from worker.config.defaults import DEADLETTER_MAX, DEDUP_TTL, PULL_FLUSH_INTERVAL
 from worker.config.jobsettings import JobSettings
@@ -323,11 +324,14 @@ def load_settings(**overrides: Any) -> Settings:
     that no ``WARMER_*`` variable sets.
     """
     warn_unknown_variables(os.environ)
+    files = secretfiles.read_files(os.environ)  # NAME_FILE=PATH: compose's, Kubernetes' secrets
+    overrides = secretfiles.settings_from_files(files) | overrides
     try:
         settings = Settings(**overrides)
         if settings.registry_config is None:
             return settings
-        derived = read_registry_config(settings.registry_config, os.environ)
+        environ = secretfiles.registry_environ(os.environ, files)
+        derived = read_registry_config(settings.registry_config, environ)
         explicit = settings.model_fields_set
         if explicit & {"storage_url", "storage_root"}:
             derived.pop("storage_url", None)
@@ -358,7 +362,7 @@ def _known_variables() -> frozenset[str]:
         choices = alias.choices if isinstance(alias, AliasChoices) else []
         names |= {c.upper() for c in choices if isinstance(c, str)}
         names.add(_env_name(field))
-    return frozenset(n for n in names if n.startswith(ENV_PREFIX))
+    return frozenset(n for n in names | secretfiles.FILE_VARIABLES if n.startswith(ENV_PREFIX))
 
 
 def warn_unknown_variables(environ: Mapping[str, str]) -> list[str]:
