@@ -54,6 +54,7 @@ class DB:
     DELETE_WINS_CACHE: Final = 35  # e2e: deletes through a registry while the warmer writes
     DELETE_WINS_STATE: Final = 36
     DELETE_WINS_BROKER: Final = 37
+    SNIPPET_CACHE: Final = 38  # e2e: a registry run on the config snippet warmer up prints
 
 
 #: DBs of the shared server: every name of DB has one below it.
