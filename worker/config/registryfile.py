@@ -3,12 +3,11 @@
 Read (:func:`read_registry_config`, ``WARMER_REGISTRY_CONFIG``): what the warmer needs from it,
 the storage driver and its parameters, the cache Redis, and the registry generation. The
 registry's ``REGISTRY_...`` environment overrides are applied first, as distribution's
-configuration parser applies them: variables sorted by name, the name split at ``_`` into a path
-of keys matched without regard to case (a missing key is created, lower case), the value read as
-YAML. So ``REGISTRY_STORAGE_S3_BUCKET=b`` sets ``storage.s3.bucket``, and
-``REGISTRY_REDIS_ADDRS=[a:6379]`` sets ``redis.addrs``. What comes out are values of the
-warmer's own settings (``storage_url``, ``redis_url``, ``registry_version``); the settings module
-lets an explicit ``WARMER_*`` variable win.
+configuration parser applies them (:mod:`worker.config.registryenv`: upper-case field names, map
+keys, list indexes, values read as the field's type). So ``REGISTRY_STORAGE_S3_BUCKET=b`` sets
+``storage.s3.bucket``, and ``REGISTRY_REDIS_ADDRS=[a:6379]`` sets ``redis.addrs``. What comes out
+are values of the warmer's own settings (``storage_url``, ``redis_url``, ``registry_version``);
+the settings module lets an explicit ``WARMER_*`` variable win.
 
 Written (:func:`registry_config`): the lines that connect a registry to the warmer. ``warmer up``
 prints them for a user to paste, and the demo and the end-to-end tests start real registries with
@@ -31,6 +30,7 @@ from urllib.parse import quote, urlencode
 import yaml
 
 from worker.config.connections import RedisTarget, parse_redis_url
+from worker.config.registryenv import apply_overrides
 from worker.config.storageurl import StorageTarget, file_url, s3_url
 from worker.errors import ConfigError
 from worker.registry.versions import RegistryVersion
@@ -43,7 +43,6 @@ __all__ = [
     "warmer_values",
 ]
 
-_PREFIX: Final = "REGISTRY_"
 #: Keys of ``storage:`` that are not a driver.
 _NOT_DRIVERS: Final = frozenset({"cache", "maintenance", "redirect", "delete", "tag", "readonly"})
 #: Where the filesystem driver keeps its tree when no rootdirectory is given.
@@ -67,36 +66,6 @@ def read_registry_config(
     if not isinstance(config, dict):
         raise ConfigError(f"WARMER_REGISTRY_CONFIG: {path} is not a registry configuration")
     return warmer_values(apply_overrides(config, environ), where=str(path))
-
-
-def apply_overrides(config: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """``config`` with the registry's ``REGISTRY_...`` environment overrides applied."""
-    for name in sorted(environ):
-        if not name.startswith(_PREFIX) or name == f"{_PREFIX}CONFIGURATION_PATH":
-            continue
-        keys = name.split("_")[1:]
-        if not all(keys):
-            continue
-        try:
-            value = yaml.safe_load(environ[name])
-        except yaml.YAMLError:
-            value = environ[name]
-        if keys == ["STORAGE"] and isinstance(value, str):
-            value = {value: {}}  # the registry reads a bare driver name as that driver
-        _set(config, keys, value)
-    return config
-
-
-def _set(node: dict[str, Any], keys: list[str], value: Any) -> None:
-    head = next((k for k in node if str(k).upper() == keys[0]), keys[0].lower())
-    if len(keys) == 1:
-        node[head] = value
-        return
-    child = node.get(head)
-    if not isinstance(child, dict):
-        child = {}
-        node[head] = child
-    _set(child, keys[1:], value)
 
 
 def warmer_values(
