@@ -167,3 +167,16 @@ def test_a_port_in_use_is_one_line_and_nothing_starts(
     last = result.output.strip().splitlines()[-1]
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in last
     assert "Traceback" not in result.output
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    # What bash's completion function runs (warmer --install-completion writes it).
+    warmer = str(Path(sys.executable).with_name("warmer"))
+    for words, cword, expected in (
+        ("warmer fs", "1", "fsck"),
+        ("warmer fsck --re", "2", "--repair"),
+    ):
+        env = {**os.environ, "COMP_WORDS": words, "COMP_CWORD": cword}
+        env["_WARMER_COMPLETE"] = "complete_bash"
+        shown = subprocess.run([warmer], env=env, capture_output=True, text=True, check=False)
+        assert shown.stdout.split() == [expected], shown

@@ -70,7 +70,7 @@ app = typer.Typer(
     name="warmer",
     help="Keeps a Docker/OCI registry's Redis blob-descriptor cache warm.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
