@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# What running needs only (make run, make demo): the project without its test and lint tools.
+RUN_STAMP := $(VENV)/.installed-run
 
 .PHONY: setup test test-fast test-model lint bench run demo constraints clean
 
@@ -16,6 +18,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]' -c constraints.txt
+	touch $@ $(RUN_STAMP)
+
+$(RUN_STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e . -c constraints.txt
 	touch $@
 
 # The tests start their own redis-server on a free port (and, for end-to-end tests, their own
@@ -52,11 +60,11 @@ lint: setup
 # own config (WARMER_REGISTRY_CONFIG). PORT: where the receiver listens.
 REGISTRY_CONFIG ?=
 PORT ?= 8000
-run: setup
+run: $(RUN_STAMP)
 	$(if $(REGISTRY_CONFIG),WARMER_REGISTRY_CONFIG=$(abspath $(REGISTRY_CONFIG)) )$(BIN)/warmer up --dev --port $(PORT)
 
 # Needs docker-registry and skopeo (apt-get install docker-registry skopeo redis-server).
-demo: setup
+demo: $(RUN_STAMP)
 	$(BIN)/warmer demo
 
 bench: setup
