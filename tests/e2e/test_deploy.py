@@ -1,38 +1,32 @@
-"""The deployment files: docker-compose.yml, the registry config it mounts, the Dockerfile.
+"""The deployment files: docker-compose.yml (and its S3 variant), the registry config it mounts,
+the Dockerfile.
 
-No Docker engine runs here: the compose file is checked against the compose-spec schema and by
-``docker-compose config``, and the registry config by a real registry that starts with it.
+No Docker engine runs here: the compose files are checked against the compose-spec schema and by
+``docker-compose config``, the registry's config and start script by a real registry that
+starts with them (test_deploy_registry.py). ``make image-test`` runs the services themselves with
+the built image (tests/image).
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.server
-import os
 import re
-import shutil
 import subprocess
 import sys
-import threading
 import tomllib
-import urllib.request
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.support.registry import REGISTRY_BINARIES, registry_binary
-from worker.cli.processes import free_ports, wait_until
-from worker.cli.up import registry_snippet
-from worker.config.registryfile import read_registry_config
-from worker.config.settings import load_settings
-from worker.config.storageurl import StorageTarget, parse_storage_url
+from tests.support.compose import COMPOSE, COMPOSE_S3, ROOT, docker_compose, resolved
+from worker.config.settings import Settings, load_settings
+from worker.config.storageurl import StorageTarget
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = ROOT / "docker-compose.yml"
 REGISTRY_CONFIGS = {v: ROOT / f"deploy/registry/config-{v}.yml" for v in ("2", "3")}
-ENV = {"WARMER_WEBHOOK_TOKEN": "t0ken", "FLOWER_USER": "admin", "FLOWER_PASSWORD": "pw"}
+WARMERS = ("webhook", "worker", "beat", "flower")
+#: What names a secret; only a *_FILE variable may say it.
+_SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|ACCESSKEY|CREDENTIAL", re.IGNORECASE)
 
 
 def _compose() -> dict[str, Any]:
@@ -40,10 +34,23 @@ def _compose() -> dict[str, Any]:
     return data
 
 
-def test_compose_file_follows_the_compose_spec() -> None:
+def _version() -> str:
+    version: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    return version
+
+
+def _seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
+    assert parts, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+@pytest.mark.parametrize("path", [COMPOSE, COMPOSE_S3], ids=lambda p: p.name)
+def test_compose_files_follow_the_compose_spec(path: Path) -> None:
     checker = str(Path(sys.executable).with_name("check-jsonschema"))
     proc = subprocess.run(
-        [checker, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        [checker, "--builtin-schema", "vendor.compose-spec", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -52,60 +59,63 @@ def test_compose_file_follows_the_compose_spec() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def _docker_compose(
-    env_file: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    if shutil.which("docker-compose") is None:
-        if os.environ.get("WARMER_REQUIRE_E2E") == "1":
-            pytest.fail("docker-compose is not installed (WARMER_REQUIRE_E2E=1)")
-        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
-    # Only what the test gives: no variable of the caller's, no .env of the checkout.
-    base = {k: v for k, v in os.environ.items() if k not in (*ENV, "PUBLISH_ADDRESS")}
-    return subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE), "--env-file", str(env_file), *args],
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-
-
-def _resolved(tmp_path: Path, **values: str) -> dict[str, Any]:
-    env_file = tmp_path / "resolved.env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in {**ENV, **values}.items()))
-    proc = _docker_compose(env_file, "config")
-    assert proc.returncode == 0, proc.stderr
-    data: dict[str, Any] = yaml.safe_load(proc.stdout)
-    return data
-
-
-def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("files", [(COMPOSE,), (COMPOSE, COMPOSE_S3)], ids=["volume", "s3"])
+def test_docker_compose_accepts_the_files_with_no_env_at_all(
+    tmp_path: Path, files: tuple[Path, ...]
+) -> None:
+    # Nothing to fill in before `docker compose up`: every secret is a file, every other value
+    # has a default.
     empty = tmp_path / "empty.env"
     empty.write_text("")
-    proc = _docker_compose(empty, "config", "-q", env=ENV)
+    proc = docker_compose(files, empty, "config", "-q")
     assert proc.returncode == 0, proc.stderr
 
 
-def test_compose_refuses_the_example_env_until_each_secret_is_set(tmp_path: Path) -> None:
-    # `cp .env.example .env` and nothing more: refused, naming the variable to set.
-    env_file = tmp_path / ".env"
+@pytest.mark.parametrize("files", [(COMPOSE,), (COMPOSE, COMPOSE_S3)], ids=["volume", "s3"])
+def test_secrets_are_files_never_environment_variables(
+    tmp_path: Path, files: tuple[Path, ...]
+) -> None:
+    data = resolved(tmp_path, files)
+    secrets = data["secrets"]
+    for name, secret in secrets.items():
+        # In deploy/secrets/, which git and the image's build context both leave out.
+        assert Path(secret["file"]).parent == ROOT / "deploy/secrets", name
+    assert "*" in (ROOT / "deploy/secrets/.gitignore").read_text().split()
+    assert "deploy" in (ROOT / ".dockerignore").read_text().split()
+    for name, service in data["services"].items():
+        env = service.get("environment") or {}
+        for variable, value in env.items():
+            if _SECRET_NAME.search(variable):
+                # Only the path of a file compose mounts for that service.
+                assert variable.endswith("_FILE"), (name, variable)
+                mounted = {s.get("target", s["source"]) for s in service["secrets"]}
+                assert value.removeprefix("/run/secrets/") in mounted, (name, variable)
+        for mount in service.get("secrets", []):
+            assert mount["source"] in secrets, (name, mount)
+        text = " ".join(str(part) for part in service.get("command") or [])
+        assert not _SECRET_NAME.search(text), (name, text)
     example = (ROOT / ".env.example").read_text()
-    env_file.write_text(example)
-    proc = _docker_compose(env_file, "config", "-q")
-    assert proc.returncode != 0
-    assert "set WARMER_WEBHOOK_TOKEN in .env" in proc.stderr
-    env_file.write_text(example.replace("WARMER_WEBHOOK_TOKEN=\n", "WARMER_WEBHOOK_TOKEN=x1\n"))
-    proc = _docker_compose(env_file, "config", "-q")
-    assert proc.returncode != 0
-    assert "set FLOWER_PASSWORD in .env" in proc.stderr
-    # The old example's placeholders are gone: no value in it is one anybody could start with.
+    assert not re.search(r"^\s*#?\s*\w*(TOKEN|PASSWORD|SECRET)\w*=", example, re.MULTILINE)
     assert "change-me" not in example.lower()
 
 
+def test_each_service_gets_only_the_secrets_it_reads(tmp_path: Path) -> None:
+    services = resolved(tmp_path)["services"]
+    mounted = {name: {s["source"] for s in s.get("secrets", [])} for name, s in services.items()}
+    assert mounted["webhook"] == {"webhook_token"}
+    assert mounted["registry"] == {"webhook_token"}
+    assert mounted["flower"] == {"flower_password"}
+    assert not mounted["worker"] | mounted["beat"] | mounted["broker"] | mounted["redis-cache"]
+    assert services["webhook"]["environment"]["WARMER_WEBHOOK_TOKEN_FILE"] == (
+        "/run/secrets/webhook_token"
+    )
+    assert services["flower"]["environment"]["FLOWER_PASSWORD_FILE"] == (
+        "/run/secrets/flower_password"
+    )
+
+
 def test_compose_publishes_on_localhost_only_and_never_the_webhook(tmp_path: Path) -> None:
-    services = _resolved(tmp_path)["services"]
+    services = resolved(tmp_path)["services"]
     published = {
         name: [p if isinstance(p, str) else p.get("host_ip") for p in s.get("ports", [])]
         for name, s in services.items()
@@ -114,37 +124,63 @@ def test_compose_publishes_on_localhost_only_and_never_the_webhook(tmp_path: Pat
     assert published["flower"] == ["127.0.0.1:5555:5555/tcp"]
     assert all(not ports for name, ports in published.items() if name not in ("registry", "flower"))
     # Published to every network only when the operator says so.
-    services = _resolved(tmp_path, PUBLISH_ADDRESS="0.0.0.0")["services"]
+    services = resolved(tmp_path, PUBLISH_ADDRESS="0.0.0.0")["services"]
     assert services["registry"]["ports"] == ["0.0.0.0:5000:5000/tcp"]
-
-
-def test_the_token_reaches_the_registry_as_is(tmp_path: Path) -> None:
-    # Every character a token may hold, in the resolved compose file: no shell, no sed.
-    token = "Ab0-._~+/x=="
-    registry = _resolved(tmp_path, WARMER_WEBHOOK_TOKEN=token)["services"]["registry"]
-    assert "entrypoint" not in registry
-    (endpoint,) = yaml.safe_load(registry["environment"]["REGISTRY_NOTIFICATIONS_ENDPOINTS"])
-    assert endpoint["headers"]["Authorization"] == [f"Bearer {token}"]
 
 
 def test_compose_holds_every_service_in_a_healthy_order() -> None:
     services = _compose()["services"]
-    assert set(services) == {
-        "registry",
-        "redis-cache",
-        "broker",
-        "webhook",
-        "worker",
-        "beat",
-        "flower",
-    }
-    for name in ("webhook", "worker", "beat", "flower"):
+    assert set(services) == {"registry", "redis-cache", "broker", *WARMERS}
+    for name in WARMERS:
         depends = services[name]["depends_on"]
         assert depends["broker"]["condition"] == "service_healthy", name
         assert depends["redis-cache"]["condition"] == "service_healthy", name
-    assert services["registry"]["depends_on"]["webhook"]["condition"] == "service_healthy"
+    # The registry queues its notifications until the webhook answers: it never waits for it.
+    assert set(services["registry"]["depends_on"]) == {"redis-cache"}
     for name, service in services.items():
         assert "healthcheck" in service, name
+
+
+def test_stopping_gives_the_warmer_its_whole_shutdown_grace(tmp_path: Path) -> None:
+    grace = Settings.model_fields["shutdown_grace"].default
+    services = resolved(tmp_path)["services"]
+    for name in WARMERS:
+        # Docker's default (10 s) killed a stopping worker inside its 15 s grace.
+        assert _seconds(services[name]["stop_grace_period"]) >= grace + 10, name
+
+
+def test_the_worker_health_check_names_the_worker_by_its_host_name(tmp_path: Path) -> None:
+    (kind, command) = resolved(tmp_path)["services"]["worker"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    # $HOSTNAME is empty in a health check's shell; $(hostname) is the worker's own name.
+    # (`config` prints a $ as $$, for compose to read again.)
+    assert "celery@$$(hostname)" in command
+    assert "HOSTNAME" not in command
+
+
+@pytest.mark.parametrize("files", [(COMPOSE,), (COMPOSE, COMPOSE_S3)], ids=["volume", "s3"])
+def test_every_image_is_pinned_and_every_log_rotated(
+    tmp_path: Path, files: tuple[Path, ...]
+) -> None:
+    for name, service in resolved(tmp_path, files)["services"].items():
+        image: str = service["image"]
+        tag = image.rpartition(":")[2]
+        assert re.fullmatch(r"\d+\.\d+\.\d+(-alpine)?|RELEASE\.[\dT-]+Z", tag), (name, image)
+        logging = service["logging"]
+        assert logging["driver"] == "json-file", name
+        assert set(logging["options"]) == {"max-size", "max-file"}, name
+        if "build" in service:
+            assert image == f"registry-cache-warmer:{_version()}", name
+
+
+def test_the_s3_warmers_start_once_the_bucket_exists(tmp_path: Path) -> None:
+    services = resolved(tmp_path, (COMPOSE, COMPOSE_S3))["services"]
+    # The warmer's start-up check of the store failed, and restarted, until `bucket` ran.
+    for name in (*WARMERS, "registry"):
+        depends = services[name]["depends_on"]
+        assert depends["bucket"]["condition"] == "service_completed_successfully", name
+    assert services["bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "restart" not in services["bucket"]  # one shot
 
 
 def test_the_cache_evicts_and_the_broker_never_does() -> None:
@@ -157,28 +193,29 @@ def test_the_cache_evicts_and_the_broker_never_does() -> None:
     assert services["broker"]["volumes"]
 
 
-def _endpoints(token: str, url: str | None = None) -> str:
-    """The compose file's REGISTRY_NOTIFICATIONS_ENDPOINTS, interpolated as compose does."""
-    raw: str = _compose()["services"]["registry"]["environment"]["REGISTRY_NOTIFICATIONS_ENDPOINTS"]
-    value = re.sub(r"\$\{WARMER_WEBHOOK_TOKEN:\?[^}]*\}", lambda _: token, raw)
-    return value.replace("http://webhook:8000/events", url) if url else value
-
-
-def test_compose_runs_registry_3_unless_told_2() -> None:
+def test_compose_runs_registry_3_unless_told_2(tmp_path: Path) -> None:
     services = _compose()["services"]
-    assert services["registry"]["image"] == "registry:${WARMER_REGISTRY_VERSION:-3}"
-    (config,) = [v for v in services["registry"]["volumes"] if "deploy/registry" in v]
+    assert services["registry"]["image"] == "${REGISTRY_IMAGE:-registry:3.1.1}"
+    (config,) = [v for v in services["registry"]["volumes"] if "/config-" in v]
     assert config.startswith("./deploy/registry/config-${WARMER_REGISTRY_VERSION:-3}.yml:")
     # The warmer reads the very file the registry reads, read-only.
-    for name in ("webhook", "worker", "beat", "flower"):
+    for name in WARMERS:
         env = services[name]["environment"]
         assert config == f"{config.split('.yml:')[0]}.yml:{env['WARMER_REGISTRY_CONFIG']}:ro"
         assert config in services[name]["volumes"], name
         assert not {"WARMER_REDIS_URL", "WARMER_STORAGE_ROOT", "WARMER_REGISTRY_VERSION"} & set(env)
+    two = resolved(tmp_path, WARMER_REGISTRY_VERSION="2", REGISTRY_IMAGE="registry:2.8.3")
+    registry = two["services"]["registry"]
+    assert registry["image"] == "registry:2.8.3"
+    assert registry["environment"]["WARMER_REGISTRY_VERSION"] == "2"  # start.sh checks it
+    assert (
+        f"{ROOT}/deploy/registry/config-2.yml:/etc/warmer/registry.yml:ro"
+        in (two["services"]["worker"]["volumes"])
+    )
 
 
 @pytest.mark.parametrize("version", ["2", "3"])
-def test_registry_config_is_what_the_warmer_is_told_and_what_the_docs_say(version: str) -> None:
+def test_registry_config_is_what_the_warmer_is_told(version: str) -> None:
     config = yaml.safe_load(REGISTRY_CONFIGS[version].read_text())
     assert config["storage"]["cache"]["blobdescriptor"] == "redis"
     assert ("addrs" in config["redis"]) is (version == "3")  # 3.x ignores a 2.x addr:
@@ -187,133 +224,48 @@ def test_registry_config_is_what_the_warmer_is_told_and_what_the_docs_say(versio
     assert told.redis_url == "redis://redis-cache:6379/0"
     assert told.storage == StorageTarget("filesystem", "/var/lib/registry")
     assert told.registry_version.value == version
-    (endpoint,) = yaml.safe_load(_endpoints("t0ken"))
-    assert endpoint["url"] == "http://webhook:8000/events"
-    assert endpoint["headers"]["Authorization"] == ["Bearer t0ken"]
-    # The snippet `warmer up --dev` prints (and the README shows) for that version has the
-    # same shape.
-    settings = load_settings(registry_config=str(REGISTRY_CONFIGS[version]), webhook_token="t0ken")
-    snippet = yaml.safe_load(registry_snippet(settings, "webhook", 8000, show_token=True))
-    (printed,) = snippet["notifications"]["endpoints"]
-    assert printed == endpoint
-    assert snippet["redis"] == config["redis"]
-    assert snippet["storage"]["cache"] == config["storage"]["cache"]
-    assert snippet["storage"]["filesystem"] == config["storage"]["filesystem"]
 
 
-def test_the_s3_variant_shares_one_bucket_between_registry_and_warmer() -> None:
-    s3 = yaml.safe_load((ROOT / "docker-compose.s3.yml").read_text())["services"]
-    config = "./deploy/registry/config-s3.yml:/etc/warmer/registry.yml:ro"
-    for name in ("registry", "webhook", "worker", "beat", "flower"):
-        assert config in s3[name]["volumes"], name
-        assert "REGISTRY_STORAGE_S3_ACCESSKEY" in s3[name]["environment"], name
-    env = {"REGISTRY_STORAGE_S3_ACCESSKEY": "user", "REGISTRY_STORAGE_S3_SECRETKEY": "pass"}
-    told = read_registry_config(ROOT / "deploy/registry/config-s3.yml", env)
-    target = parse_storage_url(told["storage_url"])
+def test_the_s3_variant_shares_one_bucket_and_its_keys_as_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = resolved(tmp_path, (COMPOSE, COMPOSE_S3))["services"]
+    config = f"{ROOT}/deploy/registry/config-s3.yml:/etc/warmer/registry.yml:ro"
+    keys = {"REGISTRY_STORAGE_S3_ACCESSKEY": "user-1", "REGISTRY_STORAGE_S3_SECRETKEY": "key-1"}
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name in ("registry", *WARMERS):
+        assert config in services[name]["volumes"], name
+        targets = {s.get("target") for s in services[name]["secrets"]}
+        assert set(keys) <= targets, name  # the registry's start.sh exports files so named
+    # MinIO's root user and password are the registry's keys, from the same two files.
+    minio = services["minio"]["environment"]
+    assert minio["MINIO_ROOT_USER_FILE"] == "/run/secrets/s3_access_key"
+    assert minio["MINIO_ROOT_PASSWORD_FILE"] == "/run/secrets/s3_secret_key"
+    # The warmer, as the worker's environment says, with the secrets where compose mounts them.
+    env = services["worker"]["environment"]
+    for variable, value in keys.items():
+        path = secrets / Path(env[f"{variable}_FILE"]).name
+        path.write_text(value + "\n")
+        monkeypatch.setenv(f"{variable}_FILE", str(path))
+    told = load_settings(registry_config=str(ROOT / "deploy/registry/config-s3.yml"))
+    target = told.storage
+    assert target is not None
     assert (target.bucket, target.root, target.endpoint) == (
         "registry",
         "registry",
         "http://minio:9000",
     )
-    assert (target.access_key, target.secret_key, target.path_style) == ("user", "pass", True)
-    assert told["redis_url"] == "redis://redis-cache:6379/0"
-    assert told["registry_version"] == "3"
-
-
-def test_docker_compose_accepts_the_s3_variant(tmp_path: Path) -> None:
-    env_file = tmp_path / ".env"
-    env_file.write_text("MINIO_ROOT_USER=registry\nMINIO_ROOT_PASSWORD=secret-1\n")
-    proc = _docker_compose(
-        env_file, "-f", str(ROOT / "docker-compose.s3.yml"), "config", "-q", env=ENV
-    )
-    assert proc.returncode == 0, proc.stderr
-
-
-class _Capture(http.server.BaseHTTPRequestHandler):
-    headers_seen: ClassVar[list[str]] = []
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        type(self).headers_seen.append(self.headers.get("authorization") or "")
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize("name", REGISTRY_BINARIES)
-def test_a_real_registry_starts_with_the_mounted_config_and_sends_the_token(
-    redis_proc: Any, tmp_path: Path, name: str
-) -> None:
-    binary = registry_binary(name)
-    # The same file and endpoint, with only addresses changed for this machine: the registry
-    # accepts them, and its notifications carry the token exactly, whatever RFC 6750
-    # characters it holds (with sed, "&" turned into another token, "|" crashed the registry).
-    token = "Ab0-._~+/x=="
-    _Capture.headers_seen.clear()
-    config = yaml.safe_load(REGISTRY_CONFIGS[binary.version.value].read_text())
-    port, debug = free_ports(2)
-    config["http"]["addr"] = f"127.0.0.1:{port}"
-    config["http"]["debug"]["addr"] = f"127.0.0.1:{debug}"
-    local = f"127.0.0.1:{redis_proc.port}"
-    if "addrs" in config["redis"]:
-        config["redis"]["addrs"] = [local]
-    else:
-        config["redis"]["addr"] = local
-    config["storage"]["filesystem"]["rootdirectory"] = str(tmp_path / "storage")
-    path = tmp_path / "config.yml"
-    path.write_text(yaml.safe_dump(config))
-    capture = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
-    threading.Thread(target=capture.serve_forever, daemon=True).start()
-    sink = f"http://127.0.0.1:{capture.server_address[1]}/events"
-    env = {"REGISTRY_NOTIFICATIONS_ENDPOINTS": _endpoints(token, sink)}
-    proc = subprocess.Popen(
-        [binary.path, "serve", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **env},
-    )
-    try:
-
-        def answers() -> bool:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
-                return True
-            except OSError:
-                return proc.poll() is not None
-
-        wait_until(answers, timeout=20, what="the registry with the compose config")
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        upload = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v2/team/app/blobs/uploads/", method="POST"
-        )
-        with urllib.request.urlopen(upload, timeout=5) as resp:
-            location = resp.headers["Location"]
-        data = b"a blob"
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        sep = "&" if "?" in location else "?"
-        put = urllib.request.Request(
-            f"{location}{sep}digest={digest}",
-            data=data,
-            method="PUT",
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        urllib.request.urlopen(put, timeout=5).close()
-        wait_until(
-            lambda: bool(_Capture.headers_seen), timeout=20, what="the registry's notification"
-        )
-        assert _Capture.headers_seen[-1] == f"Bearer {token}"
-    finally:
-        capture.shutdown()
-        proc.terminate()
-        proc.wait(10)
+    assert (target.access_key, target.secret_key, target.path_style) == ("user-1", "key-1", True)
+    assert told.redis_url == "redis://redis-cache:6379/0"
+    assert told.registry_version.value == "3"
 
 
 def test_dockerfile_is_slim_non_root_checked_and_pinned() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.\d+-slim", text, re.MULTILINE)
+    # One base for both stages, python:3.x-slim unless told (make image-test: its own).
+    assert re.search(r"^ARG BASE=python:3\.\d+-slim$", text, re.MULTILINE)
+    assert re.findall(r"^FROM (\S+)", text, re.MULTILINE) == ["${BASE}", "${BASE}"]
     assert re.search(r"^USER warmer$", text, re.MULTILINE)
     assert "HEALTHCHECK" in text
     assert "-c constraints.txt" in text
