@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from amqp.exceptions import NotFound as AmqpNotFound
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import beat_init, worker_shutting_down
+from celery.signals import beat_init, setup_logging, worker_shutting_down
 from kombu.exceptions import ChannelError as KombuChannelError
 
 from worker.cache import BlobDescriptorCache
@@ -37,6 +37,7 @@ from worker.celeryapp.names import (
     WATCH_CACHE_TASK,
 )
 from worker.celeryapp.urls import celery_redis
+from worker.config.logformat import configure_logging
 from worker.config.schedules import parse_schedule
 from worker.config.settings import Settings
 from worker.core.blobservice import CachedBlobService
@@ -149,6 +150,17 @@ def _schedule(value: str, variable: str) -> float | crontab:
         ) from None
 
 
+def _one_log_format(settings: Settings) -> Callable[..., None]:
+    # Connected, this signal keeps Celery from setting up logging of its own: the worker and
+    # beat log in the warmer's format. Under `warmer worker` / `beat` the command line has set
+    # it up already (with -v); under `celery -A worker ...` this does, at the settings' level.
+    def configure(**_: Any) -> None:
+        if not logging.getLogger().handlers:
+            configure_logging(settings.log_level or "INFO", settings.log_format)
+
+    return configure
+
+
 def _rewarm_when_empty(app: WarmerCelery) -> Callable[..., None]:
     # When beat starts on an empty cache (a new Redis, a flushed one, a Harbor GC), the
     # daily schedule is too long to wait: re-warm now.
@@ -249,6 +261,7 @@ def create_app(settings: Settings) -> WarmerCelery:
         # A random sample checked against the store, paid for by the pulls since the last look.
         app.conf.beat_schedule["audit"] = {"task": AUDIT_TASK, "schedule": settings.audit_interval}
     beat_init.connect(_rewarm_when_empty(app), weak=False)
+    setup_logging.connect(_one_log_format(settings), weak=False)
     worker_shutting_down.connect(_bounded_shutdown(app), weak=False)
 
     def publish(messages: list[Message]) -> None:

@@ -8,18 +8,18 @@ errors go to stderr.
 
 from __future__ import annotations
 
-import logging
+import os
 from typing import Annotated, Any
 
 import typer
-from rich.logging import RichHandler
 from typer.core import TyperGroup, TyperOption
 
 from worker import __version__
 from worker.celeryapp import check_schedules
 from worker.cli import blobs, deadletter, fsck, jobs, run, stats
-from worker.cli.console import err, fail, out
-from worker.config.settings import load_settings
+from worker.cli.console import fail, out
+from worker.config.logformat import configure_logging
+from worker.config.settings import load_settings, warn_unknown_variables
 from worker.errors import WarmerError
 
 __all__ = ["app", "main"]
@@ -74,6 +74,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+#: The commands that run until stopped: they log at INFO unless told otherwise.
+_SERVICES = frozenset({"webhook", "worker", "beat", "up", "flower", "demo"})
 
 
 @app.callback()
@@ -89,18 +91,24 @@ def _main(
         ),
     ] = False,
 ) -> None:
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
-        force=True,
-    )
+    configure_logging("WARNING")  # until the settings say how
     try:
-        ctx.obj = load_settings()
-        check_schedules(ctx.obj)  # beat's crontab ranges, before any process starts
+        ctx.obj = settings = load_settings(warn=False)
+        configure_logging(
+            _level(settings.log_level, ctx.invoked_subcommand, verbose), settings.log_format
+        )
+        warn_unknown_variables(os.environ)  # in the format just set
+        check_schedules(settings)  # beat's crontab ranges, before any process starts
     except WarmerError as exc:
         fail(str(exc))
+
+
+def _level(told: str | None, command: str | None, verbose: int) -> str:
+    # WARMER_LOG_LEVEL, else what the command is: a service logs its life (INFO), a one-off
+    # command only what went wrong (WARNING); -v and -vv say more than either.
+    base = told or ("INFO" if command in _SERVICES else "WARNING")
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+    return levels[max(0, levels.index(base) - verbose)]
 
 
 app.command()(blobs.exists)

@@ -90,14 +90,14 @@ def worker(ctx: typer.Context) -> None:
     except WarmerError as exc:
         fail(str(exc))
     init_sentry(settings, "worker")
-    worker_app(settings).worker_main(["worker", "--loglevel=INFO", *ctx.args])
+    worker_app(settings).worker_main(["worker", *ctx.args])
 
 
 def beat(ctx: typer.Context) -> None:
     """Run Celery beat for the warmer's schedules; extra options go to celery beat."""
     settings = settings_of(ctx)
     init_sentry(settings, "beat")
-    create_app(settings).start(["beat", "--loglevel=INFO", *ctx.args])
+    create_app(settings).start(["beat", *ctx.args])
 
 
 def flower(

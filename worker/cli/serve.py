@@ -43,10 +43,11 @@ def listen(host: str, port: int) -> socket.socket:
 def _config(asgi: ASGIApp) -> uvicorn.Config:
     # access_log off: every registry request would be a line; the receiver logs what matters.
     # uvicorn picks httptools and uvloop, installed with the warmer (BENCHMARKS.md).
+    # log_config None: uvicorn's loggers go through the warmer's one format (config.logformat).
     return uvicorn.Config(
         asgi,
         access_log=False,
-        log_level="info",
+        log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 

@@ -6,13 +6,13 @@ stops the receiver (accepted batches are published first), then the worker (runn
 finish within ``WARMER_SHUTDOWN_GRACE`` or go back to the queue); after a SIGKILL of this
 process the kernel sends the worker SIGTERM (Linux), so it does not outlive it either.
 
-``--dev`` fills in what a newcomer has not configured yet, and says so: throwaway
-redis-servers (on free ports, nothing kept) for every Redis URL not set or not answering (a
-Redis that happens to run on the machine is never used without being named), ``./var/registry`` as the storage
-root, and a token generated once and kept in ``./var/webhook-token``; the Redis servers take
-the ports of the last run again when free (``./var/dev-ports.json``), so a registry configured
-once keeps working across restarts. It prints the one ``export`` line that points another
-shell's ``warmer stats``, ``deadletter`` or ``flower`` at this instance.
+``--dev`` fills in what a newcomer has not configured yet, and says so: throwaway redis-servers
+(on free ports, nothing kept) for every Redis URL not set or not answering (a Redis that happens
+to run on the machine is never used without being named), ``./var/registry`` as the storage
+root, and a token generated once and kept in ``./var/webhook-token``; the Redis servers take the
+ports of the last run again when free (``./var/dev-ports.json``), so a registry configured once
+keeps working across restarts. It prints the one ``export`` line that points another shell's
+``warmer stats``, ``deadletter`` or ``flower`` at this instance.
 """
 
 from __future__ import annotations

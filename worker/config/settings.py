@@ -29,6 +29,7 @@ from worker.config import secretfiles
 from worker.config.connections import parse_redis_url
 from worker.config.defaults import DEADLETTER_MAX, DEDUP_TTL, PULL_FLUSH_INTERVAL
 from worker.config.jobsettings import JobSettings
+from worker.config.logformat import LogSettings
 from worker.config.registryfile import read_registry_config
 from worker.config.secretvalues import check_token, redact_url
 from worker.config.storageurl import StorageTarget, parse_storage_url
@@ -57,7 +58,7 @@ _UNPREFIXED: Final = frozenset({"SENTRY_DSN", "FLOWER_USER", "FLOWER_PASSWORD"})
 _BROKER_SCHEMES: Final = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
 
 
-class Settings(JobSettings):
+class Settings(JobSettings, LogSettings):
     """Every setting of the warmer. The repr hides passwords in URLs, the token and the DSN."""
 
     model_config = SettingsConfigDict(
@@ -316,7 +317,7 @@ def _check_scheme(value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
-def load_settings(**overrides: Any) -> Settings:
+def load_settings(*, warn: bool = True, **overrides: Any) -> Settings:
     """Read the settings; raise ConfigError naming the first bad variable.
 
     With ``WARMER_REGISTRY_CONFIG``, the registry's config file (and the ``REGISTRY_...``
@@ -386,9 +387,9 @@ def _env_name(field: str) -> str:
 def settings_table() -> str:
     """The configuration table of docs/configuration.md, in Markdown, made from the fields above."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    # The connections first, the scheduled jobs' settings (inherited, so listed first) last.
-    jobs = JobSettings.model_fields.keys()
-    fields = sorted(Settings.model_fields.items(), key=lambda item: item[0] in jobs)
+    # The connections first; the jobs' and the logs' settings (inherited: listed first) last.
+    parts = JobSettings.model_fields.keys() | LogSettings.model_fields.keys()
+    fields = sorted(Settings.model_fields.items(), key=lambda item: item[0] in parts)
     for name, field in fields:
         if field.exclude:
             continue
