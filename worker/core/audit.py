@@ -127,7 +127,9 @@ def audit(
     started, requests = time.perf_counter(), store.requests
     seen: dict[str, int] = {}  # sizes the store's listings showed (S3), bounded as a re-warm's
     groups = (
-        _sampled(cache, sample, summary) if sample is not None else _walked(cache, batch, summary)
+        _sampled(cache, sample, summary, one_by_one=budget is not None)
+        if sample is not None
+        else _walked(cache, batch, summary)
     )
     for repository, digests in groups:
         spent = max(store.requests - requests, summary.checked)
@@ -179,17 +181,24 @@ def _walked(cache: BlobDescriptorCache, batch: int, summary: AuditSummary) -> It
         yield None, digests
 
 
-def _sampled(cache: BlobDescriptorCache, count: int, summary: AuditSummary) -> Iterator[_Group]:
-    # One entry at a time: a budget is checked between entries, and a sampled entry is asked
-    # alone anyway (a link and a data request on S3).
+def _sampled(
+    cache: BlobDescriptorCache, count: int, summary: AuditSummary, *, one_by_one: bool
+) -> Iterator[_Group]:
     picks = [
         (repository, digest)
         for repository, digest in cache.sample(count)
         if repository is None or not _name_is_invalid(repository, summary)
     ]
     summary.repositories = len({r for r, _ in picks if r is not None})
+    if one_by_one:  # within a budget, checked between entries
+        for repository, digest in picks:
+            yield repository, [digest]
+        return
+    # Else a repository's picks together: the store asks for them on its threads.
+    groups: dict[str | None, list[str]] = {}
     for repository, digest in picks:
-        yield repository, [digest]
+        groups.setdefault(repository, []).append(digest)
+    yield from groups.items()
 
 
 def _name_is_invalid(repository: str, summary: AuditSummary) -> bool:
