@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from urllib.parse import unquote
 
-from worker.config.settings import settings_table
+from worker.config.settingstable import settings_table
 
 
 def _root() -> Path:
@@ -51,8 +51,8 @@ def test_configuration_table_matches_the_settings() -> None:
     start = text.index("<!-- settings-table:start -->\n") + len("<!-- settings-table:start -->\n")
     end = text.index("<!-- settings-table:end -->")
     assert text[start:end].strip() == settings_table(), (
-        "the settings table in docs/configuration.md is stale: paste the output of "
-        "python -c 'from worker.config.settings import settings_table; print(settings_table())'"
+        "the settings table in docs/configuration.md is stale: paste the output of python -c "
+        "'from worker.config.settingstable import settings_table; print(settings_table())'"
     )
 
 

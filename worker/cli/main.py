@@ -19,7 +19,7 @@ from worker.celeryapp import check_schedules
 from worker.cli import blobs, deadletter, fsck, jobs, run, stats
 from worker.cli.console import fail, out
 from worker.config.logformat import configure_logging
-from worker.config.settings import load_settings, warn_unknown_variables
+from worker.config.settings import parse_settings, warn_unknown_variables
 from worker.errors import WarmerError
 
 __all__ = ["app", "main"]
@@ -93,11 +93,11 @@ def _main(
 ) -> None:
     configure_logging("WARNING")  # until the settings say how
     try:
-        ctx.obj = settings = load_settings(warn=False)
+        ctx.obj = settings = parse_settings()  # warned about below, in the format set
         configure_logging(
             _level(settings.log_level, ctx.invoked_subcommand, verbose), settings.log_format
         )
-        warn_unknown_variables(os.environ)  # in the format just set
+        warn_unknown_variables(os.environ)
         check_schedules(settings)  # beat's crontab ranges, before any process starts
     except WarmerError as exc:
         fail(str(exc))

@@ -37,7 +37,14 @@ from worker.config.variables import unknown_variables
 from worker.errors import ConfigError
 from worker.registry.versions import RegistryVersion
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings", "settings_table", "warn_unknown_variables"]
+__all__ = [
+    "ENV_PREFIX",
+    "Settings",
+    "env_name",
+    "load_settings",
+    "parse_settings",
+    "warn_unknown_variables",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -286,7 +293,7 @@ class Settings(JobSettings, LogSettings):
                 value = value.get_secret_value()
             elif isinstance(value, Enum):
                 value = value.value
-            env[_env_name(name)] = str(value)
+            env[env_name(name)] = str(value)
         return env
 
     def __repr_args__(self) -> Any:
@@ -317,14 +324,19 @@ def _check_scheme(value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
-def load_settings(*, warn: bool = True, **overrides: Any) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
+    """:func:`parse_settings`, after a warning for each unknown ``WARMER_*`` variable."""
+    warn_unknown_variables(os.environ)
+    return parse_settings(**overrides)
+
+
+def parse_settings(**overrides: Any) -> Settings:
     """Read the settings; raise ConfigError naming the first bad variable.
 
     With ``WARMER_REGISTRY_CONFIG``, the registry's config file (and the ``REGISTRY_...``
     overrides in this environment) gives the storage, the cache Redis and the registry version
     that no ``WARMER_*`` variable sets.
     """
-    warn_unknown_variables(os.environ)
     files = secretfiles.read_files(os.environ)  # NAME_FILE=PATH: compose's, Kubernetes' secrets
     overrides = secretfiles.settings_from_files(files) | overrides
     try:
@@ -347,11 +359,11 @@ def load_settings(*, warn: bool = True, **overrides: Any) -> Settings:
             field = str(error["loc"][0])
             got = error.get("input")
             if field in _SECRETS:  # a refused secret is still a secret: never echoed
-                problems.append(f"{_env_name(field)}: {error['msg']}")
+                problems.append(f"{env_name(field)}: {error['msg']}")
                 continue
             if isinstance(got, str) and "://" in got:
                 got = redact_url(got)
-            problems.append(f"{_env_name(field)}: {error['msg']} (got {got!r})")
+            problems.append(f"{env_name(field)}: {error['msg']} (got {got!r})")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 
 
@@ -362,7 +374,7 @@ def _known_variables() -> frozenset[str]:
         alias = info.validation_alias
         choices = alias.choices if isinstance(alias, AliasChoices) else []
         names |= {c.upper() for c in choices if isinstance(c, str)}
-        names.add(_env_name(field))
+        names.add(env_name(field))
     return frozenset(n for n in names | secretfiles.FILE_VARIABLES if n.startswith(ENV_PREFIX))
 
 
@@ -375,25 +387,10 @@ def warn_unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return warnings
 
 
-def _env_name(field: str) -> str:
+def env_name(field: str) -> str:
     # Aliased fields report the alias they were read from; the others their field name.
     if field.upper().startswith(ENV_PREFIX) or field.upper() in _UNPREFIXED:
         return field.upper()
     if field == "retired_schema":
         return f"{ENV_PREFIX}SCHEMA"
     return f"{ENV_PREFIX}{field.upper()}"
-
-
-def settings_table() -> str:
-    """The configuration table of docs/configuration.md, in Markdown, made from the fields above."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    # The connections first; the jobs' and the logs' settings (inherited: listed first) last.
-    parts = JobSettings.model_fields.keys() | LogSettings.model_fields.keys()
-    fields = sorted(Settings.model_fields.items(), key=lambda item: item[0] in parts)
-    for name, field in fields:
-        if field.exclude:
-            continue
-        default = field.default
-        shown = "(unset)" if default is None else f"`{getattr(default, 'value', default)}`"
-        rows.append(f"| `{_env_name(name)}` | {shown} | {field.description or ''} |")
-    return "\n".join(rows)
