@@ -58,6 +58,34 @@ class LayoutWriter:
         self.tag(repository, tag, digest)
         return digest, [config, *layers]
 
+    def index(self, repository: str, tag: str, *children: tuple[str, str]) -> str:
+        """A pushed OCI index of ``children`` (``(platform, manifest digest)``, platform as
+        ``os/arch[/variant]``, the manifests already revisions of the repository), tagged.
+        Returns the index's digest."""
+        entries = []
+        for platform, child in children:
+            os_, arch, *variant = platform.split("/")
+            described = {"os": os_, "architecture": arch}
+            if variant:
+                described["variant"] = variant[0]
+            entries.append(
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": child,
+                    "size": 1,
+                    "platform": described,
+                }
+            )
+        body = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        }
+        digest = self.blob(json.dumps(body).encode())
+        self.revision(repository, digest)
+        self.tag(repository, tag, digest)
+        return digest
+
 
 def _write(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -23,6 +23,7 @@ __all__ = [
     "CacheMissError",
     "ConfigError",
     "EvictingRedisError",
+    "ForeignRegistryError",
     "InvalidDigestError",
     "InvalidEnvelopeError",
     "InvalidManifestError",
@@ -33,6 +34,7 @@ __all__ = [
     "StateError",
     "StoreError",
     "StoreUnavailableError",
+    "TagNotFoundError",
     "UnreadableEnvelopeError",
     "WarmerError",
 ]
@@ -66,6 +68,11 @@ class InvalidRepositoryNameError(InvalidReferenceError):
 
 class InvalidDigestError(InvalidReferenceError):
     """Raised when a digest is not ``sha256:<64 hex>`` or ``sha512:<128 hex>`` in lowercase."""
+
+
+class ForeignRegistryError(InvalidReferenceError):
+    """Raised when an image reference names a registry host other than this registry's
+    (``WARMER_REGISTRY_HOSTS``)."""
 
 
 class InvalidEnvelopeError(WarmerError):
@@ -109,6 +116,12 @@ class StoreUnavailableError(StoreError):
 
 class BlobNotFoundError(StoreError):
     """Raised when a blob is not in the store, or not linked into the repository asked about."""
+
+    retryable = False
+
+
+class TagNotFoundError(StoreError):
+    """Raised when a repository has no such tag (no ``current/link`` of it in the store)."""
 
     retryable = False
 

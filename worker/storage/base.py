@@ -12,7 +12,12 @@ import logging
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Final, Protocol
 
-from worker.errors import BlobNotFoundError, InvalidReferenceError, StoreError
+from worker.errors import (
+    BlobNotFoundError,
+    InvalidReferenceError,
+    StoreError,
+    TagNotFoundError,
+)
 from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import Manifest
@@ -24,6 +29,7 @@ __all__ = [
     "is_name",
     "resolve_linked",
     "stat_or_error",
+    "tagged_digest",
 ]
 
 #: Blob sizes a run remembers (about 40 MB at most): blobs are shared by many repositories, and
@@ -103,6 +109,11 @@ class Store(Protocol):
         """A manifest revision of ``repository``, parsed."""
         ...
 
+    def resolve_tag(self, repository: str, tag: str) -> str:
+        """The manifest digest ``tag`` of ``repository`` points at (the registry's tag link);
+        raise TagNotFoundError when there is no such tag."""
+        ...
+
     def has_repository(self, repository: str) -> bool:
         """True when ``repository`` has blob links or manifests."""
         ...
@@ -138,6 +149,17 @@ def resolve_linked(
         return BlobNotFoundError(f"blob {digest} is not linked into {repository}")
     except StoreError as exc:
         return exc
+
+
+def tagged_digest(repository: str, tag: str, link: str | None) -> str:
+    """The digest a tag's ``current/link`` holds (``link``: its text, None when absent);
+    TagNotFoundError when absent, StoreError when it holds no digest."""
+    if link is None:
+        raise TagNotFoundError(f"{repository} has no tag {tag!r}")
+    try:
+        return reference.digest(link)
+    except InvalidReferenceError:
+        raise StoreError(f"the link of tag {tag!r} of {repository} holds no digest") from None
 
 
 def stat_or_error(stat: Callable[[str], Descriptor], digest: str) -> Descriptor | StoreError:

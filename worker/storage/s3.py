@@ -30,7 +30,7 @@ from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from worker.storage import paths
-from worker.storage.base import MAX_LINK_BYTES, resolve_linked, stat_or_error
+from worker.storage.base import MAX_LINK_BYTES, resolve_linked, stat_or_error, tagged_digest
 from worker.storage.s3listing import LISTERS, RepositoryWalk, linked
 from worker.storage.s3merge import links_among, sizes_by_listing
 
@@ -331,6 +331,11 @@ class S3Store:
     def manifest(self, repository: str, digest: str) -> Manifest:
         """A manifest revision of ``repository``, parsed into the digests it references."""
         return parse_manifest(self.read_manifest(repository, digest))
+
+    def resolve_tag(self, repository: str, tag: str) -> str:
+        """The manifest digest ``tag`` of ``repository`` points at: a GET of its tag link."""
+        link = self._read_link(self.key(paths.tag_link(repository, tag)))
+        return tagged_digest(repository, tag, link)
 
     def has_repository(self, repository: str) -> bool:
         """True when ``repository`` has blob links or manifests in the store."""
