@@ -28,6 +28,7 @@ from pydantic_settings import SettingsConfigDict
 from worker.config import secretfiles
 from worker.config.connections import parse_redis_url
 from worker.config.defaults import DEADLETTER_MAX, DEDUP_TTL, PULL_FLUSH_INTERVAL
+from worker.config.imagesettings import ImageSettings
 from worker.config.jobsettings import JobSettings
 from worker.config.logformat import LogSettings
 from worker.config.registryfile import read_registry_config
@@ -65,7 +66,7 @@ _UNPREFIXED: Final = frozenset({"SENTRY_DSN", "FLOWER_USER", "FLOWER_PASSWORD"})
 _BROKER_SCHEMES: Final = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
 
 
-class Settings(JobSettings, LogSettings):
+class Settings(JobSettings, LogSettings, ImageSettings):
     """Every setting of the warmer. The repr hides passwords in URLs, the token and the DSN."""
 
     model_config = SettingsConfigDict(

@@ -8,10 +8,11 @@ or a manifest list references child manifests. Every digest is validated before 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from worker.errors import InvalidDigestError, InvalidManifestError
+from worker.errors import InvalidDigestError, InvalidManifestError, InvalidReferenceError
 from worker.registry import reference
 from worker.registry.mediatypes import (
     DOCKER_SCHEMA1,
@@ -24,10 +25,11 @@ from worker.registry.mediatypes import (
     SCHEMA1_TYPES,
 )
 
-__all__ = ["MAX_MANIFEST_BYTES", "Manifest", "parse_manifest"]
+__all__ = ["MAX_MANIFEST_BYTES", "Manifest", "parse_manifest", "platform", "platform_matches"]
 
 #: distribution refuses manifests over 4 MiB; so do we, before parsing.
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
+_PLATFORM_RE: Final = re.compile(r"[a-z0-9_.-]{1,32}/[a-z0-9_.-]{1,32}(?:/[a-z0-9_.-]{1,32})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,9 @@ class Manifest:
     config: str | None = None
     layers: tuple[str, ...] = ()
     manifests: tuple[str, ...] = ()
+    #: The platform of each of ``manifests`` as ``os/arch[/variant]`` (the index's
+    #: ``platform``), ``""`` where the index names none.
+    platforms: tuple[str, ...] = ()
     #: Those of ``layers`` (or the config) the registry accepted without requiring them in the
     #: repository: foreign or non-distributable layers, and any with ``urls``. A client may
     #: fetch them elsewhere; the registry holds them only if they were pushed too.
@@ -92,7 +97,8 @@ def _parse(doc: dict[str, Any]) -> Manifest:
     # OCI makes mediaType optional: tell an index from an image by its fields then.
     if media_type in INDEX_TYPES or (media_type is None and "manifests" in doc):
         children = tuple(reference.digest(child["digest"]) for child in doc["manifests"])
-        return Manifest(media_type=media_type or OCI_INDEX, manifests=children)
+        platforms = tuple(_platform_of(child) for child in doc["manifests"])
+        return Manifest(media_type=media_type or OCI_INDEX, manifests=children, platforms=platforms)
     if media_type in IMAGE_TYPES or (media_type is None and "config" in doc):
         descriptors: list[Any] = [doc["config"], *(doc.get("layers") or ())]
         digests = [reference.digest(d["digest"]) for d in descriptors]
@@ -105,6 +111,36 @@ def _parse(doc: dict[str, Any]) -> Manifest:
             ),
         )
     raise InvalidManifestError(f"unknown manifest media type {media_type!r}")
+
+
+def _platform_of(child: dict[str, Any]) -> str:
+    # os/arch[/variant] of an index's child; "" when it names none, or not as strings.
+    described = child.get("platform")
+    if not isinstance(described, dict):
+        return ""
+    parts = [described.get("os"), described.get("architecture")]
+    if described.get("variant"):
+        parts.append(described["variant"])
+    if not all(isinstance(p, str) and p for p in parts):
+        return ""
+    return "/".join(str(p) for p in parts)
+
+
+def platform(value: str) -> str:
+    """Return ``value`` if it names a platform, ``os/arch[/variant]`` (``linux/amd64``,
+    ``linux/arm64/v8``), else raise InvalidReferenceError."""
+    if _PLATFORM_RE.fullmatch(value) is None:
+        raise InvalidReferenceError(
+            f"invalid platform {value!r}: expected os/arch or os/arch/variant (linux/amd64)"
+        )
+    return value
+
+
+def platform_matches(wanted: str, offered: str) -> bool:
+    """True when an index's child of platform ``offered`` is one of ``wanted``: the same os and
+    architecture, and the same variant when ``wanted`` names one."""
+    want, have = wanted.split("/"), offered.split("/")
+    return want == have[: len(want)] if len(want) == 3 else want == have[:2]
 
 
 def _external(descriptor: dict[str, Any]) -> bool:

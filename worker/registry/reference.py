@@ -8,15 +8,27 @@ subclass of :class:`~worker.errors.InvalidReferenceError` that says what is wron
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Final
 
-from worker.errors import InvalidDigestError, InvalidReferenceError, InvalidRepositoryNameError
+from worker.errors import (
+    ForeignRegistryError,
+    InvalidDigestError,
+    InvalidReferenceError,
+    InvalidRepositoryNameError,
+)
 
 __all__ = [
+    "DEFAULT_TAG",
     "DIGEST_ALGORITHMS",
     "HEX_DIGITS",
+    "MAX_REFERENCE",
     "MAX_REPOSITORY_NAME",
+    "ImageReference",
     "digest",
+    "host",
+    "image_reference",
     "repository_name",
     "repository_prefix",
     "split_digest",
@@ -25,6 +37,10 @@ __all__ = [
 
 #: Longest repository name distribution accepts.
 MAX_REPOSITORY_NAME: Final = 255
+#: Longest image reference read: a host, the longest name, tag and digest fit well within.
+MAX_REFERENCE: Final = 1024
+#: The tag of a reference that names neither a tag nor a digest, as clients take it.
+DEFAULT_TAG: Final = "latest"
 
 #: Hex length of each accepted digest algorithm; anything else is refused.
 DIGEST_ALGORITHMS: Final = {"sha256": 64, "sha512": 128}
@@ -111,3 +127,81 @@ def tag(value: object) -> str:
     if not isinstance(value, str) or _TAG_RE.fullmatch(value) is None:
         raise InvalidReferenceError(f"invalid tag {value!r}")
     return value
+
+
+def host(value: str) -> str:
+    """Return ``value`` lower-cased if it is a registry host, ``host[:port]`` (a domain name,
+    an IPv4 address or a bracketed IPv6 one), else raise InvalidReferenceError."""
+    lowered = value.strip().lower()
+    if _DOMAIN_RE.fullmatch(lowered) is None:
+        raise InvalidReferenceError(f"invalid registry host {value!r}: expected HOST[:PORT]")
+    return lowered
+
+
+@dataclass(frozen=True, slots=True)
+class ImageReference:
+    """An image named as clients name it: ``[host[:port]/]repository[:tag][@digest]``.
+
+    ``host`` is None when the reference names none (this registry). A digest, when given, is
+    what is pulled (the tag is then only shown, as clients do); neither means ``latest``.
+    """
+
+    text: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+    host: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What names the same image whatever the spelling: the repository, and the digest
+        when given, else the tag (``latest`` when none)."""
+        return self.repository, self.digest or self.tag or DEFAULT_TAG
+
+
+def image_reference(text: object, hosts: Collection[str] = ()) -> ImageReference:
+    """Parse an image reference by distribution's grammar (``reference.Parse``), the first
+    component taken as a host as clients take it (it holds a "." or a ":", or is
+    ``localhost``). A host must be one of ``hosts`` (lower-cased), the names under which
+    clients reach this registry: ForeignRegistryError otherwise. Every other fault is an
+    InvalidReferenceError that names it."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidReferenceError("image reference is empty")
+    if len(text) > MAX_REFERENCE:
+        raise InvalidReferenceError(
+            f"image reference is {len(text)} characters long, over {MAX_REFERENCE}"
+        )
+    value = text.strip()
+    name, at, digest_text = value.partition("@")
+    found_digest = None
+    if at:
+        try:
+            found_digest = digest(digest_text)
+        except InvalidDigestError as exc:
+            raise InvalidReferenceError(f"image reference {value!r}: {exc}") from None
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    found_tag = None
+    if colon > slash:
+        name, found_tag = name[:colon], name[colon + 1 :]
+        if _TAG_RE.fullmatch(found_tag) is None:
+            raise InvalidReferenceError(f"image reference {value!r}: invalid tag {found_tag!r}")
+    first, sep, rest = name.partition("/")
+    found_host = None
+    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        found_host, name = host(first), rest
+    if name != name.lower():
+        raise InvalidReferenceError(f"image reference {value!r}: repository name must be lowercase")
+    if len(name) > MAX_REPOSITORY_NAME or _REMOTE_RE.fullmatch(name) is None:
+        raise InvalidReferenceError(
+            f"image reference {value!r}: invalid repository name {name!r} (components of "
+            "lowercase letters and digits, separated by '.', '_', '__' or dashes, joined by "
+            f"'/', at most {MAX_REPOSITORY_NAME} characters)"
+        )
+    if found_host is not None and found_host not in hosts:
+        known = ", ".join(sorted(hosts)) or "none configured"
+        raise ForeignRegistryError(
+            f"image reference {value!r} names registry {found_host}, not this one "
+            f"(WARMER_REGISTRY_HOSTS: {known})"
+        )
+    return ImageReference(value, name, found_tag, found_digest, found_host)
