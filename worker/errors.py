@@ -24,6 +24,7 @@ __all__ = [
     "ConfigError",
     "EvictingRedisError",
     "ForeignRegistryError",
+    "ImageNotFoundError",
     "InvalidDigestError",
     "InvalidEnvelopeError",
     "InvalidManifestError",
@@ -120,10 +121,14 @@ class BlobNotFoundError(StoreError):
     retryable = False
 
 
-class TagNotFoundError(StoreError):
-    """Raised when a repository has no such tag (no ``current/link`` of it in the store)."""
+class ImageNotFoundError(StoreError):
+    """Raised when the store holds no image by a reference: no such tag, or no such platform."""
 
     retryable = False
+
+
+class TagNotFoundError(ImageNotFoundError):
+    """Raised when a repository has no such tag (no ``current/link`` of it in the store)."""
 
 
 class ManifestNotReadyError(StoreError):

@@ -40,7 +40,14 @@ from worker.state.auditbudget import AuditBudget
 from worker.storage import Store
 from worker.storage.base import DEFAULT_MEMO_LIMIT
 
-__all__ = ["DEFAULT_AUDIT_BATCH", "AuditSummary", "Repair", "audit", "audit_within_budget"]
+__all__ = [
+    "DEFAULT_AUDIT_BATCH",
+    "AuditSummary",
+    "Repair",
+    "audit",
+    "audit_within_budget",
+    "differs",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -235,7 +242,7 @@ def _check(
         elif isinstance(answer, StoreError):
             summary.errors += 1
             _log.warning("could not check %s against the store: %s", digest, answer)
-        elif entry is not None and _differs(entry, answer):
+        elif entry is not None and differs(entry, answer):
             wrong.append(answer)
     summary.wrong_descriptors += len(wrong)
     if repository is None:
@@ -272,7 +279,8 @@ def _unstored(store: Store, gone: list[str], seen: dict[str, int] | None) -> set
     return {d for d, a in zip(gone, answers, strict=True) if isinstance(a, BlobNotFoundError)}
 
 
-def _differs(cached: Descriptor, stored: Descriptor) -> bool:
+def differs(cached: Descriptor, stored: Descriptor) -> bool:
+    """True when a cached descriptor says other than the store's: size, media type or path."""
     if cached.size != stored.size or cached.media_type != stored.media_type:
         return True
     return cached.path is not None and stored.path is not None and cached.path != stored.path

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from worker.core.blobservice import CachedBlobService
+from worker.core.images import follow, warm_parts
 from worker.core.results import FetchResult
 from worker.errors import (
     BlobNotFoundError,
@@ -234,31 +235,9 @@ def _warm_manifest(
 ) -> None:
     assert event.digest is not None  # classify gives every push a digest
     repository = event.repository
-    manifest = _read_manifest(service, repository, event.digest, wait, sleep)
-    manifests = [event.digest]
-    images: list[Manifest] = [manifest]
-    if manifest.is_index:
-        for child in manifest.manifests:
-            manifests.append(child)
-            images.append(_read_manifest(service, repository, child, wait, sleep))
-    blobs = list(dict.fromkeys(b for image in images for b in image.blobs))
-    # Layers the registry took without holding them (foreign, non-distributable, with urls) are
-    # warmed when the repository holds them after all, and skipped when not: a pull fetches
-    # them from their urls. Every other blob is in the repository, or the event is retried.
-    external = frozenset(b for image in images for b in image.external).difference(
-        b for image in images for b in image.required
-    )
-    for outcome in service.warm_many(repository, blobs):
-        if outcome.error is not None:
-            if outcome.digest in external and isinstance(outcome.error, BlobNotFoundError):
-                continue
-            raise outcome.error
-        figures.warmed += 1
-    # What a pull leaves besides the blobs, for every manifest served.
-    for outcome in service.fetch_manifests(repository, manifests, pushed=True):
-        if outcome.error is not None:
-            raise outcome.error
-        figures.warmed += 1
+    # The manifest and, for an index, every child: read as a pull would, then warmed.
+    parts = follow(lambda d: _read_manifest(service, repository, d, wait, sleep), event.digest)
+    warm_parts(service, repository, parts, figures)
 
 
 def _read_manifest(
