@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from tasks.checks import register_check_tasks
 from tasks.events import register_event_tasks
+from tasks.images import register_image_tasks
 from tasks.jobs import register_job_tasks
 from worker.celeryapp import create_app
 
@@ -25,6 +26,7 @@ def register(app: WarmerCelery) -> None:
     register_event_tasks(app)
     register_job_tasks(app)
     register_check_tasks(app)
+    register_image_tasks(app)
 
 
 def worker_app(settings: Settings) -> WarmerCelery:

@@ -55,10 +55,14 @@ class DB:
     DELETE_WINS_STATE: Final = 36
     DELETE_WINS_BROKER: Final = 37
     SNIPPET_CACHE: Final = 38  # e2e: a registry run on the config snippet warmer up prints
+    IMAGES_BROKER: Final = 39  # warmer warm --enqueue and POST /warm: a task an image
+    IMAGES_CACHE: Final = 40  # e2e: images checked and warmed by reference, registry's cache
+    IMAGES_STATE: Final = 41
+    IMAGES_SYSTEM_BROKER: Final = 42
 
 
 #: DBs of the shared server: every name of DB has one below it.
-DB_COUNT = 40
+DB_COUNT = 44
 
 
 def shared_env(

@@ -17,6 +17,7 @@ __all__ = [
     "REWARM_SUMMARY_TASK",
     "REWARM_TASK",
     "STATS_TASK",
+    "WARM_IMAGE_TASK",
     "WATCH_CACHE_TASK",
 ]
 
@@ -36,3 +37,5 @@ RECONCILE_TASK: Final = "warmer.reconcile"
 WATCH_CACHE_TASK: Final = "warmer.watch_cache"
 #: Audits a random sample of the cache against the store, within a budget of store requests.
 AUDIT_TASK: Final = "warmer.audit"
+#: Warms one image by its reference (``warmer warm --enqueue``, the receiver's ``POST /warm``).
+WARM_IMAGE_TASK: Final = "warmer.warm_image"

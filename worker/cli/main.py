@@ -16,7 +16,7 @@ from typer.core import TyperGroup, TyperOption
 
 from worker import __version__
 from worker.celeryapp import check_schedules
-from worker.cli import blobs, deadletter, fsck, jobs, run, stats
+from worker.cli import blobs, deadletter, fsck, images, jobs, run, stats
 from worker.cli.console import fail, out
 from worker.config.logformat import configure_logging
 from worker.config.settings import parse_settings, warn_unknown_variables
@@ -116,6 +116,8 @@ app.command()(blobs.fetch)
 app.command("rewarm")(jobs.rewarm)
 app.command("reconcile")(jobs.reconcile)
 app.command("fsck")(fsck.fsck)
+app.command("check")(images.check)
+app.command("warm")(images.warm)
 app.command()(run.webhook)
 app.command()(run.up)
 app.command(context_settings=_PASS_THROUGH)(run.worker)

@@ -31,7 +31,7 @@ from worker.registry.descriptor import Descriptor
 from worker.registry.reference import ImageReference
 from worker.storage import Store
 
-__all__ = ["BlobState", "ImageCheck", "PlatformCheck", "check_image"]
+__all__ = ["BlobState", "ImageCheck", "PlatformCheck", "check_image", "check_report"]
 
 
 class BlobState(StrEnum):
@@ -126,6 +126,23 @@ def check_image(
             row.states[digest] = states[digest]
         rows.append(row)
     return ImageCheck(image, rows)
+
+
+def check_report(
+    checks: Sequence[ImageCheck],
+    errors: Sequence[tuple[str, str]] = (),
+    skipped: int = 0,
+) -> dict[str, Any]:
+    """What ``warmer check --json`` prints and ``GET /check`` answers: ``warm`` (true when
+    every image was checked and is warm), an entry an image, the references that could not
+    be checked (``errors``: reference and reason), and how many were skipped (another
+    registry's, in a file)."""
+    return {
+        "warm": bool(checks) and not errors and all(c.warm for c in checks),
+        "images": [c.as_dict() for c in checks],
+        "errors": [{"reference": ref, "error": reason} for ref, reason in errors],
+        "skipped": skipped,
+    }
 
 
 def _states(

@@ -10,18 +10,28 @@ delete always wins here too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from worker.core.blobservice import CachedBlobService
 from worker.errors import BlobNotFoundError, ImageNotFoundError
+from worker.registry import manifest
 from worker.registry.manifest import Manifest, platform_matches
-from worker.registry.reference import DEFAULT_TAG, ImageReference
+from worker.registry.reference import DEFAULT_TAG, ImageReference, image_reference
 from worker.state.figures import Figures
 from worker.storage import Store
 
-__all__ = ["Image", "ImagePart", "WarmedImage", "follow", "resolve", "warm_image", "warm_parts"]
+__all__ = [
+    "Image",
+    "ImagePart",
+    "WarmedImage",
+    "follow",
+    "resolve",
+    "warm_image",
+    "warm_parts",
+    "warm_reference",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,3 +147,13 @@ def warm_image(
     scoped = CachedBlobService(service.cache, service.store, warmed.figures, service.writer.journal)
     warm_parts(scoped, reference.repository, image.parts, warmed.figures)
     return warmed
+
+
+def warm_reference(
+    service: CachedBlobService, text: str, hosts: Collection[str], platform: str | None = None
+) -> dict[str, Any]:
+    """:func:`warm_image` of a reference as given (``warmer.warm_image``'s work): parsed, its
+    host one of ``hosts``; what it did, JSON-ready."""
+    reference = image_reference(text, hosts)
+    chosen = manifest.platform(platform) if platform is not None else None
+    return warm_image(service, reference, chosen).as_dict()
