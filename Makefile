@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # What running needs only (make run, make demo): the project without its test and lint tools.
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: setup test test-fast test-model lint bench run demo constraints clean
+.PHONY: setup test test-fast test-model image-test lint bench run demo constraints clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,14 @@ MODEL_EXAMPLES ?= 3000
 test-model: setup
 	WARMER_MODEL_EXAMPLES=$(MODEL_EXAMPLES) $(BIN)/pytest -p no:randomly \
 		tests/integration/test_delete_wins_model.py --timeout 3600 $(PYTEST_ARGS)
+
+# The image tier: tests/image/run builds the Dockerfile with Debian's podman, on a bookworm base
+# of its own (mmdebstrap), without Docker Hub or a Docker engine, then runs it (tests/image):
+# --help, the default command healthy by its HEALTHCHECK, a push warmed, a clean SIGTERM, the
+# compose services. Needs root and podman, buildah, mmdebstrap, runc, iproute2 (.ci/run installs
+# them); about 5 minutes the first time, well under 2 once its cache holds the base image.
+image-test: setup
+	tests/image/run $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
