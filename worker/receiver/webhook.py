@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from worker.config.defaults import PULL_FLUSH_INTERVAL
@@ -42,6 +42,7 @@ def create_webhook(
     max_size: int = DEFAULT_MAX_SIZE,
     registry_version: RegistryVersion | None = None,
     pull_flush_interval: float = PULL_FLUSH_INTERVAL,
+    routes: Sequence[BaseRoute] = (),
 ) -> ASGIApp:
     """The receiver's ASGI app. ``token=None`` accepts every caller (``--insecure-no-auth``).
 
@@ -53,7 +54,8 @@ def create_webhook(
     event of a batch is tracked in the ledger before it is published, to be sent again
     ``first_wait`` seconds later unless a task is done with it by then: an accepted event
     survives a broker that loses it.
-    ``checks`` are what ``/readyz`` runs (each raises when its service is away).
+    ``checks`` are what ``/readyz`` runs (each raises when its service is away); ``routes``
+    are served beside the operators' (the deploy hooks, :mod:`worker.receiver.images`).
     """
     batcher = Batcher(batch_publisher(state, publish, first_wait), window=window, max_size=max_size)
     pulls = PullCounter(state, pull_flush_interval)
@@ -75,6 +77,7 @@ def create_webhook(
         routes=[
             Route("/events", events, methods=["POST"]),  # reached for the 405 of other methods
             *ops.routes(),
+            *routes,
         ],
         lifespan=lifespan,
     )
