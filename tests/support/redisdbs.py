@@ -58,7 +58,7 @@ class DB:
     IMAGES_BROKER: Final = 39  # warmer warm --enqueue and POST /warm: a task an image
     IMAGES_CACHE: Final = 40  # e2e: images checked and warmed by reference, registry's cache
     IMAGES_STATE: Final = 41
-    IMAGES_SYSTEM_BROKER: Final = 42
+    IMAGES_PUSH: Final = 42  # e2e: the registry the images were pushed through
 
 
 #: DBs of the shared server: every name of DB has one below it.
