@@ -22,7 +22,7 @@ from tests.support.redisdbs import DB, shared_env
 from tests.support.registry import free_port
 from tests.support.services import warmer_process
 from worker.celeryapp import create_app
-from worker.celeryapp.names import EVENTS_TASK
+from worker.celeryapp.names import EVENTS_TASK, WARM_IMAGE_TASK
 from worker.cli import app as cli
 from worker.cli.processes import wait_until
 from worker.config.settings import load_settings
@@ -103,6 +103,22 @@ def test_flower_lists_the_warmers_tasks_with_their_counters(
 
             wait_until(done, timeout=60, what="Flower to show a task succeeded")
             task = succeeded()[0]
+            # warmer warm --enqueue: a warmer.warm_image task an image, which Flower shows too.
+            sent = subprocess.run(
+                [warmer, "warm", "--enqueue", "team/app:v1", "--json"],
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            (warm_task,) = json.loads(sent.stdout.splitlines()[-1])["tasks"]
+            wait_until(
+                lambda: any(t.get("uuid") == warm_task["task_id"] for t in succeeded()),
+                timeout=60,
+                what="Flower to show the warm_image task succeeded",
+            )
+            shown = next(t for t in succeeded() if t.get("uuid") == warm_task["task_id"])
     finally:
         proc.terminate()
         proc.wait(20)
@@ -111,6 +127,9 @@ def test_flower_lists_the_warmers_tasks_with_their_counters(
     # The first task misses (a cold cache), any later one hits: four lookups either way.
     assert "'fetch': {'requests': 4," in task["result"]
     assert len(blobs) == 3
+    assert shown["name"] == WARM_IMAGE_TASK
+    assert "team/app:v1" in shown["args"]
+    assert "'warmed': 4" in shown["result"]  # config, two layers, the manifest
 
 
 @pytest.mark.parametrize(
