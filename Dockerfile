@@ -8,10 +8,13 @@ ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md constraints.txt ./
+# The pinned dependencies first: a change of the code alone builds none of them again.
+COPY constraints.txt ./
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -r constraints.txt
+COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY tasks ./tasks
-RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels -c constraints.txt .
 
 FROM ${BASE}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
