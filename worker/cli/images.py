@@ -242,8 +242,11 @@ def _say(errors: list[tuple[str, str]], skipped: int, done: str) -> None:
 
 def _table(checks: list[ImageCheck]) -> Table:
     table = Table(title="warmer check", title_justify="left")
-    for column in ("image", "platform", "blobs", "warm", "cold", "stale", "missing"):
-        table.add_column(column, justify="left" if column in ("image", "platform") else "right")
+    # A reference is folded, never cut short: it is what a script or a person copies.
+    table.add_column("image", overflow="fold")
+    table.add_column("platform", overflow="fold")
+    for column in ("blobs", "warm", "cold", "stale", "missing"):
+        table.add_column(column, justify="right")
     for c in checks:
         for p in c.platforms:
             counts = p.as_dict()
