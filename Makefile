@@ -53,7 +53,8 @@ test-model: setup
 # of its own (mmdebstrap), without Docker Hub or a Docker engine, then runs it (tests/image):
 # --help, the default command healthy by its HEALTHCHECK, a push warmed, a clean SIGTERM, the
 # compose services. Needs root and podman, buildah, mmdebstrap, runc, iproute2 (.ci/run installs
-# them); about 5 minutes the first time, well under 2 once its cache holds the base image.
+# them); about 4 minutes the first time (3.7 measured: base 60 s, build 45 s, tests 115 s),
+# under 2 once its cache (~/.cache/registry-cache-warmer) holds the base and the build's layers.
 image-test: setup
 	tests/image/run $(PYTEST_ARGS)
 
