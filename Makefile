@@ -83,7 +83,10 @@ bench: setup
 constraints:
 	rm -rf .constraints-venv && $(PYTHON) -m venv .constraints-venv
 	.constraints-venv/bin/pip install --quiet .
-	.constraints-venv/bin/pip freeze --exclude registry-cache-warmer > constraints.txt
+	# redis needs async-timeout before Python 3.11.3 (bookworm's 3.11.2, the image's base): a
+	# freeze on a newer Python leaves it out, so its pin is added, for those Pythons only.
+	{ .constraints-venv/bin/pip freeze --exclude registry-cache-warmer; \
+	  echo 'async-timeout==5.0.1 ; python_full_version < "3.11.3"'; } | LC_ALL=C sort -f > constraints.txt
 	rm -rf .constraints-venv
 
 clean:

@@ -11,7 +11,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import redis
 
 from tests.image.podman import IMAGE, Container, Podman
@@ -129,12 +128,6 @@ def test_the_default_command_is_healthy_warms_a_push_and_stops_on_sigterm(
         assert "Shutting down" in stopping
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="warmer up (worker/cli/up.py) puts beat's schedule beside the storage root: "
-    "/var/lib/.warmer-beat-schedule, which the image's user may not write (Permission denied, "
-    "a traceback from celery beat at every start)",
-)
 def test_the_default_command_starts_without_a_traceback(podman: Podman, tmp_path: Path) -> None:
     with ExitStack() as stack:
         up = _up(podman, tmp_path, stack)

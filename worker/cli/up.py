@@ -200,15 +200,12 @@ def _answers(url: str) -> bool:
 def _worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     # The child reads the same settings the way every warmer process does: the environment.
     env = {**os.environ, **settings.environment()}
-    with ExitStack() as stack:
-        # Beside a local store; with S3, a folder of this run's own (not the working directory,
-        # which may be a checkout or read-only).
-        folder = (
-            Path(settings.storage_root).parent
-            if settings.storage_root is not None
-            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="warmer-beat-")))
-        )
-        yield from _beat_worker(settings, env, folder / ".warmer-beat-schedule")
+    # Beat's schedule in a folder of this run's own: not beside the storage (in the image, its
+    # parent /var/lib is not the user's to write), nor the working directory (a checkout, or
+    # read-only). What it remembers, when each job last ran, matters little across runs: the
+    # heal re-warms an empty cache at start, and each job comes at its next scheduled time.
+    with tempfile.TemporaryDirectory(prefix="warmer-beat-") as folder:
+        yield from _beat_worker(settings, env, Path(folder) / "schedule")
 
 
 def _beat_worker(
