@@ -179,8 +179,9 @@ def test_a_heal_rewarm_that_always_fails_is_retried_less_and_less_often(
             lambda: look() and len(fan_out) >= 4, timeout=40, interval=0.1, what="4 re-warms"
         )
         gaps = [b - a for a, b in itertools.pairwise(fan_out)]
-        wanted = (1, 2, 4)  # at least: the lock's expiry and the beat tick may add to them
-        assert all(g >= w - 0.05 for g, w in zip(gaps, wanted, strict=True)), (
+        # At least (the lock's expiry and the tick add to them), less the queue's jitter.
+        wanted = (1, 2, 4)
+        assert all(g >= w - 0.5 for g, w in zip(gaps, wanted, strict=True)), (
             f"gaps between heal re-warms {gaps}: they should double"
         )
         assert max(r.get("unconfirmed", 0) for r in looks) >= 4, looks[-3:]
