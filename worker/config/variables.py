@@ -10,8 +10,17 @@ from typing import Final
 __all__ = ["NOT_SETTINGS", "unknown_variables"]
 
 #: Variables of the prefix that are no setting: the test suite's own switches, which no
-#: warmer reads (``.ci/run`` sets them for the whole run, so every warmer it starts sees them).
-NOT_SETTINGS: Final = frozenset({"WARMER_REQUIRE_E2E", "WARMER_TEST_REGISTRY_V3"})
+#: warmer reads (``.ci/run`` and ``make test-model`` set them for a whole run, so every warmer
+#: started then sees them).
+NOT_SETTINGS: Final = frozenset(
+    {
+        "WARMER_REQUIRE_E2E",
+        "WARMER_TEST_REGISTRY_V3",
+        "WARMER_MODEL_EXAMPLES",
+        "WARMER_MODEL_WRITERS",
+        "WARMER_MODEL_VERSIONS",
+    }
+)
 
 
 def unknown_variables(environ: Mapping[str, str], known: Collection[str], prefix: str) -> list[str]:
