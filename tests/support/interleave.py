@@ -23,7 +23,9 @@ from worker.storage.s3 import S3Store
 __all__ = ["FaultyCache", "HookedStore", "Killed", "Storage", "lost_reply"]
 
 #: The reads of blobs a writer makes of a store: after the N-th of them, the hook runs.
-_READS = frozenset({"fetch_many", "fetch_listed", "fetch_cached", "exists", "stat", "manifest"})
+_READS = frozenset(
+    {"fetch_many", "fetch_listed", "fetch_cached", "fetch_rechecked", "exists", "stat", "manifest"}
+)
 
 
 class Killed(BaseException):

@@ -18,6 +18,7 @@ from typing import Final, TypeVar
 
 from worker.core.blobservice import CachedBlobService
 from worker.core.results import FetchResult
+from worker.core.writes import CacheWriter
 from worker.errors import RepositoryNotFoundError
 from worker.registry import reference
 from worker.storage import Store
@@ -91,8 +92,11 @@ def rewarm(
     hex prefix) warms only the digests whose hex starts with it (see :func:`plan`).
 
     Every entry written is checked against the store again after the write, and forgotten if a
-    delete took it meanwhile (:mod:`worker.core.writes`). ``recheck_hits``: the cache's hits
-    are checked too, for a run retried after a try that died between a write and its check.
+    delete took it meanwhile (:mod:`worker.core.writes`); on S3 the checks of the writes that
+    the walk listed together are done together, once the walk has left them (a blob found gone
+    then counts as an error, its batch's hit or miss unchanged). ``recheck_hits``: the cache's
+    hits are checked too, for a run retried after a try that died between a write and its
+    check.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -112,32 +116,103 @@ def rewarm(
     seen: dict[str, int] = {}  # sizes the store's listings showed (S3): bounded the same way
     started = time.perf_counter()
     requests = store.requests
-    for name in names:
-        for batch in _batched(store.layers(name, shard), batch_size):
-            if len(sizes) > memo_limit:
-                sizes.clear()
-            if len(seen) > memo_limit:
-                seen.clear()
-            results = service.fetch_many(
-                name, batch, strict=True, sizes=sizes, listed=seen, recheck_hits=recheck_hits
-            )
-            summary._count(results, name)
-            summary.blobs += len(batch)
+    checks = _Checks(service.writer.holding(), summary, sizes)
+    run = checks.service(service)
+    try:
+        for name in names:
+            checks.moving_to(name, walked=repositories is None)
+            for batch in _batched(store.layers(name, shard), batch_size):
+                if len(sizes) > memo_limit:
+                    sizes.clear()
+                if len(seen) > memo_limit:
+                    seen.clear()
+                results = run.fetch_many(
+                    name, batch, strict=True, sizes=sizes, listed=seen, recheck_hits=recheck_hits
+                )
+                summary._count(results, name)
+                summary.blobs += len(batch)
+                checks.after_batch()
+                _report(summary, started, on_progress)
+            for batch in _batched(store.revisions(name, shard), batch_size):
+                results = run.fetch_manifests(
+                    name, batch, strict=True, listed=seen, recheck_hits=recheck_hits
+                )
+                summary._count(results, f"{name} (manifest)")
+                summary.manifests += len(batch)
+                checks.after_batch()
+                _report(summary, started, on_progress)
+            if shard in ("", SHARDS[0]):  # a sharded repository counts once, in its first shard
+                summary.repositories += 1
+            summary.s3_requests = store.requests - requests
             _report(summary, started, on_progress)
-        for batch in _batched(store.revisions(name, shard), batch_size):
-            results = service.fetch_manifests(
-                name, batch, strict=True, listed=seen, recheck_hits=recheck_hits
-            )
-            summary._count(results, f"{name} (manifest)")
-            summary.manifests += len(batch)
-            _report(summary, started, on_progress)
-        if shard in ("", SHARDS[0]):  # a sharded repository counts once, in its first shard
-            summary.repositories += 1
-        summary.s3_requests = store.requests - requests
-        _report(summary, started, on_progress)
+        checks.settle()
+    except Exception:
+        checks.abandon()
+        raise
     summary.s3_requests = store.requests - requests
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+@dataclass(slots=True)
+class _Checks:
+    """A run's held re-checks (``held``: a holding writer; None: each write checked at once),
+    settled into its summary.
+
+    On S3 the re-checks of the writes wait while the walk stays in the key range it listed
+    them in together, and past it until half a bound's worth waits; then one listing of each
+    range, made afresh, re-checks them all (:meth:`CacheWriter.holding`); at the latest when
+    :meth:`CacheWriter.due` says so.
+    """
+
+    held: CacheWriter | None
+    summary: RewarmSummary
+    sizes: dict[str, int]
+
+    def service(self, service: CachedBlobService) -> CachedBlobService:
+        """``service``, or the same with the holding writer."""
+        if self.held is None:
+            return service
+        run = CachedBlobService(service.cache, service.store, service.figures)
+        run.writer = self.held
+        return run
+
+    def moving_to(self, name: str, *, walked: bool) -> None:
+        """The run goes on to ``name``: settle first what it was listed apart from."""
+        if self.held is not None and self.held.moving_to(name, walked=walked):
+            self.settle()
+
+    def after_batch(self) -> None:
+        """Settle when too much waits, wherever the walk is."""
+        if self.held is not None and self.held.due():
+            self.settle()
+
+    def settle(self) -> None:
+        """Re-check what waits. Found gone, or not answered (the write undone): counted as
+        errors, as in their batch; the run's memory forgets them, so that a later batch that
+        meets them writes their descriptor again."""
+        if self.held is None:
+            return
+        found = self.held.settle()
+        for repository, gone in found.gone:
+            _log.warning("%s: %d blobs deleted while they were warmed", repository, len(gone))
+            self._failed(gone)
+        for repository, digests, error in found.failed:
+            _log.warning("%s: %s", repository, error)
+            self._failed(digests)
+
+    def abandon(self) -> None:
+        """The run failed: its writes so far are re-checked all the same. What cannot be (the
+        cache or the store away) keeps its notes, for the sweep; the run's own error wins."""
+        try:
+            self.settle()
+        except Exception as exc:  # any: the error to raise is the run's
+            _log.warning("held re-checks left to the sweep: %s", exc)
+
+    def _failed(self, digests: Iterable[str]) -> None:
+        for d in digests:
+            self.summary.errors += 1
+            self.sizes.pop(d, None)
 
 
 def _report(

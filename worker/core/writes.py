@@ -22,6 +22,11 @@ the notes of writers that died. Retried work re-checks its hits too (``also``).
 A re-check that fails (an S3 503, an EIO) undoes the write and raises the store's error, which
 is retryable: an unanswered re-check never settles the work. Undoing is always safe: the cache
 is a cache, and a forgotten entry costs one store read at the next pull.
+
+A re-warm on S3 holds its re-checks back (:meth:`CacheWriter.holding`) and does them together
+once the writes of a key range its walk listed in one go are all made: one listing of that
+range, made after them all, re-checks them all, where one a repository would list the range's
+pages again for each. Held, a write's note stays open until its re-check.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Container, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Final, Protocol, cast
 
 from worker.cache import BlobDescriptorCache
 from worker.errors import BlobNotFoundError, CacheError, StateError, StoreError
@@ -37,13 +43,62 @@ from worker.registry.descriptor import Descriptor
 from worker.state.unchecked import UncheckedWrites
 from worker.storage import Store
 
-__all__ = ["SWEEP_AFTER_SECONDS", "CacheWriter"]
+__all__ = [
+    "HOLD_DIGESTS",
+    "HOLD_WRITES",
+    "SETTLE_PART",
+    "SWEEP_AFTER_SECONDS",
+    "CacheWriter",
+    "Rechecked",
+]
 
 _log = logging.getLogger(__name__)
 
 #: A write's note older than this belongs to a writer that died: a batch's write and re-check
 #: take milliseconds to seconds (an S3 listing at worst), far under this.
 SWEEP_AFTER_SECONDS: Final = 120.0
+#: Held re-checks are done once this many digests, or writes, wait, wherever the walk is:
+#: each write's note stays open until then, and the journal keeps MAX_NOTES for every writer.
+#: (Seconds of a walk, under SWEEP_AFTER_SECONDS; a sweep meeting a held note checks it twice.)
+HOLD_DIGESTS: Final = 10_000
+HOLD_WRITES: Final = 100
+#: ... and from half of that, as soon as the walk leaves a key range it listed in one go, so
+#: that no range is listed again in two parts. Held over several ranges, the re-checks share
+#: one merge with ``blobs/`` (2.x lists the data afresh: one merge a range would be many).
+SETTLE_PART: Final = 2
+
+
+class _RechecksTogether(Protocol):
+    """A store that re-checks several writes from one listing (S3: ``S3Store``)."""
+
+    def recheck_scope(self, repository: str) -> str | None: ...
+
+    def fetch_rechecked(
+        self,
+        checks: Sequence[tuple[str, Sequence[str], bool, str | None]],
+        *,
+        seen: MutableMapping[str, int],
+    ) -> list[list[Descriptor | StoreError]]: ...
+
+
+@dataclass
+class _Held:
+    """A write made, its re-check held back: what to re-check, where, and its journal notes."""
+
+    repository: str
+    digests: list[str]
+    manifests: bool
+    scope: str | None
+    notes: list[str]
+
+
+@dataclass
+class Rechecked:
+    """What held re-checks found, by repository: digests gone (forgotten), and the digests of
+    writes the store did not answer about (undone; their notes stay for the sweep)."""
+
+    gone: list[tuple[str, set[str]]] = field(default_factory=list)
+    failed: list[tuple[str, list[str], StoreError]] = field(default_factory=list)
 
 
 class CacheWriter:
@@ -56,6 +111,10 @@ class CacheWriter:
         self.store = store
         #: Where writes are noted until re-checked; None: not noted (tests, one-off tools).
         self.journal = journal
+        #: Writes whose re-check waits (a :meth:`holding` writer's); None: none is held.
+        self._held: list[_Held] | None = None
+        self._scope: str | None = None
+        self._seen: MutableMapping[str, int] = {}
 
     def add(self, repository: str, digest: str) -> bool:
         """Membership of ``digest`` in ``repository`` (``exists``); False when it was gone."""
@@ -91,19 +150,25 @@ class CacheWriter:
     def _noted(self, groups: Mapping[str, Sequence[str]], *, manifests: bool) -> Iterator[None]:
         # Noted before the write, removed once its re-check is done. A writer that dies in
         # between, or whose re-check failed (the write undone, the note kept to be sure), leaves
-        # the note for the sweep. The journal is a safety net for killed writers only: with the
-        # state Redis away, the write goes on unnoted (the re-check still runs), with a warning.
-        notes: list[str] = []
-        if self.journal is not None:
-            try:
-                notes = [
-                    self.journal.open(r or None, d, manifests=manifests)
-                    for r, d in groups.items()
-                    if d
-                ]
-            except StateError as exc:
-                _log.warning("cache writes not noted (the state Redis): %s", exc)
+        # the note for the sweep.
+        notes = self._open(groups, manifests=manifests)
         yield
+        self._close(notes)
+
+    def _open(self, groups: Mapping[str, Sequence[str]], *, manifests: bool) -> list[str]:
+        # The journal is a safety net for killed writers only: with the state Redis away, the
+        # write goes on unnoted (the re-check still runs), with a warning.
+        if self.journal is None:
+            return []
+        try:
+            return [
+                self.journal.open(r or None, d, manifests=manifests) for r, d in groups.items() if d
+            ]
+        except StateError as exc:
+            _log.warning("cache writes not noted (the state Redis): %s", exc)
+            return []
+
+    def _close(self, notes: list[str]) -> None:
         for note in notes:
             assert self.journal is not None
             try:
@@ -129,9 +194,21 @@ class CacheWriter:
         sizes): the re-check lists (S3: the link folder, not two requests a blob), the links
         afresh; :meth:`_recheck` says where the data's answer comes from. ``also``: digests to
         re-check besides those written (a retried run's hits).
+
+        A :meth:`holding` writer holds a walk's re-check back (``seen`` given): the write is
+        made and noted, and nothing is found gone until :meth:`settle`.
         """
         digests = list(dict.fromkeys([*(d.digest for d in descriptors), *also]))
         if not digests:
+            return set()
+        if self._held is not None and seen is not None and repository is not None:
+            # Held: noted and queued before the write (a write that raises may still have been
+            # made: its check is queued all the same), re-checked by :meth:`settle`.
+            notes = self._open({repository: digests}, manifests=manifests)
+            self._held.append(_Held(repository, digests, manifests, self._scope, notes))
+            self._seen = seen
+            if descriptors:
+                self.cache.set_descriptors(descriptors, repository, described=described)
             return set()
         with self._noted({repository or "": digests}, manifests=manifests):
             if descriptors:
@@ -161,6 +238,77 @@ class CacheWriter:
         with self._noted(unique, manifests=manifests):
             self.cache.set_descriptor_groups({r: b for r, b in groups.items() if b})
             return self._recheck(unique, manifests=manifests)
+
+    def holding(self) -> CacheWriter | None:
+        """A writer of the same cache, store and journal that holds a walk's re-checks back
+        until :meth:`settle`, to do them together; None when the store re-checks one
+        repository at a time only (a filesystem: a read and a stat a link, nothing to merge).
+        """
+        if getattr(self.store, "fetch_rechecked", None) is None:
+            return None
+        writer = CacheWriter(self.cache, self.store, self.journal)
+        writer._held = []
+        return writer
+
+    def moving_to(self, repository: str, *, walked: bool) -> bool:
+        """A walk goes on to ``repository`` (``walked``: its store walk just yielded it, as
+        against a name given). True when the held re-checks are due first: enough of them
+        wait, and the store listed ``repository`` apart from them (another key range), so
+        that a later listing made for it would not answer for them too."""
+        scope = None
+        if walked:
+            scope = cast(_RechecksTogether, self.store).recheck_scope(repository)
+        held = self._held or []
+        self._scope = scope
+        if not self._waiting(SETTLE_PART):
+            return False
+        # Without a scope a repository is listed on its own: only its own batches go along.
+        last = held[-1]
+        return (scope, scope or repository) != (last.scope, last.scope or last.repository)
+
+    def due(self) -> bool:
+        """True when the held re-checks should be done now, whatever the walk does next."""
+        return self._waiting(1)
+
+    def _waiting(self, part: int) -> bool:
+        # At least a ``part``-th of the bound waits (writes or digests).
+        held = self._held or []
+        if not held:
+            return False
+        writes, digests = len(held), sum(len(h.digests) for h in held)
+        return writes * part >= HOLD_WRITES or digests * part >= HOLD_DIGESTS
+
+    def settle(self) -> Rechecked:
+        """Re-check every held write together, from listings made now; forget what is gone.
+
+        A write whose re-check the store did not answer is undone (forgotten whole) and keeps
+        its note; a cache error is raised, and the writes not yet settled keep theirs: both are
+        the sweep's. On 2.x the data is listed afresh too (see :meth:`_recheck`).
+        """
+        result = Rechecked()
+        if not self._held:  # none held, or not a holding writer
+            return result
+        held, self._held = self._held, []
+        fresh = self._seen if self.cache.version.collects_links else {}
+        checks = [(h.repository, h.digests, h.manifests, h.scope) for h in held]
+        answers = cast(_RechecksTogether, self.store).fetch_rechecked(checks, seen=fresh)
+        for h, found in zip(held, answers, strict=True):
+            errors = [a for a in found if isinstance(a, StoreError) and _unanswered(a)]
+            if errors:
+                _log.warning(
+                    "re-check of %d blobs of %s failed: %s", len(h.digests), h.repository, errors[0]
+                )
+                self.forget(h.repository, h.digests)
+                result.failed.append((h.repository, h.digests, _retryable(errors[0])))
+                continue
+            gone = {
+                d for d, a in zip(h.digests, found, strict=True) if isinstance(a, BlobNotFoundError)
+            }
+            if gone:
+                self.forget(h.repository, gone)
+                result.gone.append((h.repository, gone))
+            self._close(h.notes)
+        return result
 
     def forget(self, repository: str, digests: Iterable[str]) -> None:
         """What the registry's own delete clears, for a batch: the repository's entries, and

@@ -31,8 +31,8 @@ from worker.registry.descriptor import Descriptor
 from worker.registry.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from worker.storage import paths
 from worker.storage.base import MAX_LINK_BYTES, resolve_linked, stat_or_error, tagged_digest
+from worker.storage.s3checks import Answers, Lister, Recheck, by_listing, rechecked
 from worker.storage.s3listing import LISTERS, RepositoryWalk, linked
-from worker.storage.s3merge import links_among, sizes_by_listing
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -107,6 +107,7 @@ class S3Store:
         self._lock = threading.Lock()
         self._client.meta.events.register("before-send.s3", self._count)
         self._walk = RepositoryWalk(self._list, self._pages)
+        self._lister = Lister(self._list, self._pages, self._executor, self.key)
         self._pool: ThreadPoolExecutor | None = None
         self._lister_pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
@@ -242,7 +243,7 @@ class S3Store:
         del manifests  # the walk that listed them checked the link already
         memo = seen if seen is not None else {}
         unknown = {d for d in digests if (sizes is None or d not in sizes) and d not in memo}
-        return self._by_listing(repository, digests, unknown, memo, sizes=sizes)
+        return by_listing(self._lister, repository, digests, unknown, memo, sizes=sizes)
 
     def fetch_cached(
         self,
@@ -270,47 +271,25 @@ class S3Store:
         folders = [] if repository is None else [paths.layers(repository)]
         if repository is not None and manifests:  # live through either link will do
             folders.append(paths.revisions(repository))
-        return self._by_listing(repository, digests, None, memo, folders=folders)
+        return by_listing(self._lister, repository, digests, None, memo, folders=folders)
 
-    def _by_listing(
-        self,
-        repository: str | None,
-        digests: Sequence[str],
-        unknown: set[str] | None,
-        memo: MutableMapping[str, int],
-        *,
-        sizes: MutableMapping[str, int] | None = None,
-        folders: Sequence[str] = (),
-    ) -> list[Descriptor | StoreError]:
-        # Links in ``folders`` (any will do), then sizes (``unknown``'s, else all not in memo).
-        for d in digests:
-            reference.digest(d)
-        live: set[str] = set()
-        try:
-            for folder in folders:
-                rest = [d for d in digests if d not in live]
-                if rest:
-                    live |= links_among(
-                        self._list, self.key(folder) + "/", rest, pool=self._executor()
-                    )
-            if unknown is None:
-                unknown = {d for d in digests if d not in memo and (not folders or d in live)}
-            blobs = self.key(f"{paths.DRIVER_ROOT}/blobs/")
-            sizes_by_listing(self._list, blobs, unknown, memo, pool=self._executor())
-        except StoreError as exc:
-            return [exc for _ in digests]
-        results: list[Descriptor | StoreError] = []
-        for d in digests:
-            size = memo.get(d, sizes.get(d) if sizes is not None else None)
-            if folders and d not in live:
-                results.append(BlobNotFoundError(f"blob {d} is not linked into {repository}"))
-            elif size is None:
-                results.append(BlobNotFoundError(f"blob {d} is not in the store"))
-            else:
-                if sizes is not None:
-                    sizes[d] = size
-                results.append(Descriptor(d, size, path=paths.blob_data(d)))
-        return results
+    def recheck_scope(self, repository: str) -> str | None:
+        """The key of the folder that the walk read whole and that showed ``repository``, with
+        the repositories beside it: :meth:`fetch_rechecked` lists it again for them all. None:
+        the walk listed the repository's link folders on their own."""
+        folder = self._walk.scope(reference.repository_name(repository))
+        return None if folder is None else folder.prefix
+
+    def fetch_rechecked(
+        self, checks: Sequence[Recheck], *, seen: MutableMapping[str, int]
+    ) -> list[Answers]:
+        """:meth:`fetch_cached` of a walk's writes, several at once, from listings made now:
+        each ``(repository, digests, manifests, scope)``, ``scope`` from :meth:`recheck_scope`.
+        A folder is listed once for every check of its scope; a repository's own link folders
+        once for all its checks; ``seen`` as in :meth:`fetch_cached`
+        (:func:`~worker.storage.s3checks.rechecked`)."""
+        root = self.key(paths.REPOSITORIES) + "/"
+        return rechecked(self._lister, root, checks, seen)
 
     def exists(self, repository: str, digest: str) -> bool:
         """True when ``digest`` is linked into ``repository`` and its data is in the store."""

@@ -29,6 +29,7 @@ __all__ = [
     "linked",
     "prefetched",
     "read_folder",
+    "relist_folder",
 ]
 
 _log = logging.getLogger(__name__)
@@ -61,15 +62,19 @@ def link_digests(folder: str, keys: list[str]) -> Iterator[str]:
 @dataclass
 class FolderListing:
     """The repositories below one folder that fitted in one page, with their links: what
-    ``layers`` and ``revisions`` answer right after the walk that listed it, for free."""
+    ``layers`` and ``revisions`` answer right after the walk that listed it, for free.
+    ``prefix`` and ``name``: the folder's key and the repository path it stands for, what a
+    re-check lists again (:func:`relist_folder`)."""
 
     at: float
+    prefix: str = ""
+    name: str = ""
     repositories: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
 
 
 def read_folder(prefix: str, name: str, keys: list[str], at: float) -> FolderListing:
     """The repositories (``name`` + the path below ``prefix``) that ``keys`` show, in order."""
-    listing = FolderListing(at)
+    listing = FolderListing(at, prefix, name)
     for key in keys:
         parts = key[len(prefix) :].split("/")
         i = next((n for n, p in enumerate(parts) if p.startswith("_")), None)
@@ -142,6 +147,23 @@ class RepositoryWalk:
         if entry is None:
             return None
         return (d for d in entry[which] if d.partition(":")[2].startswith(shard))
+
+    def scope(self, repository: str) -> FolderListing | None:
+        """The folder read whole that showed ``repository`` last, whatever its age; else None.
+
+        Not bounded by freshness as :meth:`listed` is: what a re-check makes of it is a new
+        listing of the same keys, never the old one.
+        """
+        folder = self.folder
+        if folder is None or repository not in folder.repositories:
+            return None
+        return folder
+
+
+def relist_folder(pages: Pages, folder: FolderListing) -> FolderListing:
+    """``folder`` listed again, now, every page of it: the links its repositories have now."""
+    keys = [obj["Key"] for page in pages(Prefix=folder.prefix) for obj in page.get("Contents", [])]
+    return read_folder(folder.prefix, folder.name, keys, time.monotonic())
 
 
 def prefetched(pool: ThreadPoolExecutor, sources: list[Iterator[list[str]]]) -> Iterator[list[str]]:
