@@ -21,7 +21,7 @@ from worker.cache import BlobDescriptorCache
 from worker.celeryapp.names import AUDIT_TASK
 from worker.cli import app
 from worker.config.settings import load_settings
-from worker.core.audit import Repair, audit, audit_within_budget
+from worker.core.audit import AuditSummary, Repair, _check, audit, audit_within_budget
 from worker.core.blobservice import CachedBlobService
 from worker.core.rewarm import rewarm
 from worker.receiver.metrics import prometheus_text
@@ -231,3 +231,29 @@ def bucket(s3_endpoint: str) -> str:
     name = f"audit-test-{next(_buckets)}"
     client(s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+def test_repairing_a_member_whose_data_is_gone_drops_its_global_descriptor_too(
+    service: CachedBlobService,
+    layout: LayoutWriter,
+    cache_redis: redis.Redis,
+    image: dict[str, str],
+) -> None:
+    # As a sample meets it (2.x GC: the link stays, the data goes), with no descriptor walk after.
+    collected = image["collected"]
+    os.remove(layout.store.os_path(paths.blob_data(collected)))
+    summary = AuditSummary()
+    group = ("team/app", [collected])
+    _check(service.cache, service.writer, group, summary, repair=Repair.ALL, seen=None)
+    assert summary.unstored_members == summary.stale_descriptors == 1
+    assert summary.repaired == 2  # the membership, and the global descriptor
+    assert not cache_redis.exists(f"blobs::{collected}")  # the registry would answer from it
+
+
+def test_two_looks_at_once_never_spend_the_same_credit(state: StateStore) -> None:
+    budget = state.audit_budget
+    assert budget.grant(1_000, 1.0, cap=100) == 0  # the first look: nothing earned
+    assert budget.grant(11_000, 1.0, cap=100) == 10
+    assert budget.grant(11_000, 1.0, cap=100) == 0  # taken by the look before, not spent yet
+    budget.spend(10, 4, {"checked": 4})  # that look left 6
+    assert budget.grant(11_000, 1.0, cap=100) == 6

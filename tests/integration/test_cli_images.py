@@ -198,3 +198,15 @@ def test_enqueue_sends_a_task_an_image_that_a_worker_runs(
     assert done[0]["platforms"] == ["linux/amd64", "linux/arm64"]
     assert done[1]["warmed"] == 3
     assert _run(env, "check", f"{REPO}:2.4.1", "shop/web:1").exit_code == 0
+
+
+def test_a_file_of_other_registries_images_only_checks_nothing_and_exits_2(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # A deploy gate (`warmer check -f app.yaml && deploy`) must not pass on nothing checked.
+    workloads = tmp_path / "app.yaml"
+    pod = "kind: Pod\nspec:\n  containers:\n    - name: a\n      image: elsewhere.example.com/x:1\n"
+    workloads.write_text(pod)
+    result = _run(env, "check", "-f", str(workloads), "--json")
+    assert result.exit_code == 2, result.stdout
+    assert "no image of this registry to check" in result.stderr

@@ -10,6 +10,7 @@ import pytest
 
 from worker.cli.main import _level
 from worker.config.logformat import configure_logging
+from worker.config.settings import load_settings
 
 
 @pytest.fixture
@@ -64,3 +65,8 @@ def test_the_level_is_the_setting_else_the_commands_then_verbose(
     told: str | None, command: str, verbose: int, level: str
 ) -> None:
     assert _level(told, command, verbose) == level
+
+
+def test_levels_and_formats_are_taken_in_any_case() -> None:
+    settings = load_settings(log_level="info", log_format="JSON")
+    assert (settings.log_level, settings.log_format) == ("INFO", "json")

@@ -154,7 +154,13 @@ def check(
     _say(errors, wanted.skipped, "checked")
     if errors:
         raise typer.Exit(EXIT_ERROR)
-    if not report["warm"] and checks:
+    if not checks:  # every image skipped: a deploy gate must not pass on nothing checked
+        err.print(
+            "warmer: no image of this registry to check (WARMER_REGISTRY_HOSTS names the hosts "
+            "under which clients reach it)"
+        )
+        raise typer.Exit(EXIT_ERROR)
+    if not report["warm"]:
         raise typer.Exit(EXIT_NOT_WARM)
 
 

@@ -89,7 +89,9 @@ def free_port() -> int:
 
 
 def _is_free(port: int) -> bool:
+    # As redis-server binds: a port left in TIME_WAIT by the last run's clients is free to it.
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Final, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
@@ -55,6 +55,15 @@ class LogSettings(BaseSettings):
             "(webhook, worker, beat, up), WARNING for one-off commands (-v, -vv: more)."
         ),
     )
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        # INFO or info, json or JSON: as people type them.
+        if not isinstance(value, str):
+            return value
+        return value.upper() if info.field_name == "log_level" else value.lower()
+
     log_format: LogFormat = Field(
         default="text",
         description="`text` (a line: time, level, logger, message) or `json` (an object a line).",

@@ -173,7 +173,7 @@ def audit_within_budget(
     summary = audit(cache, store, writer, repair=Repair.ALL, sample=allowed, budget=allowed)
     spent = max(summary.store_requests, summary.checked)
     figures = {"checked": summary.checked, "found": summary.found, "repaired": summary.repaired}
-    grants.spend(spent, {**figures, "requests": spent})
+    grants.spend(allowed, spent, {**figures, "requests": spent})
     return summary
 
 
@@ -235,6 +235,7 @@ def _check(
     answers = store.fetch_cached(repository, valid, manifests=manifests, seen=seen)
     cached = cache.stat_many(valid, repository)
     gone: list[str] = []
+    collected: list[str] = []
     wrong: list[Descriptor] = []
     for digest, answer, entry in zip(valid, answers, cached, strict=True):
         if isinstance(answer, BlobNotFoundError):
@@ -251,15 +252,21 @@ def _check(
     else:
         summary.members += len(digests)
         unstored = _unstored(store, gone, seen)
+        collected = list(unstored)
         summary.unstored_members += len(unstored)
         summary.stale_members += len(gone) - len(unstored)
     if repair is Repair.NONE:
         return
     if gone:
-        # A member's global descriptor, when its data is gone, is the described walk's to judge
-        # (it comes after the members); a sample's stays for a later look.
         cache.clear_many(gone, repository)
         summary.repaired += len(gone)
+        if repository is not None and collected:
+            # Their data is gone: the global descriptor too (on 2.x a dangling link would let
+            # the registry answer from it). Counted here, as the descriptor walk that follows
+            # a whole audit no longer finds it (a look without repair counts it there).
+            cache.clear_many(collected)
+            summary.stale_descriptors += len(collected)
+            summary.repaired += len(collected)
     if wrong and repair is Repair.ALL:
         fixed = [d.digest for d in wrong]
         # The global media type is written only where absent (HSETNX, as the registry does):

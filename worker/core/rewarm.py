@@ -146,7 +146,7 @@ def rewarm(
             summary.s3_requests = store.requests - requests
             _report(summary, started, on_progress)
         checks.settle()
-    except Exception:
+    except BaseException:  # Ctrl-C too: what was written is re-checked before leaving
         checks.abandon()
         raise
     summary.s3_requests = store.requests - requests

@@ -22,7 +22,6 @@ Its size is fixed (six fields), and it expires a week after the last run.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -36,16 +35,18 @@ __all__ = ["FIGURES", "AuditBudget"]
 FIGURES: Final = ("checked", "found", "repaired", "requests")
 _TTL_SECONDS: Final = 7 * 86_400
 
-# Atomic: two runs (two beats by mistake) never grant the same pulls twice.
+# Atomic, and the grant taken off the credit at once: two runs at the same time (two beats by
+# mistake) never spend the same pulls or the same credit twice.
 _GRANT_LUA: Final = """
 local total = tonumber(ARGV[1])
 local last = tonumber(redis.call('HGET', KEYS[1], 'pulls') or ARGV[1])
 local credit = tonumber(redis.call('HGET', KEYS[1], 'credit') or '0')
 local earned = math.max(0, total - last) * tonumber(ARGV[2]) / 1000
 credit = math.min(tonumber(ARGV[3]), credit + earned)
-redis.call('HSET', KEYS[1], 'pulls', ARGV[1], 'credit', tostring(credit))
+local granted = math.max(0, math.floor(credit))
+redis.call('HSET', KEYS[1], 'pulls', ARGV[1], 'credit', tostring(credit - granted))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-return tostring(credit)
+return granted
 """
 
 
@@ -58,18 +59,19 @@ class AuditBudget:
 
     def grant(self, pulls: int, per_1000_pulls: float, cap: float) -> int:
         """Credit what ``pulls`` (the receiver's count, in all) earned since the last grant;
-        return the whole store requests this run may spend (at most ``cap``).
+        return the whole store requests this run may spend (at most ``cap``), taken off the
+        credit now (:meth:`spend` gives back what the run left).
 
         The first grant ever earns nothing from the pulls counted before it.
         """
         script = self._redis.register_script(_GRANT_LUA)
-        credit = self._call(script, [self._key], [pulls, per_1000_pulls, cap, _TTL_SECONDS])
-        return math.floor(float(credit))
+        return int(self._call(script, [self._key], [pulls, per_1000_pulls, cap, _TTL_SECONDS]))
 
-    def spend(self, requests: int, figures: Mapping[str, int]) -> None:
-        """Take ``requests`` off the credit and add a run's ``figures`` to the totals."""
+    def spend(self, granted: int, requests: int, figures: Mapping[str, int]) -> None:
+        """Give back what a run left of its grant (or take what it spent past it), and add its
+        ``figures`` to the totals. A run that fails before this keeps its whole grant spent."""
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hincrbyfloat(self._key, "credit", -requests)
+        pipe.hincrbyfloat(self._key, "credit", granted - requests)
         for name in FIGURES:
             if figures.get(name):
                 pipe.hincrby(self._key, name, figures[name])
