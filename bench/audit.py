@@ -27,15 +27,15 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.s3 import BUCKET, ROOT, _digest, filled_server, naive
-from bench.s3_endpoint import ACCESS_KEY, REGION, SECRET_KEY, client
+from bench.s3 import BUCKET, ROOT, _digest, bench_store, filled_server, naive
+from bench.s3_endpoint import client
 from worker.cache import BlobDescriptorCache
 from worker.cli.processes import throwaway_redis
 from worker.core.audit import audit
 from worker.core.blobservice import CachedBlobService
 from worker.core.rewarm import rewarm
 from worker.storage import paths
-from worker.storage.s3 import DEFAULT_WORKERS, S3Store
+from worker.storage.s3 import DEFAULT_WORKERS
 
 __all__ = ["main"]
 
@@ -55,14 +55,7 @@ def main() -> None:
         filled_server(work, args.repos, args.links, args.blobs) as endpoint,
         throwaway_redis() as port,
     ):
-        store = S3Store(
-            BUCKET,
-            ROOT,
-            region=REGION,
-            endpoint=endpoint,
-            access_key=ACCESS_KEY,
-            secret_key=SECRET_KEY,
-        )
+        store = bench_store(endpoint)
         cache = BlobDescriptorCache(redis.Redis(port=port))
         cold = rewarm(CachedBlobService(cache, store))
         assert cold.errors == 0, cold

@@ -43,7 +43,7 @@ from worker.core.rewarm import rewarm
 from worker.storage import paths
 from worker.storage.s3 import DEFAULT_WORKERS, S3Store
 
-__all__ = ["main"]
+__all__ = ["bench_store", "filled_server", "main", "naive"]
 
 BUCKET = "warmer-bench"
 ROOT = "registry"
@@ -97,6 +97,13 @@ def filled_server(work: Path, repos: int, links: int, blobs: int) -> Iterator[st
             proc.wait()
 
 
+def bench_store(endpoint: str) -> S3Store:
+    """The store of the bucket :func:`filled_server` fills."""
+    return S3Store(
+        BUCKET, ROOT, region=REGION, endpoint=endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY
+    )
+
+
 def naive(
     store: S3Store, repos: int, links: int, blobs: int, sample: int
 ) -> tuple[int, float, int]:
@@ -120,14 +127,7 @@ def main(args: argparse.Namespace) -> None:
         filled_server(work, args.repos, args.links, args.blobs) as endpoint,
         throwaway_redis() as port,
     ):
-        store = S3Store(
-            BUCKET,
-            ROOT,
-            region=REGION,
-            endpoint=endpoint,
-            access_key=ACCESS_KEY,
-            secret_key=SECRET_KEY,
-        )
+        store = bench_store(endpoint)
         cache = redis.Redis(port=port)
         service = CachedBlobService(BlobDescriptorCache(cache), store)
         cache.flushdb()

@@ -39,6 +39,7 @@ __all__ = [
     "head_blob",
     "registry_binary",
     "running_registry",
+    "status",
     "tools_missing",
 ]
 
@@ -79,8 +80,12 @@ def copy(registry: Registry, source: str, destination: str) -> None:
     )
 
 
-def _status(registry: Registry, path: str, method: str) -> int:
-    req = urllib.request.Request(f"http://{registry.addr}/v2/{path}", method=method)
+def status(registry: Registry, path: str, method: str, accept: str | None = None) -> int:
+    """The HTTP status of ``METHOD /v2/<path>`` (``accept``: the Accept header, for manifests)."""
+    headers = {"Accept": accept} if accept else {}
+    req = urllib.request.Request(
+        f"http://{registry.addr}/v2/{path}", method=method, headers=headers
+    )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             status: int = resp.status
@@ -91,9 +96,9 @@ def _status(registry: Registry, path: str, method: str) -> int:
 
 def delete(registry: Registry, path: str) -> int:
     """HTTP status of ``DELETE /v2/<path>``."""
-    return _status(registry, path, "DELETE")
+    return status(registry, path, "DELETE")
 
 
 def head_blob(registry: Registry, repository: str, digest: str) -> int:
     """HTTP status of ``HEAD /v2/<repository>/blobs/<digest>``."""
-    return _status(registry, f"{repository}/blobs/{digest}", "HEAD")
+    return status(registry, f"{repository}/blobs/{digest}", "HEAD")

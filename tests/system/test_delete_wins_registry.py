@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +29,7 @@ from tasks import worker_app
 from tests.support.interleave import FaultyCache, lost_reply
 from tests.support.oci import Image, layer, write_layout
 from tests.support.redisdbs import DB
-from tests.support.registry import Registry, copy, delete, running_registry
+from tests.support.registry import Registry, copy, delete, running_registry, status
 from worker.cache.keys import repository_blob_key, repository_blobs_key
 from worker.celeryapp import WarmerCelery
 from worker.celeryapp.names import EVENTS_TASK, REWARM_REPOSITORY_TASK
@@ -158,18 +156,6 @@ class _DeleteAfterRead:
         return read
 
 
-def _status(registry: Registry, method: str, path: str) -> int:
-    req = urllib.request.Request(
-        f"http://{registry.addr}/v2/{path}", method=method, headers={"Accept": OCI_MANIFEST}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            status: int = resp.status
-            return status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 @pytest.fixture
 def world(
     redis_proc: Any, tmp_path: Path, binary: RegistryBinary, monkeypatch: pytest.MonkeyPatch
@@ -227,7 +213,7 @@ def _assert_the_delete_won(world: World, *, manifest: bool = True) -> None:
         for path in (f"{DOOMED}/manifests/", f"{DOOMED}/blobs/", f"{KEPT}/manifests/"):
             expected[path + world.manifest] = 200 if path.startswith(KEPT) else 404
     for method in ("HEAD", "GET"):
-        answers = {path: _status(world.registry, method, path) for path in expected}
+        answers = {path: status(world.registry, path, method, OCI_MANIFEST) for path in expected}
         wrong = {path: got for path, got in answers.items() if got != expected[path]}
         assert not wrong, f"{method} answered {wrong}: 404 expected in {DOOMED}, 200 in {KEPT}"
     for digest in [world.shared, world.manifest] if manifest else [world.shared]:
@@ -299,7 +285,7 @@ def test_a_retried_push_whose_first_try_wrote_leaves_nothing_deleted(world: Worl
     assert (first["warmed"], first["retry"]) == (0, 1), first
     # Left by the first try: the registry serves the deleted layer from DOOMED now.
     assert world.member(DOOMED, world.shared)
-    assert _status(world.registry, "HEAD", f"{DOOMED}/blobs/{world.shared}") == 200
+    assert status(world.registry, f"{DOOMED}/blobs/{world.shared}", "HEAD") == 200
     retried = world.handle(push, worker)  # the same task, the same events, again
     _assert_the_delete_won(world, manifest=False)
     assert (retried["warmed"], retried["dead"]) == (0, 1), retried
