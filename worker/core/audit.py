@@ -265,6 +265,7 @@ def _check(
             # the registry answer from it). Counted here, as the descriptor walk that follows
             # a whole audit no longer finds it (a look without repair counts it there).
             cache.clear_many(collected)
+            summary.descriptors += len(collected)
             summary.stale_descriptors += len(collected)
             summary.repaired += len(collected)
     if wrong and repair is Repair.ALL:
