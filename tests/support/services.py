@@ -19,11 +19,17 @@ __all__ = ["run_warmer_json", "running_warmer", "warmer_process", "webhook_ready
 
 
 def run_warmer_json(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run ``warmer ARGS --json`` to the end; its JSON line (the last), or fail with stderr."""
+    """Run ``warmer ARGS --json`` to the end; its JSON line (the last), or fail with stderr.
+
+    A state or broker Redis the caller does not name is none that answers (a closed port), never
+    the default localhost:6379 of the machine running the tests: rewarm and reconcile record
+    their summary there when it answers, and a write notes itself in it.
+    """
     warmer = str(Path(sys.executable).with_name("warmer"))
+    nowhere = dict.fromkeys(("WARMER_STATE_URL", "WARMER_BROKER_URL"), "redis://127.0.0.1:1/0")
     proc = subprocess.run(
         [warmer, *args, "--json"],
-        env=env,
+        env=nowhere | env,
         capture_output=True,
         text=True,
         timeout=120,
