@@ -14,10 +14,9 @@ from typer.testing import CliRunner
 from bench.layout import LayoutWriter
 from bench.s3_endpoint import client
 from tasks import worker_app
-from tests.integration.test_store_s3 import ROOT, _buckets, _store, _upload
+from tests.integration.test_store_s3 import _buckets, _store, large_cache_then_deletes
 from tests.support.redisdbs import shared_env
 from tests.support.redisdump import dump
-from worker.cache import BlobDescriptorCache
 from worker.celeryapp.names import AUDIT_TASK
 from worker.cli import app
 from worker.config.settings import load_settings
@@ -25,7 +24,6 @@ from worker.core.audit import AuditSummary, Repair, _check, audit, audit_within_
 from worker.core.blobservice import CachedBlobService
 from worker.core.rewarm import rewarm
 from worker.receiver.metrics import prometheus_text
-from worker.registry.versions import RegistryVersion
 from worker.state import StateStore
 from worker.storage import paths
 
@@ -199,17 +197,7 @@ def test_fsck_exits_0_clean_1_found_2_when_it_cannot_check(
 def test_on_s3_a_whole_audit_lists_instead_of_asking_entry_by_entry(
     layout: LayoutWriter, s3_endpoint: str, bucket: str, cache_redis: redis.Redis
 ) -> None:
-    blobs = [layout.blob(f"layer {i}".encode()) for i in range(300)]
-    for d in blobs:
-        layout.link("big/repo", d)
-    _upload(layout, s3_endpoint, bucket)
-    cache = BlobDescriptorCache(cache_redis, RegistryVersion.V2)
-    rewarm(CachedBlobService(cache, _store(s3_endpoint, bucket)))
-    s3, root = client(s3_endpoint), ROOT.lstrip("/")
-    for d in blobs[10:13]:
-        s3.delete_object(Bucket=bucket, Key=root + paths.blob_data(d))
-    for d in blobs[200:202]:
-        s3.delete_object(Bucket=bucket, Key=root + paths.layer_link("big/repo", d))
+    cache, blobs, _, _ = large_cache_then_deletes(layout, s3_endpoint, bucket, cache_redis)
     cache_redis.hset(f"blobs::{blobs[100]}", "size", 1)
     summary = audit(cache, _store(s3_endpoint, bucket))
     assert (summary.stale_members, summary.unstored_members) == (2, 3)

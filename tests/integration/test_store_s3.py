@@ -240,9 +240,11 @@ def test_reconcile_on_s3_evicts_what_garbage_collect_removed(
     assert not cache.contains("team/app", blobs[-1])
 
 
-def test_reconcile_of_a_large_cache_lists_instead_of_checking_entry_by_entry(
+def large_cache_then_deletes(
     layout: LayoutWriter, s3_endpoint: str, bucket: str, cache_redis: redis.Redis
-) -> None:
+) -> tuple[BlobDescriptorCache, list[str], list[str], list[str]]:
+    """300 blobs of big/repo on S3, warmed, then 3 garbage-collected (data gone) and 2
+    unlinked behind the cache's back: the cache, the blobs, the collected, the unlinked."""
     blobs = [layout.blob(f"layer {i}".encode()) for i in range(300)]
     for d in blobs:
         layout.link("big/repo", d)
@@ -255,6 +257,15 @@ def test_reconcile_of_a_large_cache_lists_instead_of_checking_entry_by_entry(
         s3.delete_object(Bucket=bucket, Key=root + paths.blob_data(d))
     for d in unlinked:
         s3.delete_object(Bucket=bucket, Key=root + paths.layer_link("big/repo", d))
+    return cache, blobs, collected, unlinked
+
+
+def test_reconcile_of_a_large_cache_lists_instead_of_checking_entry_by_entry(
+    layout: LayoutWriter, s3_endpoint: str, bucket: str, cache_redis: redis.Redis
+) -> None:
+    cache, blobs, collected, unlinked = large_cache_then_deletes(
+        layout, s3_endpoint, bucket, cache_redis
+    )
     summary = reconcile(cache, _store(s3_endpoint, bucket))
     assert (summary.members, summary.evicted_members) == (300, 5)
     assert (summary.descriptors, summary.evicted_descriptors) == (300, 3)
