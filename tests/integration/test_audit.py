@@ -212,6 +212,9 @@ def test_on_s3_a_whole_audit_lists_instead_of_asking_entry_by_entry(
     limited = audit(cache, _store(s3_endpoint, bucket), sample=10, budget=5)
     assert 1 <= limited.checked <= 4, limited
     assert limited.store_requests <= 5 + 2, limited
+    # The check alone spends a budget of one: no entry is asked for.
+    spent = audit(cache, _store(s3_endpoint, bucket), sample=10, budget=1)
+    assert (spent.checked, spent.store_requests) == (0, 1), spent
 
 
 @pytest.fixture

@@ -127,11 +127,12 @@ def audit(
     CacheError when either cannot be reached at the start; later errors of the store are
     counted per entry.
     """
+    # The store's check is a request the audit spends: counted, so a budget includes it.
+    started, requests = time.perf_counter(), store.requests
     store.check()
     cache.ping()
     writer = writer or CacheWriter(cache, store)
     summary = AuditSummary(sampled=sample is not None, repair=repair.value)
-    started, requests = time.perf_counter(), store.requests
     seen: dict[str, int] = {}  # sizes the store's listings showed (S3), bounded as a re-warm's
     groups = (
         _sampled(cache, sample, summary, one_by_one=budget is not None)
