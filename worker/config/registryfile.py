@@ -77,7 +77,7 @@ def warmer_values(
     if isinstance(storage, dict):
         values["storage_url"] = _storage_url(storage, where)
     redis = config.get("redis")
-    if isinstance(redis, dict) and (redis.get("addrs") or redis.get("addr")):
+    if isinstance(redis, dict) and _addrs(redis):
         values["redis_url"] = _redis_url(redis)
         # 3.x reads a list of addrs and ignores addr; 2.x reads addr.
         values["registry_version"] = "3" if redis.get("addrs") else "2"
@@ -123,11 +123,33 @@ def _truthy(value: object) -> bool:
     return value is True or str(value).lower() in ("1", "true", "yes", "on")
 
 
+def _harbor_sentinel(redis: dict[str, Any]) -> tuple[str | None, list[Any]]:
+    # Harbor's registry (distribution 2.8 with Harbor's patches) reaches a Sentinel its own
+    # way: its generated config.yml (make/photon/prepare/templates/registry/config.yml.jinja,
+    # v2.4-v2.9) writes ``addr: s1:26379,s2:26379`` and ``sentinelMasterSet: NAME``; its
+    # redis.patch (v2.10 on) reads ``sentinel: {masterName, addresses}``.
+    nested = redis.get("sentinel")
+    if isinstance(nested, dict) and nested.get("masterName") and nested.get("addresses"):
+        addresses = nested["addresses"]
+        return str(nested["masterName"]), addresses if isinstance(addresses, list) else [addresses]
+    if redis.get("sentinelMasterSet"):
+        return str(redis["sentinelMasterSet"]), []
+    return None, []
+
+
+def _addrs(redis: dict[str, Any]) -> list[str]:
+    # The Redis addresses a registry config names, one a server: Harbor's ``addr`` of
+    # Sentinels holds several, separated by commas.
+    given = _harbor_sentinel(redis)[1] or redis.get("addrs") or [redis.get("addr")]
+    if isinstance(given, str):
+        given = [given]
+    if not isinstance(given, list):
+        return []
+    return [a.strip() for item in given if item for a in str(item).split(",") if a.strip()]
+
+
 def _redis_url(redis: dict[str, Any]) -> str:
-    addrs = redis.get("addrs") or [redis.get("addr")]
-    if isinstance(addrs, str):
-        addrs = [a.strip() for a in addrs.split(",")]
-    addrs = [str(a) for a in addrs if a]
+    addrs = _addrs(redis)
     db = int(redis.get("db") or 0)
     tls: dict[str, Any] = redis["tls"] if isinstance(redis.get("tls"), dict) else {}
     if len(addrs) == 1 and addrs[0].startswith("/"):
@@ -136,8 +158,9 @@ def _redis_url(redis: dict[str, Any]) -> str:
     password = quote(str(redis.get("password") or ""), safe="")
     userinfo = f"{user}:{password}@" if password else (f"{user}@" if user else "")
     options: dict[str, str] = {}
-    if redis.get("mastername"):
-        options["master_name"] = str(redis["mastername"])
+    master = redis.get("mastername") or _harbor_sentinel(redis)[0]
+    if master:
+        options["master_name"] = str(master)
         for key in ("sentinelusername", "sentinelpassword"):
             if redis.get(key):
                 options[f"sentinel_{key[8:]}"] = str(redis[key])
