@@ -1,8 +1,10 @@
 """WARMER_REGISTRY_CONFIG pointed at the config.yml Harbor generates for its registry container
 (tests/data/harbor-registry-config*.yml, rendered from goharbor/harbor's
-make/photon/prepare/templates/registry/config.yml.jinja, v2.9), with the REGISTRY_ variables
-Harbor's deployments set beside it (harbor-helm's registry Secret: REGISTRY_REDIS_PASSWORD,
-REGISTRY_STORAGE_S3_ACCESSKEY, REGISTRY_STORAGE_S3_SECRETKEY, REGISTRY_HTTP_SECRET)."""
+make/photon/prepare/templates/registry/config.yml.jinja at commit 0063430f, the v2.7 line, and
+its get_storage_provider_info in make/photon/prepare/utils/registry.py), with the REGISTRY_
+variables Harbor's deployments set beside it (harbor-helm's registry Secret:
+REGISTRY_REDIS_PASSWORD, REGISTRY_STORAGE_S3_ACCESSKEY, REGISTRY_STORAGE_S3_SECRETKEY,
+REGISTRY_HTTP_SECRET)."""
 
 from __future__ import annotations
 
@@ -57,7 +59,8 @@ def test_harbors_sentinel_addr_and_master_set() -> None:
 
 
 def test_harbors_patched_sentinel_section(tmp_path: Path) -> None:
-    # Harbor's redis.patch of distribution (v2.10 on): "sentinel: {masterName, addresses}".
+    # Harbor's later redis.patch of distribution (commit 55de9252): "sentinel: {masterName,
+    # addresses}".
     text = FILESYSTEM.read_text().replace(
         "  addr: redis:6379\n",
         "  sentinel:\n    masterName: harbor\n    addresses: [sen-a:26379, sen-b:26379]\n",

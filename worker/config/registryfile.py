@@ -124,10 +124,11 @@ def _truthy(value: object) -> bool:
 
 
 def _harbor_sentinel(redis: dict[str, Any]) -> tuple[str | None, list[Any]]:
-    # Harbor's registry (distribution 2.8 with Harbor's patches) reaches a Sentinel its own
-    # way: its generated config.yml (make/photon/prepare/templates/registry/config.yml.jinja,
-    # v2.4-v2.9) writes ``addr: s1:26379,s2:26379`` and ``sentinelMasterSet: NAME``; its
-    # redis.patch (v2.10 on) reads ``sentinel: {masterName, addresses}``.
+    # Harbor's registry (distribution with Harbor's make/photon/registry/redis.patch) reaches a
+    # Sentinel its own way: the config.yml Harbor generates (templates/registry/config.yml.jinja,
+    # goharbor/harbor commit 0063430f, the v2.7 line) writes ``addr: s1:26379,s2:26379`` and
+    # ``sentinelMasterSet: NAME``; a later redis.patch (commit 55de9252, on go-redis) reads
+    # ``sentinel: {masterName, addresses}``.
     nested = redis.get("sentinel")
     if isinstance(nested, dict) and nested.get("masterName") and nested.get("addresses"):
         addresses = nested["addresses"]
