@@ -59,10 +59,13 @@ class DB:
     IMAGES_CACHE: Final = 40  # e2e: images checked and warmed by reference, registry's cache
     IMAGES_STATE: Final = 41
     IMAGES_PUSH: Final = 42  # e2e: the registry the images were pushed through
+    HARBOR_BROKER: Final = 43  # Harbor's webhooks (POST /harbor) to a real worker
+    HARBOR_CACHE: Final = 44  # e2e: a registry 2.8 set up as Harbor sets it up, its cache
+    HARBOR_STATE: Final = 45
 
 
 #: DBs of the shared server: every name of DB has one below it.
-DB_COUNT = 44
+DB_COUNT = 46
 
 
 def shared_env(

@@ -59,6 +59,7 @@ def build_webhook(
             "broker": lambda: _broker_check(app),
         },
         routes=_image_routes(settings, app, token),
+        hosts=settings.known_hosts,
     )
 
 

@@ -1,8 +1,9 @@
 """The receiver's ASGI app, assembled: :func:`create_webhook`.
 
-``POST /events`` (:mod:`worker.receiver.admission`) is reached straight, a plain ASGI app; the
-operators' routes (:mod:`worker.receiver.ops`), the 405 of other methods on ``/events`` and the
-lifespan go through Starlette. The lifespan runs the writer of the pulls added up
+``POST /events`` (:mod:`worker.receiver.admission`) is reached straight, a plain ASGI app;
+Harbor's webhooks (``POST /harbor``, :mod:`worker.receiver.harbor`), the operators' routes
+(:mod:`worker.receiver.ops`), the 405 of other methods on ``/events`` and the lifespan go
+through Starlette. The lifespan runs the writer of the pulls added up
 (:mod:`worker.receiver.pulls`) and, on shutdown, lets what was accepted leave first. Wiring it to
 the Celery app and the warmer's clients is :mod:`worker.receiver.assembly`'s.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from worker.config.defaults import PULL_FLUSH_INTERVAL
 from worker.receiver.admission import EventsEndpoint, batch_publisher
 from worker.receiver.batcher import DEFAULT_MAX_SIZE, DEFAULT_WINDOW, Batcher
+from worker.receiver.harbor import HarborEndpoint
 from worker.receiver.ops import OpsRoutes
 from worker.receiver.pulls import PullCounter
 from worker.receiver.request import DEFAULT_MAX_BODY
@@ -43,6 +45,7 @@ def create_webhook(
     registry_version: RegistryVersion | None = None,
     pull_flush_interval: float = PULL_FLUSH_INTERVAL,
     routes: Sequence[BaseRoute] = (),
+    hosts: Collection[str] = (),
 ) -> ASGIApp:
     """The receiver's ASGI app. ``token=None`` accepts every caller (``--insecure-no-auth``).
 
@@ -56,11 +59,16 @@ def create_webhook(
     survives a broker that loses it.
     ``checks`` are what ``/readyz`` runs (each raises when its service is away); ``routes``
     are served beside the operators' (the deploy hooks, :mod:`worker.receiver.images`).
+    ``hosts`` are this registry's (``WARMER_REGISTRY_HOSTS``): a Harbor webhook's resource of
+    another host is skipped.
     """
     batcher = Batcher(batch_publisher(state, publish, first_wait), window=window, max_size=max_size)
     pulls = PullCounter(state, pull_flush_interval)
     events = EventsEndpoint(
         state, batcher, pulls, token=token, max_body=max_body, registry_version=registry_version
+    )
+    harbor = HarborEndpoint(
+        batcher, pulls, token=token, hosts=hosts, max_body=max_body, counts=events.counts
     )
     ops = OpsRoutes(state, events.counts, checks or {})
 
@@ -76,6 +84,7 @@ def create_webhook(
     rest = Starlette(
         routes=[
             Route("/events", events, methods=["POST"]),  # reached for the 405 of other methods
+            *harbor.routes(),
             *ops.routes(),
             *routes,
         ],
