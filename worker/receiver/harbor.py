@@ -90,7 +90,8 @@ class HarborEndpoint:
         if self._expected is not None and not authorized(
             header.encode("latin-1") if header else None, self._expected
         ):
-            return 401, {"error": "missing or wrong token"}
+            hint = "missing or wrong token: Harbor's Auth Header is 'Bearer <WARMER_WEBHOOK_TOKEN>'"
+            return 401, {"error": hint}
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in HARBOR_CONTENT_TYPES:
             refused = f"content type {media or '(none)'} is not a Harbor webhook's"
