@@ -11,6 +11,7 @@ from worker.celeryapp.names import EVENTS_TASK, REDELIVER_TASK
 from worker.core.pipeline import process
 from worker.registry.events import Message
 from worker.state.ledger import parse_messages, redeliver, settle
+from worker.state.slo import PUSH
 
 if TYPE_CHECKING:
     from worker.celeryapp import WarmerCelery
@@ -24,9 +25,13 @@ def apply_events(
     messages: list[Message], service: CachedBlobService, state: StateStore, now: float
 ) -> dict[str, Any]:
     """What ``warmer.events`` does with its messages: process them, then settle them in the
-    ledger with the task's figures; return the task's result."""
+    ledger with the task's figures; return the task's result.
+
+    Push-to-warm is recorded before the ledger lets go of the events, so whoever sees them
+    settled sees it too (a batch delivered twice is observed twice, as it was warmed twice)."""
     batch, bad = parse_messages(messages)
     result = process(batch, service, state)
+    state.slo.observe(PUSH, result.push_to_warm)
     figures = (result.figures, result.repositories)
     settle(state, batch, retry=result.retry, dead=result.dead, bad=bad, now=now, figures=figures)
     return result.as_dict()

@@ -62,10 +62,13 @@ class DB:
     HARBOR_BROKER: Final = 43  # Harbor's webhooks (POST /harbor) to a real worker
     HARBOR_CACHE: Final = 44  # e2e: a registry 2.8 set up as Harbor sets it up, its cache
     HARBOR_STATE: Final = 45
+    SLO_BROKER: Final = 46  # push-to-warm through a receiver and a worker
+    MONITORING_STATE: Final = 47  # the receiver a real Prometheus scrapes
+    MONITORING_BROKER: Final = 48
 
 
 #: DBs of the shared server: every name of DB has one below it.
-DB_COUNT = 46
+DB_COUNT = 49
 
 
 def shared_env(

@@ -14,6 +14,8 @@ from worker.registry.events import Event, Kind, Rejected, classify, parse_envelo
 from worker.registry.mediatypes import DOCKER_SCHEMA2, EVENTS_V2, OCI_INDEX
 
 D = "sha256:" + "d" * 64
+#: The notifications support module's timestamp, 2026-11-29T07:18:44.169Z, in Unix seconds.
+PUSHED_AT = 1795936724.169
 
 
 @pytest.mark.parametrize("body", [b"nope", b"[]", b'{"events": {}}', b'{"other": []}', b"\xff"])
@@ -80,7 +82,7 @@ def test_the_url_decides_over_the_media_type_and_may_be_escaped_or_prefixed() ->
     for url in ["http://[::1/v2/app/blobs/x", 42, None, "", "/manifests/"]:
         raw = event("push", "app", D, media_type=DOCKER_SCHEMA2)
         raw["target"]["url"] = url
-        assert classify(raw) == Event(raw["id"], Kind.WARM_MANIFEST, "app", D)
+        assert classify(raw) == Event(raw["id"], Kind.WARM_MANIFEST, "app", D, PUSHED_AT)
 
 
 @pytest.mark.parametrize(
@@ -143,3 +145,34 @@ def test_registry_3_events_are_classified_as_2x_ones(name: str) -> None:
     classified = classify(raw)
     assert isinstance(classified, Event), classified
     assert classified.kind is _V3_KINDS[name]
+
+
+def test_a_manifest_push_carries_the_registry_timestamp_for_push_to_warm() -> None:
+    raw = event("push", "app", D, media_type=DOCKER_SCHEMA2, tag="v1")
+    raw["timestamp"] = "2026-12-06T01:50:44.959123456Z"  # as a registry writes it: nanoseconds
+    manifest = classify(raw)
+    assert isinstance(manifest, Event)
+    assert manifest.pushed_at == 1796521844.959
+    assert Event.from_message(manifest.as_message()) == manifest
+    # Other events carry none, and keep the four-item message older workers read.
+    blob = classify(event("push", "app", D))
+    assert isinstance(blob, Event)
+    assert blob.pushed_at is None
+    assert len(blob.as_message()) == 4
+    # A timestamp that is not RFC 3339 with a zone measures nothing; the event goes on.
+    for unreadable in ["yesterday", "2026-12-06T01:50:44", 1796521844, None, "9" * 100]:
+        raw["timestamp"] = unreadable
+        classified = classify(raw)
+        assert isinstance(classified, Event)
+        assert (classified.kind, classified.pushed_at) == (Kind.WARM_MANIFEST, None)
+
+
+def test_a_message_of_an_older_receiver_reads_and_a_bad_timestamp_is_refused() -> None:
+    old = ["e1", "warm-manifest", "app", D]
+    assert Event.from_message(old) == Event("e1", Kind.WARM_MANIFEST, "app", D)
+    assert Event.from_message(old).as_message() == old  # leaves the ledger as it came in
+    for bad in ["now", True, float("nan"), float("inf"), [1]]:
+        with pytest.raises(ValueError, match="pushed_at"):
+            Event.from_message([*old, bad])
+    with pytest.raises(ValueError, match="4 or 5 items"):
+        Event.from_message([*old, 1.0, 2.0])

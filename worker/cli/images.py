@@ -26,7 +26,8 @@ from worker.cli.console import (
     settings_of,
 )
 from worker.cli.workloads import read_images
-from worker.core.imagecheck import ImageCheck, check_image, check_report
+from worker.core.clients import build_state
+from worker.core.imagecheck import ImageCheck, check_image, check_report, record_checks
 from worker.core.images import WarmedImage, warm_image
 from worker.errors import ForeignRegistryError, InvalidReferenceError, WarmerError
 from worker.registry import manifest
@@ -146,6 +147,8 @@ def check(
                 errors.append((reference.text, str(exc)))
             if progress is not None and task is not None:
                 progress.advance(task)
+    if checks:
+        record_checks(build_state(settings_of(ctx)), checks)
     report = check_report(checks, errors, wanted.skipped)
     if as_json:
         print_json(report)

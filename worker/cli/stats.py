@@ -14,7 +14,7 @@ from worker.cli.console import fail, out, print_json, settings_of
 from worker.core.clients import build_state
 from worker.errors import WarmerError
 from worker.state import StateStore
-from worker.state.figures import hit_ratio, read
+from worker.state.figures import hit_ratio, oldest_pending_age, read
 
 __all__ = ["stats", "stats_table", "stats_view"]
 
@@ -33,6 +33,9 @@ def stats_view(state: StateStore) -> dict[str, Any]:
         "dead_letters": state.dead_letter_count(),
         "dead_letters_dropped": state.dead_letters_dropped(),
         "pending_events": state.pending_count(),
+        "oldest_pending_event_seconds": round(oldest_pending_age(state, time.time()), 3),
+        "push_to_warm": {k: h.summary() for k, h in state.slo.histograms().items()},
+        "images_checked": state.slo.images(),
         "heal_rewarms_unconfirmed": state.heal_rewarms.read().attempts,
         "last_rewarm": state.last("rewarm"),
         "last_reconcile": state.last("reconcile"),
@@ -40,6 +43,10 @@ def stats_view(state: StateStore) -> dict[str, Any]:
         "audit": state.audit_budget.totals(),
         "intervals": intervals,
     }
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 def _ratio(value: float | None) -> str:
@@ -60,9 +67,18 @@ def stats_table(view: dict[str, Any]) -> Group:
         "dead_letters",
         "dead_letters_dropped",
         "pending_events",
+        "oldest_pending_event_seconds",
         "heal_rewarms_unconfirmed",
     ):
         other.add_row(key.replace("_", " "), str(view[key]))
+    for kind, latency in view["push_to_warm"].items():
+        other.add_row(
+            f"{kind} to warm: p50, p90, p99 (s, estimated), count",
+            ", ".join(_seconds(latency[p]) for p in ("p50", "p90", "p99"))
+            + f", {latency['count']}",
+        )
+    images = view["images_checked"]
+    other.add_row("images checked: " + ", ".join(images), ", ".join(map(str, images.values())))
     audit = view["audit"]
     other.add_row(
         "audit: checked, found, repaired",

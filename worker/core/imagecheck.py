@@ -18,6 +18,8 @@ ones, any with ``urls``) that neither holds are left out, as a pull fetches them
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -26,12 +28,24 @@ from typing import Any
 from worker.cache import BlobDescriptorCache
 from worker.core.audit import differs
 from worker.core.images import Image, resolve
-from worker.errors import BlobNotFoundError, StoreError
+from worker.errors import BlobNotFoundError, StateError, StoreError
 from worker.registry.descriptor import Descriptor
 from worker.registry.reference import ImageReference
+from worker.state import StateStore
 from worker.storage import Store
 
-__all__ = ["BlobState", "ImageCheck", "PlatformCheck", "check_image", "check_report"]
+__all__ = [
+    "BlobState",
+    "ImageCheck",
+    "PlatformCheck",
+    "check_image",
+    "check_report",
+    "record_checks",
+]
+
+_log = logging.getLogger(__name__)
+#: An image's verdict is its worst blob's state, in this order (see worker.state.slo.VERDICTS).
+_WORST_FIRST = ("stale", "missing", "cold")
 
 
 class BlobState(StrEnum):
@@ -82,6 +96,12 @@ class ImageCheck:
     def warm(self) -> bool:
         """True when every blob of every platform checked is warm."""
         return all(p.warm for p in self.platforms)
+
+    @property
+    def verdict(self) -> str:
+        """The image's worst blob state: ``stale``, ``missing``, ``cold``, or ``warm``."""
+        found = {s.value for p in self.platforms for s in p.states.values()}
+        return next((state for state in _WORST_FIRST if state in found), BlobState.WARM.value)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: ``warm`` (true or false), the reference, and a row a platform."""
@@ -143,6 +163,15 @@ def check_report(
         "errors": [{"reference": ref, "error": reason} for ref, reason in errors],
         "skipped": skipped,
     }
+
+
+def record_checks(state: StateStore, checks: Sequence[ImageCheck]) -> None:
+    """Count the images checked, by verdict, in the cluster's figures (``/metrics``). A check's
+    answer never waits on the state Redis: when it is away, the count is lost and logged."""
+    try:
+        state.slo.count_images(Counter(c.verdict for c in checks))
+    except StateError as exc:
+        _log.warning("images checked not counted: %s", exc)
 
 
 def _states(

@@ -43,7 +43,9 @@ _FIRST_DELAY: Final = 0.02
 
 @dataclass(slots=True)
 class BatchResult:
-    """What a batch did, in all and per repository, and what failed."""
+    """What a batch did, in all and per repository, and what failed; ``push_to_warm`` holds,
+    for each manifest push warmed, the seconds from the registry's timestamp of the push to the
+    moment its blobs were in the cache (below 0 when the clocks disagree)."""
 
     figures: Figures = field(default_factory=Figures)
     accessed: int = 0
@@ -51,6 +53,7 @@ class BatchResult:
     repositories: dict[str, Figures] = field(default_factory=dict)
     retry: list[tuple[Event, str]] = field(default_factory=list)
     dead: list[tuple[Event, str]] = field(default_factory=list)
+    push_to_warm: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, for a task's result: the figures, failures by reason."""
@@ -135,6 +138,8 @@ def _process_repository(
         try:
             if event.kind is Kind.WARM_MANIFEST:
                 _warm_manifest(service, event, figures, manifest_wait, sleep)
+                if event.pushed_at is not None:
+                    result.push_to_warm.append(time.time() - event.pushed_at)
             elif event.kind is Kind.EVICT:
                 assert event.digest is not None  # classify gives every evict a digest
                 service.evict(event.repository, event.digest)

@@ -12,12 +12,13 @@ from worker.celeryapp import WarmerCelery
 from worker.celeryapp.names import WARM_IMAGE_TASK
 from worker.config.settings import Settings
 from worker.core.clients import build_cache, build_state, build_store
-from worker.core.imagecheck import ImageCheck, check_image
+from worker.core.imagecheck import ImageCheck, check_image, record_checks
 from worker.errors import ConfigError
 from worker.receiver.images import ImageRoutes
 from worker.receiver.request import DEFAULT_MAX_BODY
 from worker.receiver.webhook import create_webhook
 from worker.registry.reference import ImageReference
+from worker.state import StateStore
 from worker.storage import Store
 
 __all__ = ["build_webhook"]
@@ -58,12 +59,14 @@ def build_webhook(
             "state": state.ping,
             "broker": lambda: _broker_check(app),
         },
-        routes=_image_routes(settings, app, token),
+        routes=_image_routes(settings, app, token, state),
         hosts=settings.known_hosts,
     )
 
 
-def _image_routes(settings: Settings, app: WarmerCelery, token: str | None) -> list[Route]:
+def _image_routes(
+    settings: Settings, app: WarmerCelery, token: str | None, state: StateStore
+) -> list[Route]:
     # /check reads the cache and the store; a receiver without storage configured still starts
     # (it needs none for /events), and its /check says why it cannot answer.
     cache = build_cache(settings)
@@ -72,7 +75,9 @@ def _image_routes(settings: Settings, app: WarmerCelery, token: str | None) -> l
     def check(reference: ImageReference, platform: str | None) -> ImageCheck:
         if not stores:
             stores.append(build_store(settings))
-        return check_image(cache, stores[0], reference, platform)
+        checked = check_image(cache, stores[0], reference, platform)
+        record_checks(state, [checked])
+        return checked
 
     def send(reference: str, platform: str | None) -> str:
         return str(app.send_task(WARM_IMAGE_TASK, args=[reference, platform]).id)

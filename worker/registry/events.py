@@ -18,8 +18,10 @@ pull of a blob or a manifest        ``access``: recorded for hot-first re-warm
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final, NamedTuple, TypeAlias
 from urllib.parse import unquote, urlsplit
@@ -31,7 +33,8 @@ from worker.registry.mediatypes import MANIFEST_TYPES
 __all__ = ["Event", "Kind", "Message", "Rejected", "classify", "parse_envelope"]
 
 #: A task message: one event as ``[id, kind, repository, digest]``, plain JSON (the broker's
-#: format, kept compatible across minor versions).
+#: format, kept compatible across minor versions); a manifest push adds the registry's timestamp
+#: of the event (``[..., digest, pushed_at]``, Unix seconds) for push-to-warm.
 Message: TypeAlias = list[Any]
 # Event ids become part of a key in the state Redis: keep them short and plain.
 _ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -50,26 +53,43 @@ class Kind(StrEnum):
 
 
 class Event(NamedTuple):
-    """One valid notification, reduced to what the warmer needs; JSON-ready as a list."""
+    """One valid notification, reduced to what the warmer needs; JSON-ready as a list.
+
+    ``pushed_at`` is the registry's timestamp of a manifest push (Unix seconds; None for other
+    events, or when the registry sent none that can be read): push-to-warm is measured from it.
+    """
 
     id: str
     kind: Kind
     repository: str
     digest: str | None = None
+    pushed_at: float | None = None
 
     def as_message(self) -> Message:
-        """A compact form for a task's arguments."""
-        return [self.id, self.kind.value, self.repository, self.digest]
+        """A compact form for a task's arguments (four items unless it has ``pushed_at``: a
+        message of an older receiver is the same list, and leaves the ledger as it came in)."""
+        message: Message = [self.id, self.kind.value, self.repository, self.digest]
+        return message if self.pushed_at is None else [*message, self.pushed_at]
 
     @classmethod
     def from_message(cls, message: Message) -> Event:
         """The inverse of :meth:`as_message`, validating again (a message is input too)."""
-        event_id, kind, repository, digest = message
+        event_id, kind, repository, digest, *rest = message
+        if len(rest) > 1:
+            raise ValueError(f"a task message has 4 or 5 items, not {len(message)}")
+        pushed_at = rest[0] if rest else None
+        if pushed_at is not None and (
+            isinstance(pushed_at, bool)
+            or not isinstance(pushed_at, int | float)
+            or not math.isfinite(pushed_at)
+        ):
+            raise ValueError(f"pushed_at is a number of seconds, not {pushed_at!r}")
         return cls(
             _event_id(event_id),
             Kind(kind),
             reference.repository_name(repository),
             reference.digest(digest) if digest is not None else None,
+            pushed_at,
         )
 
 
@@ -129,7 +149,9 @@ def _classify(raw: Any) -> Event | Rejected:
     except InvalidReferenceError as exc:
         return Rejected(raw, str(exc))
     if action in ("push", "mount"):
-        kind = Kind.WARM_MANIFEST if _is_manifest(target, repository, digest) else Kind.WARM_BLOB
+        if _is_manifest(target, repository, digest):
+            return Event(event_id, Kind.WARM_MANIFEST, repository, digest, _seconds(raw))
+        kind = Kind.WARM_BLOB
     elif action == "delete":
         kind = Kind.EVICT
     elif action == "pull":
@@ -160,6 +182,20 @@ def _is_manifest(target: Mapping[str, Any], repository: str, digest: str) -> boo
     # Any JSON may stand there (a list, an object): only a string can name a media type.
     media_type = target.get("mediaType")
     return isinstance(media_type, str) and media_type in MANIFEST_TYPES
+
+
+def _seconds(raw: Mapping[str, Any]) -> float | None:
+    # RFC 3339 with up to nanoseconds ("2026-12-06T01:50:44.959123456Z"); anything else, or a
+    # time without its zone, measures nothing (the event goes on all the same). Milliseconds
+    # are plenty, and keep the message short.
+    value = raw.get("timestamp")
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return round(moment.timestamp(), 3) if moment.tzinfo is not None else None
 
 
 def _event_id(value: Any) -> str:

@@ -1,14 +1,21 @@
 """What a dead letter holds, and how large one may be: an event the warmer gave up on, kept
-for a person to read (``warmer deadletters``). :class:`~worker.state.StateStore` keeps the list."""
+for a person to read (``warmer deadletters``). :class:`DeadLetterList` keeps the list (its keys
+spelled in :mod:`worker.state.store`, which hands its callers the list's methods)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["MAX_LETTER_BYTES", "MAX_REASON_CHARS", "DeadLetter", "letter"]
+import redis
+
+from worker.errors import StateError
+
+__all__ = ["MAX_LETTER_BYTES", "MAX_REASON_CHARS", "DeadLetter", "DeadLetterList", "letter"]
 
 #: A dead letter's largest size (a registry's event is well under 2 KiB); past it the event is
 #: kept cut, with its length and hash. The list is at most this times WARMER_DEADLETTER_MAX.
@@ -45,3 +52,67 @@ def letter(at: float, reason: str, event: Any) -> str:
     head = raw[: MAX_LETTER_BYTES // 2]
     cut = f"<event of {len(raw)} characters, sha256 {digest}, cut: {head}...>"
     return json.dumps(DeadLetter(at, reason, cut).as_dict())
+
+
+class DeadLetterList:
+    """The dead-letter list (oldest first, at most ``cap``), and the count its cap dropped."""
+
+    def __init__(self, client: redis.Redis, key: str, dropped_key: str, cap: int) -> None:
+        self._redis = client
+        self._key = key
+        self._dropped = dropped_key
+        self._cap = cap
+
+    def add(self, letters: Iterable[tuple[str, Any]]) -> int:
+        """Append ``(reason, event)`` pairs to the list; return how many.
+
+        The list keeps the newest ``cap``: the oldest beyond are dropped, and counted
+        (:meth:`dropped`), so one hostile request cannot fill the Redis.
+        """
+        now = time.time()
+        entries = [letter(now, reason, event) for reason, event in letters]
+        if not entries:
+            return 0
+        cap = self._cap
+        kept = entries[-cap:]
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.rpush(self._key, *kept)
+        pipe.ltrim(self._key, -cap, -1)
+        length, _ = self._call(pipe.execute)
+        # Each transaction trims what it overflowed: the sum over writers is exact.
+        dropped = len(entries) - len(kept) + max(0, int(length) - cap)
+        if dropped:
+            self._call(self._redis.incrby, self._dropped, dropped)
+        return len(entries)
+
+    def dropped(self) -> int:
+        """How many dead letters the cap dropped, ever."""
+        return int(self._call(self._redis.get, self._dropped) or 0)
+
+    def read(self, start: int = 0, stop: int = -1) -> list[DeadLetter]:
+        """Dead letters from ``start`` to ``stop`` (inclusive, as LRANGE), oldest first."""
+        raw = self._call(self._redis.lrange, self._key, start, stop)
+        return [DeadLetter(**json.loads(item)) for item in raw]
+
+    def count(self) -> int:
+        """How many dead letters wait."""
+        return int(self._call(self._redis.llen, self._key))
+
+    def pop(self, count: int) -> list[DeadLetter]:
+        """Take up to ``count`` of the oldest dead letters off the list (for a replay)."""
+        raw = self._call(self._redis.lpop, self._key, count) or []
+        return [DeadLetter(**json.loads(item)) for item in raw]
+
+    def purge(self) -> int:
+        """Drop every dead letter; return how many there were."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.llen(self._key)
+        pipe.delete(self._key)
+        count, _ = self._call(pipe.execute)
+        return int(count)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except redis.RedisError as exc:
+            raise StateError(f"state Redis: {exc}") from exc

@@ -26,6 +26,7 @@ __all__ = [
     "Figures",
     "Tally",
     "hit_ratio",
+    "oldest_pending_age",
     "read",
     "record",
     "take_snapshot",
@@ -156,6 +157,13 @@ def hit_ratio(values: Mapping[str, int]) -> float | None:
     if not requests:
         return None
     return (values["exists.hits"] + values["fetch.hits"]) / requests
+
+
+def oldest_pending_age(state: StateStore, now: float) -> float:
+    """Seconds since the oldest event no task is done with was accepted; 0 when none waits
+    (never below 0: receivers' clocks may differ a little)."""
+    oldest = state.oldest_pending()
+    return 0.0 if oldest is None else max(0.0, now - oldest)
 
 
 def take_snapshot(state: StateStore, now: float) -> dict[str, Any]:

@@ -20,16 +20,17 @@ return 0
 # The receiver's round trip before it publishes a batch: each event not seen before is tracked
 # in the ledger (an id twice in the batch, once). Nothing is marked seen here: that waits for
 # the broker (SEEN_LUA), so a resend that arrives while a publish is under way, which may fail,
-# is published too (a duplicate, harmless) rather than taken for done. KEYS: pending, then each
-# event's seen key; ARGV: the due time, then each event's ledger member. Returns the (1-based)
-# positions of the fresh events.
+# is published too (a duplicate, harmless) rather than taken for done. KEYS: pending, pending
+# since, then each event's seen key; ARGV: the due time, now, then each event's ledger member.
+# Returns the (1-based) positions of the fresh events.
 ADMIT_LUA: Final = """
 local fresh, taken = {}, {}
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   if not taken[KEYS[i]] and redis.call('EXISTS', KEYS[i]) == 0 then
     taken[KEYS[i]] = true
     redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
-    fresh[#fresh + 1] = i - 1
+    redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[i])
+    fresh[#fresh + 1] = i - 2
   end
 end
 return fresh
@@ -45,8 +46,9 @@ return #KEYS
 
 # A task's release: its messages leave the ledger and its figures are added, atomically, in one
 # command (a transaction of HINCRBYs costs the client a command each). KEYS: pending, deliveries,
-# waiting, then each figures hash; ARGV: the members' count, the members, then per hash its
-# fields' count and field, increment pairs. Members go 1000 a command (Lua's unpack limit).
+# waiting, pending since, then each figures hash; ARGV: the members' count, the members, then
+# per hash its fields' count and field, increment pairs. Members go 1000 a command (Lua's
+# unpack limit).
 UNTRACK_LUA: Final = """
 local n = tonumber(ARGV[1])
 for i = 2, n + 1, 1000 do
@@ -54,9 +56,10 @@ for i = 2, n + 1, 1000 do
   redis.call('ZREM', KEYS[1], unpack(ARGV, i, last))
   redis.call('HDEL', KEYS[2], unpack(ARGV, i, last))
   redis.call('SREM', KEYS[3], unpack(ARGV, i, last))
+  redis.call('ZREM', KEYS[4], unpack(ARGV, i, last))
 end
 local a = n + 2
-for k = 4, #KEYS do
+for k = 5, #KEYS do
   local fields = tonumber(ARGV[a])
   for j = 1, fields do
     redis.call('HINCRBY', KEYS[k], ARGV[a + 2 * j - 1], ARGV[a + 2 * j])

@@ -4,6 +4,7 @@ its keys. The registry's cache DB never holds any of these.
     warmer:seen:<event id>   STRING  an event already handed to the broker (expires after
                                      WARMER_DEDUP_TTL)
     warmer:pending           ZSET    task message (JSON) -> when to send it again if not done
+    warmer:pending:since     ZSET    the same messages -> when they were accepted (the oldest's age)
     warmer:deliveries        HASH    task message (JSON) -> times it was sent or tried
     warmer:waiting           SET     task messages sent again during a backlog: their message
                                      waits in the queue (until a task takes or fails them)
@@ -27,6 +28,8 @@ its keys. The registry's cache DB never holds any of these.
                                      (:mod:`auditbudget`)
     warmer:heal              HASH    heal re-warms started and not confirmed, and when the next
                                      may start (:mod:`healrewarms`; expires a day after the last)
+    warmer:slo               HASH    push-to-warm buckets, clock skew, images checked by verdict
+                                     (:mod:`slo`; fixed fields, expires 30 days after the last)
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ import redis
 from worker.config.defaults import DEADLETTER_MAX, DEDUP_TTL
 from worker.errors import StateError
 from worker.state.auditbudget import AuditBudget
-from worker.state.deadletters import DeadLetter, letter
+from worker.state.deadletters import DeadLetter, DeadLetterList
 from worker.state.healrewarms import HealRewarms
 from worker.state.scripts import ADMIT_LUA, REFRESH_LUA, RELEASE_LUA, SEEN_LUA, UNTRACK_LUA
+from worker.state.slo import SloFigures
 from worker.state.unchecked import UncheckedWrites
 
 __all__ = ["DeadLetter", "FlatFigures", "StateStore"]
@@ -63,6 +67,8 @@ _PULLS: Final = "warmer:pulls"
 _PULLS_TOTAL: Final = "warmer:pulls:total"
 _AUDIT: Final = "warmer:audit"
 _PENDING: Final = "warmer:pending"
+_SINCE: Final = "warmer:pending:since"
+_SLO: Final = "warmer:slo"
 _LOCK: Final = "warmer:lock:"
 _CACHE_KEYS: Final = "warmer:cache:keys"
 _HEAL: Final = "warmer:heal"
@@ -100,7 +106,7 @@ class StateStore:
         self._admit = client.register_script(ADMIT_LUA)
         self._seen = client.register_script(SEEN_LUA)
         self._seen_ttl = seen_ttl
-        self._deadletter_max = deadletter_max
+        self._letters = DeadLetterList(client, _DEADLETTER, _DROPPED, deadletter_max)
 
     def __repr__(self) -> str:
         return f"StateStore({self._redis!r})"
@@ -132,11 +138,11 @@ class StateStore:
         one round trip; :meth:`mark_seen` them once the broker has them."""
         if not event_ids:
             return []
-        keys = [_PENDING, *(_SEEN_PREFIX + e for e in event_ids)]
+        keys = [_PENDING, _SINCE, *(_SEEN_PREFIX + e for e in event_ids)]
         members = [_member(m) for m in messages]
         if len(members) != len(event_ids):
             raise ValueError("one message an event id")
-        fresh = self._call(self._admit, keys, [due, *members])
+        fresh = self._call(self._admit, keys, [due, time.time(), *members])
         flags = [False] * len(event_ids)
         for position in fresh:
             flags[int(position) - 1] = True
@@ -145,7 +151,11 @@ class StateStore:
     def track(self, messages: Sequence[Any], due: float) -> None:
         """Record messages as pending, to be sent again at ``due`` unless a task settles them."""
         if messages:
-            self._call(self._redis.zadd, _PENDING, {_member(m): due for m in messages})
+            members = [_member(m) for m in messages]
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.zadd(_PENDING, dict.fromkeys(members, due))
+            pipe.zadd(_SINCE, dict.fromkeys(members, time.time()), nx=True)  # an older stays
+            self._call(pipe.execute)
 
     def reschedule(self, messages: Sequence[Any], due: Callable[[int], float]) -> list[int]:
         """Count one more delivery of each message and make it due again at ``due(count)``;
@@ -157,7 +167,8 @@ class StateStore:
         for member in members:
             pipe.hincrby(_DELIVERIES, member, 1)
         pipe.srem(_WAITING, *members)  # tried (or sent again now): no longer merely queued
-        counts = [int(n) for n in self._call(pipe.execute)[:-1]]
+        pipe.zadd(_SINCE, dict.fromkeys(members, time.time()), nx=True)  # pending since, if new
+        counts = [int(n) for n in self._call(pipe.execute)[: len(members)]]
         self._call(
             self._redis.zadd, _PENDING, {m: due(n) for m, n in zip(members, counts, strict=True)}
         )
@@ -196,7 +207,7 @@ class StateStore:
         script: one command, and whoever sees the messages gone sees the figures.
         """
         members = [_member(m) for m in messages]
-        keys = [_PENDING, _DELIVERIES, _WAITING]
+        keys = [_PENDING, _DELIVERIES, _WAITING, _SINCE]
         args: list[str | int] = [len(members), *members]
         if figures is not None:
             totals, by_repository = figures
@@ -207,7 +218,7 @@ class StateStore:
                 if added:
                     keys.append(key)
                     args += [len(added), *(x for pair in added for x in pair)]
-        if len(keys) > 3 or members:
+        if len(keys) > 4 or members:
             self._call(self._untrack, keys, args)
 
     def due(self, now: float, limit: int) -> list[Any]:
@@ -219,6 +230,11 @@ class StateStore:
         """How many accepted events no task is done with yet."""
         count: int = self._call(self._redis.zcard, _PENDING)
         return count
+
+    def oldest_pending(self) -> float | None:
+        """When the oldest event no task is done with yet was accepted (None: none waits)."""
+        oldest = self._call(self._redis.zrange, _SINCE, 0, 0, False, True)
+        return float(oldest[0][1]) if oldest else None
 
     # -- figures -------------------------------------------------------------------------------
 
@@ -255,56 +271,31 @@ class StateStore:
         raw = self._call(self._redis.get, _LAST + job)
         return json.loads(raw) if raw else None
 
-    # -- dead letters ---------------------------------------------------------------------------
+    # -- dead letters (worker.state.deadletters keeps the list) -------------------------------
 
     def dead_letter(self, letters: Iterable[tuple[str, Any]]) -> int:
-        """Append ``(reason, event)`` pairs to the dead-letter list; return how many.
-
-        The list keeps the newest ``deadletter_max``: the oldest beyond are dropped, and counted
-        (:meth:`dead_letters_dropped`), so one hostile request cannot fill the Redis.
-        """
-        now = time.time()
-        entries = [letter(now, reason, event) for reason, event in letters]
-        if not entries:
-            return 0
-        cap = self._deadletter_max
-        kept = entries[-cap:]
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.rpush(_DEADLETTER, *kept)
-        pipe.ltrim(_DEADLETTER, -cap, -1)
-        length, _ = self._call(pipe.execute)
-        # Each transaction trims what it overflowed: the sum over writers is exact.
-        dropped = len(entries) - len(kept) + max(0, int(length) - cap)
-        if dropped:
-            self._call(self._redis.incrby, _DROPPED, dropped)
-        return len(entries)
+        """Append ``(reason, event)`` pairs to the dead-letter list (capped); return how many."""
+        return self._letters.add(letters)
 
     def dead_letters_dropped(self) -> int:
         """How many dead letters the cap dropped, ever."""
-        return int(self._call(self._redis.get, _DROPPED) or 0)
+        return self._letters.dropped()
 
     def dead_letters(self, start: int = 0, stop: int = -1) -> list[DeadLetter]:
         """Dead letters from ``start`` to ``stop`` (inclusive, as LRANGE), oldest first."""
-        raw = self._call(self._redis.lrange, _DEADLETTER, start, stop)
-        return [DeadLetter(**json.loads(item)) for item in raw]
+        return self._letters.read(start, stop)
 
     def dead_letter_count(self) -> int:
         """How many dead letters wait."""
-        count: int = self._call(self._redis.llen, _DEADLETTER)
-        return count
+        return self._letters.count()
 
     def pop_dead_letters(self, count: int) -> list[DeadLetter]:
         """Take up to ``count`` of the oldest dead letters off the list (for a replay)."""
-        raw = self._call(self._redis.lpop, _DEADLETTER, count) or []
-        return [DeadLetter(**json.loads(item)) for item in raw]
+        return self._letters.pop(count)
 
     def purge_dead_letters(self) -> int:
         """Drop every dead letter; return how many there were."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.llen(_DEADLETTER)
-        pipe.delete(_DEADLETTER)
-        count, _ = self._call(pipe.execute)
-        return int(count)
+        return self._letters.purge()
 
     # -- access records -------------------------------------------------------------------------
 
@@ -381,6 +372,11 @@ class StateStore:
     def audit_budget(self) -> AuditBudget:
         """The continuous audit's grant of store requests, and its totals."""
         return AuditBudget(self._redis, _AUDIT)
+
+    @property
+    def slo(self) -> SloFigures:
+        """Push-to-warm and images checked: the figures objectives are set on."""
+        return SloFigures(self._redis, _SLO)
 
     @property
     def heal_rewarms(self) -> HealRewarms:
