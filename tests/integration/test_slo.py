@@ -177,6 +177,7 @@ def test_a_push_through_the_receiver_and_a_worker_is_observed_in_every_window(
         metrics = _samples(client.get("/metrics").text)
         debug = client.get("/debug/vars").json()["warmer"]
         stats = CliRunner().invoke(cli, ["stats", "--json"], env=env)
+        table = CliRunner().invoke(cli, ["stats"], env={**env, "COLUMNS": "200"})
         # The deploy hook's check, warm; then the CLI's, cold once the cache is emptied.
         assert client.get("/check", params={"image": f"{REPO}:v1"}, headers=AUTH).json()["warm"]
         cache_redis.flushdb()
@@ -199,5 +200,8 @@ def test_a_push_through_the_receiver_and_a_worker_is_observed_in_every_window(
         assert (latency["count"], latency["clock_skew"]) == (2, 1)
         assert 0 < latency["p50"] <= 0.05 < latency["p90"] <= latency["p99"] <= 5.0
         assert window["oldest_pending_event_seconds"] == 0
+    assert table.exit_code == 0, table.stderr
+    assert "push to warm: p50, p90, p99 (s, estimated), count" in table.stdout
+    assert "oldest pending event seconds" in table.stdout
     for verdict, count in {"warm": 1, "cold": 1, "stale": 0, "missing": 0}.items():
         assert checked[("warmer_images_checked_total", (("verdict", verdict),))] == count

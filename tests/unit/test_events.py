@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,14 @@ def test_registry_3_events_are_classified_as_2x_ones(name: str) -> None:
     classified = classify(raw)
     assert isinstance(classified, Event), classified
     assert classified.kind is _V3_KINDS[name]
+    # A manifest push carries the registry's own timestamp (nanoseconds, UTC), to the ms.
+    if classified.kind is Kind.WARM_MANIFEST:
+        assert raw["timestamp"].startswith("2026-11-30T06:")
+        assert classified.pushed_at == round(
+            datetime.fromisoformat(raw["timestamp"]).timestamp(), 3
+        )
+    else:
+        assert classified.pushed_at is None
 
 
 def test_a_manifest_push_carries_the_registry_timestamp_for_push_to_warm() -> None:
