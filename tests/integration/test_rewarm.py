@@ -19,6 +19,7 @@ from worker.core.clients import build_cache
 from worker.core.rewarm import SHARDS, RewarmSummary, plan, rewarm, summarize
 from worker.errors import CacheError, RepositoryNotFoundError, StoreUnavailableError
 from worker.registry.versions import RegistryVersion
+from worker.state import StateStore
 from worker.storage import paths
 from worker.storage.filesystem import FilesystemStore
 
@@ -213,3 +214,30 @@ def test_the_shards_together_leave_what_one_rewarm_leaves(
     total = summarize(parts)
     for key in ("repositories", "blobs", "manifests", "misses", "errors"):
         assert total[key] == whole[key], key
+
+
+def test_small_repositories_share_a_batch_and_its_round_trips(
+    layout: LayoutWriter, cache_redis: redis.Redis, state: StateStore, version: RegistryVersion
+) -> None:
+    # A store of many one-image repositories (the shape of most registries): the walk's cost
+    # must be a batch's, not a repository's. Counted at the server, the same one for both DBs.
+    for i in range(40):
+        layout.image(f"team/app{i}", "v1", b"a shared layer", f"layer {i}".encode())
+    cache = BlobDescriptorCache(cache_redis, version)
+    service = CachedBlobService(cache, layout.store, journal=state.unchecked)
+    cache_redis.config_resetstat()
+    summary = rewarm(service)
+    assert (summary.repositories, summary.blobs, summary.manifests) == (40, 120, 40)
+    assert (summary.misses, summary.errors) == (160, 0)
+    # Calls that ran (the first call of a script not yet loaded fails, and is sent again).
+    calls = {
+        name.removeprefix("cmdstat_"): figures["calls"] - figures.get("failed_calls", 0)
+        for name, figures in cache_redis.info("commandstats").items()
+    }
+    # One read and one write for the links, the same for the manifests (was 4 a repository),
+    # and a note opened and closed for each write (was one of each a repository).
+    assert calls.get("evalsha", 0) + calls.get("eval", 0) <= 4, sorted(calls.items())
+    assert (calls["zadd"], calls["zrem"]) == (2, 2), calls
+    assert state.unchecked.older_than(0) == []
+    second = rewarm(service)
+    assert (second.hits, second.misses) == (160, 0)

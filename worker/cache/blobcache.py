@@ -205,13 +205,18 @@ class BlobDescriptorCache:
         self._check(batch)
         self._set_descriptors(batch, repository, described)
 
-    def set_descriptor_groups(self, groups: Mapping[str, Sequence[Descriptor]]) -> None:
+    def set_descriptor_groups(
+        self,
+        groups: Mapping[str, Sequence[Descriptor]],
+        described: Mapping[str, Container[str]] | None = None,
+    ) -> None:
         """:meth:`set_descriptors` of several repositories (repository to descriptors), in one
-        round trip."""
+        round trip; ``described``: each repository's, as there."""
         for repository, batch in groups.items():
             reference.repository_name(repository)
             self._check(batch)
-        self._write_groups([(r, b, ()) for r, b in groups.items() if b])
+        known = described or {}
+        self._write_groups([(r, b, known.get(r, ())) for r, b in groups.items() if b])
 
     def _check(self, batch: Iterable[Descriptor]) -> None:
         for desc in batch:

@@ -20,10 +20,10 @@ round trip to read and one to write, with the same counts as one ``fetch`` per d
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 
 from worker.cache import BlobDescriptorCache
-from worker.core.results import FetchResult, pair_answers
+from worker.core.results import FetchResult, forget_sizes, mark_lost, pair_answers
 from worker.core.writes import CacheWriter
 from worker.errors import BlobNotFoundError, CacheError, StateError, StoreError
 from worker.registry import reference
@@ -31,6 +31,7 @@ from worker.registry.descriptor import Descriptor
 from worker.state.figures import Figures
 from worker.state.unchecked import UncheckedWrites
 from worker.storage import Store
+from worker.storage.base import stat_or_error
 
 __all__ = ["CachedBlobService"]
 
@@ -119,32 +120,72 @@ class CachedBlobService:
         Names and digests are validated by the cache before any I/O (a walk's batches would
         pay twice for a check here).
         """
-        cached = self._read(digests, repository, strict=strict)
-        hits = sum(desc is not None for desc in cached)
-        self.figures.fetch.hit(hits)
-        self.figures.fetch.miss(len(digests) - hits)
-        missed = [d for d, desc in zip(digests, cached, strict=True) if desc is None]
-        # Taken before the store adds this batch: what earlier batches described and wrote.
-        described = frozenset(d for d in missed if d in sizes) if sizes else frozenset()
-        resolved: list[Descriptor | StoreError] = []
-        if missed and listed is not None:
-            resolved = self.store.fetch_listed(
-                repository, missed, sizes, manifests=manifests, seen=listed
-            )
-        elif missed:
-            resolved = self.store.fetch_many(repository, missed, sizes, manifests=manifests)
-        return self._merge(
-            digests,
-            cached,
-            resolved,
-            repository=repository,
-            described=described,
+        return self.fetch_groups(
+            {repository: digests},
+            strict=strict,
+            sizes=sizes,
+            manifests=manifests,
+            listed=listed,
+            recheck_hits=recheck_hits,
+        )[repository]
+
+    def fetch_groups(
+        self,
+        groups: Mapping[str, Sequence[str]],
+        *,
+        strict: bool = False,
+        sizes: MutableMapping[str, int] | None = None,
+        manifests: bool = False,
+        listed: MutableMapping[str, int] | None = None,
+        recheck_hits: bool = False,
+    ) -> dict[str, list[FetchResult]]:
+        """:meth:`fetch_many` of several repositories (repository to digests): one cache round
+        trip to read them all and one to write, whatever their number (a walk of many small
+        repositories pays per batch, not per repository)."""
+        cached = self._read_groups(groups, strict=strict)
+        results: dict[str, list[FetchResult]] = {}
+        fills: dict[str, list[Descriptor]] = {}
+        also: dict[str, list[str]] = {}
+        described: dict[str, frozenset[str]] = {}
+        for repository, digests in groups.items():
+            found = cached[repository]
+            hits = sum(desc is not None for desc in found)
+            self.figures.fetch.hit(hits)
+            self.figures.fetch.miss(len(digests) - hits)
+            missed = [d for d, desc in zip(digests, found, strict=True) if desc is None]
+            # Taken before the store adds this batch: what earlier batches described and wrote.
+            described[repository] = frozenset(d for d in missed if sizes and d in sizes)
+            resolved: list[Descriptor | StoreError] = []
+            if missed and listed is not None:
+                resolved = self.store.fetch_listed(
+                    repository, missed, sizes, manifests=manifests, seen=listed
+                )
+            elif missed:
+                resolved = self.store.fetch_many(repository, missed, sizes, manifests=manifests)
+            results[repository], fills[repository] = pair_answers(digests, found, resolved)
+            if recheck_hits:
+                also[repository] = [r.digest for r in results[repository] if r.hit]
+        return self._fill(
+            results,
+            fills,
+            also,
+            described,
             strict=strict,
             sizes=sizes,
             manifests=manifests,
             seen=listed,
-            recheck_hits=recheck_hits,
         )
+
+    def _read_groups(
+        self, groups: Mapping[str, Sequence[str]], *, strict: bool
+    ) -> dict[str, list[Descriptor | None]]:
+        try:
+            return self.cache.stat_groups(groups)
+        except CacheError as exc:
+            if strict:
+                raise
+            _log.error("error fetching blobs of %d repositories from cache: %s", len(groups), exc)
+            return {r: [None] * len(d) for r, d in groups.items()}
 
     def fetch_manifests(
         self,
@@ -163,21 +204,52 @@ class CachedBlobService:
         ``pushed``: warming a push (strict), where a delete of the same manifest must win.
         ``recheck_hits``: as in :meth:`fetch_many`.
         """
-        if not self.cache.version.manifests_are_members:
-            walk = None if listed is None else (repository, listed)
-            return self.stat_many(
-                digests, strict=strict or pushed, listed=walk, recheck_hits=recheck_hits
-            )
-        if pushed:
+        if pushed and self.cache.version.manifests_are_members:
             return self.warm_many(repository, digests, manifests=True)
-        return self.fetch_many(
-            repository,
-            digests,
-            strict=strict,
-            manifests=True,
+        return self.fetch_manifest_groups(
+            {repository: digests},
+            strict=strict or pushed,
             listed=listed,
             recheck_hits=recheck_hits,
-        )
+        )[repository]
+
+    def fetch_manifest_groups(
+        self,
+        groups: Mapping[str, Sequence[str]],
+        *,
+        strict: bool = False,
+        listed: MutableMapping[str, int] | None = None,
+        recheck_hits: bool = False,
+    ) -> dict[str, list[FetchResult]]:
+        """:meth:`fetch_manifests` of several repositories, in one cache round trip each way.
+
+        On 2.x (global descriptors only, not one of the original's counted operations) a
+        manifest the cache misses is resolved through its revision link when ``listed`` (a
+        walk's) is given, else by its data alone.
+        """
+        if self.cache.version.manifests_are_members:
+            return self.fetch_groups(
+                groups, strict=strict, manifests=True, listed=listed, recheck_hits=recheck_hits
+            )
+        cached = iter(self._read([d for ds in groups.values() for d in ds], None, strict=strict))
+        results: list[FetchResult] = []
+        fill: list[Descriptor] = []
+        for repository, digests in groups.items():
+            found = [next(cached) for _ in digests]
+            missed = [d for d, desc in zip(digests, found, strict=True) if desc is None]
+            resolved = (
+                [stat_or_error(self.store.stat, d) for d in missed]
+                if listed is None
+                else self.store.fetch_listed(repository, missed, manifests=True, seen=listed)
+                if missed
+                else []
+            )
+            answered, found_fill = pair_answers(digests, found, resolved)
+            results += answered
+            fill += found_fill
+        hits = [r.digest for r in results if r.hit] if recheck_hits else []
+        filled = iter(self._fill({"": results}, {"": fill}, {"": hits}, {}, strict=strict)[""])
+        return {r: [next(filled) for _ in digests] for r, digests in groups.items()}
 
     def warm_many(
         self,
@@ -231,14 +303,9 @@ class CachedBlobService:
         gone = self.writer.write_groups(fills, also=hits, manifests=manifests)
         for repository, digests in missing.items():
             self.writer.forget(repository, digests)
-        deleted = BlobNotFoundError
         for repository, found_results in results.items():
-            lost = gone.get(repository, set())
-            error = deleted(f"deleted from {repository} while it was being warmed")
-            results[repository] = [
-                r._replace(descriptor=None, error=error, hit=False) if r.digest in lost else r
-                for r in found_results
-            ]
+            error = BlobNotFoundError(f"deleted from {repository} while it was being warmed")
+            results[repository] = mark_lost(found_results, gone.get(repository, set()), error)
         # Counted once all of it succeeded: a batch that raises is tried again smaller.
         for repository, found in cached.items():
             hit_count = sum(desc is not None for desc in found)
@@ -246,45 +313,6 @@ class CachedBlobService:
             tally.hit(hit_count)
             tally.miss(len(found) - hit_count)
         return results
-
-    def stat_many(
-        self,
-        digests: Sequence[str],
-        *,
-        strict: bool = False,
-        listed: tuple[str, MutableMapping[str, int]] | None = None,
-        recheck_hits: bool = False,
-    ) -> list[FetchResult]:
-        """Global descriptors (no repository scope), cache first; fills what the store knows.
-
-        This is what a registry leaves for the manifests it serves: a ``blobs::<digest>`` hash
-        and no membership. It is not one of the original's counted operations. ``listed``: the
-        digests are revisions a walk of that repository listed, and the run's memory of sizes
-        (see ``fetch_many``).
-        """
-        cached = self._read(digests, None, strict=strict)
-        resolved: list[Descriptor | StoreError] = []
-        if listed is not None:
-            missed = [d for d, desc in zip(digests, cached, strict=True) if desc is None]
-            if missed:
-                name, seen = listed
-                resolved = self.store.fetch_listed(name, missed, manifests=True, seen=seen)
-        for d, desc in zip(digests, cached, strict=True):
-            if desc is None and listed is None:
-                try:
-                    resolved.append(self.store.stat(d))
-                except StoreError as exc:
-                    resolved.append(exc)
-        return self._merge(
-            digests,
-            cached,
-            resolved,
-            repository=None,
-            described=frozenset(),
-            strict=strict,
-            sizes=None,
-            recheck_hits=recheck_hits,
-        )
 
     def _read(
         self, digests: Sequence[str], repository: str | None, *, strict: bool
@@ -298,77 +326,50 @@ class CachedBlobService:
             _log.error("error fetching %d blobs%s from cache: %s", len(digests), where, exc)
             return [None] * len(digests)
 
-    def _merge(
-        self,
-        digests: Sequence[str],
-        cached: list[Descriptor | None],
-        resolved: list[Descriptor | StoreError],
-        *,
-        repository: str | None,
-        described: frozenset[str],
-        strict: bool,
-        sizes: MutableMapping[str, int] | None,
-        manifests: bool = False,
-        seen: MutableMapping[str, int] | None = None,
-        recheck_hits: bool = False,
-    ) -> list[FetchResult]:
-        # Put the cache's hits and the store's answers for the misses back in order, and
-        # fill the cache with what the store found (what a delete took meanwhile is forgotten).
-        results, fill = pair_answers(digests, cached, resolved)
-        hits = [r.digest for r in results if r.hit] if recheck_hits else []
-        if not fill and not hits:
-            return results
-        lost = self._fill(
-            fill,
-            repository,
-            described,
-            strict=strict,
-            sizes=sizes,
-            manifests=manifests,
-            seen=seen,
-            also=hits,
-        )
-        if not lost:
-            return results
-        return [
-            r._replace(descriptor=None, error=error, hit=False)
-            if (error := lost.get(r.digest))
-            else r
-            for r in results
-        ]
-
     def _fill(
         self,
-        fill: list[Descriptor],
-        repository: str | None,
-        described: frozenset[str],
+        results: dict[str, list[FetchResult]],
+        fills: Mapping[str, list[Descriptor]],
+        also: Mapping[str, Sequence[str]],
+        described: Mapping[str, frozenset[str]],
         *,
         strict: bool,
-        sizes: MutableMapping[str, int] | None,
-        manifests: bool,
-        seen: MutableMapping[str, int] | None,
-        also: Sequence[str] = (),
-    ) -> dict[str, StoreError]:
-        # The digests that are not warm after all, with why: deleted meanwhile, or a re-check
-        # the store did not answer (the write was undone; the caller counts it as an error).
+        sizes: MutableMapping[str, int] | None = None,
+        manifests: bool = False,
+        seen: MutableMapping[str, int] | None = None,
+    ) -> dict[str, list[FetchResult]]:
+        # Fill the cache with what the store found ("": global descriptors only), then mark
+        # what is not warm after all, with why: deleted meanwhile, or a re-check the store did
+        # not answer (the write was undone; the caller counts it as an error).
+        if not any(fills.values()) and not any(also.values()):
+            return results
         try:
-            gone = self.writer.write(
-                fill, repository, described=described, manifests=manifests, seen=seen, also=also
-            )
+            if "" in fills:
+                gone = {"": self.writer.write(fills[""], None, also=also.get("", ()))}
+            else:
+                gone = self.writer.write_groups(
+                    fills, also=also, described=described, manifests=manifests, seen=seen
+                )
         except (CacheError, StateError, StoreError) as exc:
-            _forget_sizes(sizes, (desc.digest for desc in fill))  # not written after all
+            for fill in fills.values():
+                forget_sizes(sizes, (desc.digest for desc in fill))  # not written after all
             if strict and isinstance(exc, StoreError):  # a re-check left unanswered: undone
-                return dict.fromkeys([*(desc.digest for desc in fill), *also], exc)
+                undone = {
+                    r: {*(desc.digest for desc in fills.get(r, ())), *also.get(r, ())}
+                    for r in results
+                }
+                return {r: mark_lost(found, undone[r], exc) for r, found in results.items()}
             if strict:  # the cache, or the journal of its writes
                 raise
             # A cache write after a store answer must never fail the request it serves.
             _log.error("error writing to cache (the write was undone or not made): %s", exc)
-            return {}
-        _forget_sizes(sizes, gone)
-        where = f" from {repository}" if repository else ""
-        return {
-            d: BlobNotFoundError(f"{d} was deleted{where} while it was being warmed") for d in gone
-        }
+            return results
+        for repository, lost in gone.items():
+            forget_sizes(sizes, lost)
+            where = f" from {repository}" if repository else ""
+            error = BlobNotFoundError(f"deleted{where} while it was being warmed")
+            results[repository] = mark_lost(results[repository], lost, error)
+        return results
 
     def evict(self, repository: str, digest: str) -> bool:
         """Forget ``digest`` in ``repository``; globally too once its data is gone from the store.
@@ -385,11 +386,3 @@ class CachedBlobService:
             self.cache.clear(digest)
             return True
         return False
-
-
-def _forget_sizes(sizes: MutableMapping[str, int] | None, digests: Iterable[str]) -> None:
-    # A run's memory of what it wrote: what was not written after all, or is gone, must be
-    # written again by the next batch that meets it.
-    if sizes is not None:
-        for d in digests:
-            sizes.pop(d, None)

@@ -118,33 +118,34 @@ def rewarm(
     requests = store.requests
     checks = _Checks(service.writer.holding(), summary, sizes)
     run = checks.service(service)
+    # Without held re-checks, small repositories share a batch: one cache round trip each way
+    # (and one of the journal) for many of them, where one each made the walk's cost a
+    # repository's (100,000 repositories of one link: 4 round trips a link). Held, the writes
+    # of one repository go together: the re-checks follow the walk's key ranges.
+    walk = _Walk(
+        run,
+        summary,
+        checks,
+        size=batch_size,
+        memo=(sizes, seen, memo_limit),
+        report=lambda: _report(summary, started, on_progress),
+    )
+    walk.together = checks.held is None
     try:
         for name in names:
             checks.moving_to(name, walked=repositories is None)
             for batch in _batched(store.layers(name, shard), batch_size):
-                if len(sizes) > memo_limit:
-                    sizes.clear()
-                if len(seen) > memo_limit:
-                    seen.clear()
-                results = run.fetch_many(
-                    name, batch, strict=True, sizes=sizes, listed=seen, recheck_hits=recheck_hits
-                )
-                summary._count(results, name)
-                summary.blobs += len(batch)
-                checks.after_batch()
-                _report(summary, started, on_progress)
+                walk.add(name, batch, recheck_hits=recheck_hits)
             for batch in _batched(store.revisions(name, shard), batch_size):
-                results = run.fetch_manifests(
-                    name, batch, strict=True, listed=seen, recheck_hits=recheck_hits
-                )
-                summary._count(results, f"{name} (manifest)")
-                summary.manifests += len(batch)
-                checks.after_batch()
-                _report(summary, started, on_progress)
+                walk.add(name, batch, manifests=True, recheck_hits=recheck_hits)
             if shard in ("", SHARDS[0]):  # a sharded repository counts once, in its first shard
                 summary.repositories += 1
+            if not walk.together:
+                walk.flush(recheck_hits=recheck_hits)
             summary.s3_requests = store.requests - requests
             _report(summary, started, on_progress)
+        walk.flush(recheck_hits=recheck_hits)
+        _report(summary, started, on_progress)
         checks.settle()
     except BaseException:  # Ctrl-C too: what was written is re-checked before leaving
         checks.abandon()
@@ -152,6 +153,75 @@ def rewarm(
     summary.s3_requests = store.requests - requests
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+class _Walk:
+    """A re-warm's batches: blob links and manifest revisions of one or (``together``) several
+    repositories, up to ``size`` digests, each kind fetched in one go when full."""
+
+    def __init__(
+        self,
+        run: CachedBlobService,
+        summary: RewarmSummary,
+        checks: _Checks,
+        *,
+        size: int,
+        memo: tuple[dict[str, int], dict[str, int], int],
+        report: Callable[[], None],
+    ) -> None:
+        self._run, self._summary, self._checks, self._size = run, summary, checks, size
+        self._report = report
+        self._sizes, self._seen, self._memo_limit = memo
+        self.together = True
+        self._layers: dict[str, list[str]] = {}
+        self._manifests: dict[str, list[str]] = {}
+        self._queued = {False: 0, True: 0}  # digests queued, by kind (manifests?)
+
+    def add(
+        self, name: str, batch: list[str], *, manifests: bool = False, recheck_hits: bool
+    ) -> None:
+        """Queue ``batch`` of ``name``; fetch the queue of its kind once it holds ``size``."""
+        queue = self._manifests if manifests else self._layers
+        queue.setdefault(name, []).extend(batch)
+        self._queued[manifests] += len(batch)
+        if self._queued[manifests] >= self._size:
+            self._fetch(queue, manifests=manifests, recheck_hits=recheck_hits)
+
+    def flush(self, *, recheck_hits: bool) -> None:
+        """Fetch whatever is queued."""
+        self._fetch(self._layers, manifests=False, recheck_hits=recheck_hits)
+        self._fetch(self._manifests, manifests=True, recheck_hits=recheck_hits)
+
+    def _fetch(self, queue: dict[str, list[str]], *, manifests: bool, recheck_hits: bool) -> None:
+        if not queue:
+            return
+        # The run's memories are bounded: cleared when full (a later batch stats again).
+        for memory in (self._sizes, self._seen):
+            if len(memory) > self._memo_limit:
+                memory.clear()
+        groups = dict(queue)
+        queue.clear()
+        self._queued[manifests] = 0
+        if manifests:
+            found = self._run.fetch_manifest_groups(
+                groups, strict=True, listed=self._seen, recheck_hits=recheck_hits
+            )
+        else:
+            found = self._run.fetch_groups(
+                groups,
+                strict=True,
+                sizes=self._sizes,
+                listed=self._seen,
+                recheck_hits=recheck_hits,
+            )
+        for name, results in found.items():
+            self._summary._count(results, f"{name} (manifest)" if manifests else name)
+            if manifests:
+                self._summary.manifests += len(results)
+            else:
+                self._summary.blobs += len(results)
+        self._checks.after_batch()
+        self._report()
 
 
 @dataclass(slots=True)

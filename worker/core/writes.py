@@ -34,10 +34,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Container, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Final, Protocol, cast
+from itertools import groupby
+from typing import Final, cast
 
 from worker.cache import BlobDescriptorCache
+from worker.core.heldchecks import Held, Rechecked, RechecksTogether
 from worker.errors import BlobNotFoundError, CacheError, StateError, StoreError
 from worker.registry.descriptor import Descriptor
 from worker.state.unchecked import UncheckedWrites
@@ -68,39 +69,6 @@ HOLD_WRITES: Final = 100
 SETTLE_PART: Final = 2
 
 
-class _RechecksTogether(Protocol):
-    """A store that re-checks several writes from one listing (S3: ``S3Store``)."""
-
-    def recheck_scope(self, repository: str) -> str | None: ...
-
-    def fetch_rechecked(
-        self,
-        checks: Sequence[tuple[str, Sequence[str], bool, str | None]],
-        *,
-        seen: MutableMapping[str, int],
-    ) -> list[list[Descriptor | StoreError]]: ...
-
-
-@dataclass
-class _Held:
-    """A write made, its re-check held back: what to re-check, where, and its journal notes."""
-
-    repository: str
-    digests: list[str]
-    manifests: bool
-    scope: str | None
-    notes: list[str]
-
-
-@dataclass
-class Rechecked:
-    """What held re-checks found, by repository: digests gone (forgotten), and the digests of
-    writes the store did not answer about (undone; their notes stay for the sweep)."""
-
-    gone: list[tuple[str, set[str]]] = field(default_factory=list)
-    failed: list[tuple[str, list[str], StoreError]] = field(default_factory=list)
-
-
 class CacheWriter:
     """Writes descriptors and memberships of one store into one cache, deletes winning."""
 
@@ -112,7 +80,7 @@ class CacheWriter:
         #: Where writes are noted until re-checked; None: not noted (tests, one-off tools).
         self.journal = journal
         #: Writes whose re-check waits (a :meth:`holding` writer's); None: none is held.
-        self._held: list[_Held] | None = None
+        self._held: list[Held] | None = None
         self._scope: str | None = None
         self._seen: MutableMapping[str, int] = {}
 
@@ -131,16 +99,17 @@ class CacheWriter:
         if self.journal is None:
             return 0
         swept = 0
-        for note, (repository, manifests, digests) in self.journal.older_than(older_than):
+        notes = self.journal.older_than(older_than)
+        # A note of several repositories comes as an entry each: closed once all are checked.
+        for note, parts in groupby(notes, key=lambda entry: entry[0]):
             try:
-                if repository:
-                    self._recheck({repository: digests}, manifests=manifests)
-                else:
-                    self._recheck_global(digests)
+                for _, (repository, manifests, digests) in parts:
+                    if repository:
+                        self._recheck({repository: digests}, manifests=manifests)
+                    else:
+                        self._recheck_global(digests)
             except (StoreError, CacheError) as exc:
-                _log.warning(
-                    "sweep: %d writes of %s stay unchecked: %s", len(digests), repository, exc
-                )
+                _log.warning("sweep: writes of %s stay unchecked: %s", repository, exc)
                 continue
             self.journal.close(note)
             swept += 1
@@ -155,26 +124,28 @@ class CacheWriter:
         yield
         self._close(notes)
 
-    def _open(self, groups: Mapping[str, Sequence[str]], *, manifests: bool) -> list[str]:
+    def _open(
+        self, groups: Mapping[str, Sequence[str]], *, manifests: bool, apart: bool = False
+    ) -> list[str]:
         # The journal is a safety net for killed writers only: with the state Redis away, the
-        # write goes on unnoted (the re-check still runs), with a warning.
+        # write goes on unnoted (the re-check still runs), with a warning. One note for the
+        # write, or (``apart``) one a repository, each closed on its own.
         if self.journal is None:
             return []
+        parts = [{r: d} for r, d in groups.items() if d] if apart else [groups]
         try:
-            return [
-                self.journal.open(r or None, d, manifests=manifests) for r, d in groups.items() if d
-            ]
+            return [self.journal.open_many(p, manifests=manifests) for p in parts]
         except StateError as exc:
             _log.warning("cache writes not noted (the state Redis): %s", exc)
             return []
 
     def _close(self, notes: list[str]) -> None:
-        for note in notes:
-            assert self.journal is not None
-            try:
-                self.journal.close(note)
-            except StateError as exc:  # the sweep re-checks it once more: harmless
-                _log.warning("a checked write's note stays (the state Redis): %s", exc)
+        if self.journal is None or not notes:
+            return
+        try:
+            self.journal.close(*notes)
+        except StateError as exc:  # the sweep re-checks them once more: harmless
+            _log.warning("checked writes' notes stay (the state Redis): %s", exc)
 
     def write(
         self,
@@ -198,35 +169,34 @@ class CacheWriter:
         A :meth:`holding` writer holds a walk's re-check back (``seen`` given): the write is
         made and noted, and nothing is found gone until :meth:`settle`.
         """
+        if repository is not None:
+            return self.write_groups(
+                {repository: descriptors},
+                also={repository: also},
+                described={repository: described},
+                manifests=manifests,
+                seen=seen,
+            )[repository]
         digests = list(dict.fromkeys([*(d.digest for d in descriptors), *also]))
         if not digests:
             return set()
-        if self._held is not None and seen is not None and repository is not None:
-            # Held: noted and queued before the write (a write that raises may still have been
-            # made: its check is queued all the same), re-checked by :meth:`settle`.
-            notes = self._open({repository: digests}, manifests=manifests)
-            self._held.append(_Held(repository, digests, manifests, self._scope, notes))
-            self._seen = seen
+        with self._noted({"": digests}, manifests=manifests):
             if descriptors:
-                self.cache.set_descriptors(descriptors, repository, described=described)
-            return set()
-        with self._noted({repository or "": digests}, manifests=manifests):
-            if descriptors:
-                self.cache.set_descriptors(descriptors, repository, described=described)
-            if repository is None:
-                return self._recheck_global(digests)
-            checks = {repository: digests}
-            return self._recheck(checks, manifests=manifests, seen=seen)[repository]
+                self.cache.set_descriptors(descriptors)
+            return self._recheck_global(digests)
 
     def write_groups(
         self,
         groups: Mapping[str, Sequence[Descriptor]],
         *,
         also: Mapping[str, Sequence[str]] | None = None,
+        described: Mapping[str, Container[str]] | None = None,
         manifests: bool = False,
+        seen: MutableMapping[str, int] | None = None,
     ) -> dict[str, set[str]]:
-        """:meth:`write` of several repositories in one cache round trip; ``also``: digests of
-        each repository to re-check besides those written (a retried push's hits).
+        """:meth:`write` of several repositories in one cache round trip (and one of the
+        journal's each way); ``also``: digests of each repository to re-check besides those
+        written (a retried run's hits); ``described``: each repository's, as in :meth:`write`.
 
         Every repository's re-check runs even when another's raises (the first error is raised
         after them all): the one write covered them all, so each needs its check.
@@ -234,10 +204,23 @@ class CacheWriter:
         checks: dict[str, list[str]] = {r: [d.digest for d in b] for r, b in groups.items()}
         for repository, digests in (also or {}).items():
             checks.setdefault(repository, []).extend(digests)
-        unique = {r: list(dict.fromkeys(d)) for r, d in checks.items()}
+        unique = {r: list(dict.fromkeys(d)) for r, d in checks.items() if d}
+        if not unique:
+            return {r: set() for r in checks}
+        if self._held is not None and seen is not None:
+            # Held: noted and queued before the write (a write that raises may still have been
+            # made: its check is queued all the same), re-checked by :meth:`settle`.
+            notes = iter(self._open(unique, manifests=manifests, apart=True))  # or none
+            for repository, digests in unique.items():
+                own = [note] if (note := next(notes, None)) else []
+                self._held.append(Held(repository, digests, manifests, self._scope, own))
+            self._seen = seen
+            self.cache.set_descriptor_groups(groups, described)
+            return {r: set() for r in checks}
         with self._noted(unique, manifests=manifests):
-            self.cache.set_descriptor_groups({r: b for r, b in groups.items() if b})
-            return self._recheck(unique, manifests=manifests)
+            self.cache.set_descriptor_groups(groups, described)
+            gone = self._recheck(unique, manifests=manifests, seen=seen)
+        return {r: gone.get(r, set()) for r in checks}
 
     def holding(self) -> CacheWriter | None:
         """A writer of the same cache, store and journal that holds a walk's re-checks back
@@ -257,7 +240,7 @@ class CacheWriter:
         that a later listing made for it would not answer for them too."""
         scope = None
         if walked:
-            scope = cast(_RechecksTogether, self.store).recheck_scope(repository)
+            scope = cast(RechecksTogether, self.store).recheck_scope(repository)
         held = self._held or []
         self._scope = scope
         if not self._waiting(SETTLE_PART):
@@ -291,7 +274,7 @@ class CacheWriter:
         held, self._held = self._held, []
         fresh = self._seen if self.cache.version.collects_links else {}
         checks = [(h.repository, h.digests, h.manifests, h.scope) for h in held]
-        answers = cast(_RechecksTogether, self.store).fetch_rechecked(checks, seen=fresh)
+        answers = cast(RechecksTogether, self.store).fetch_rechecked(checks, seen=fresh)
         for h, found in zip(held, answers, strict=True):
             errors = [a for a in found if isinstance(a, StoreError) and _unanswered(a)]
             if errors:

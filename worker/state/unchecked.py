@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import redis
@@ -44,9 +44,16 @@ class UncheckedWrites:
 
     def open(self, repository: str | None, digests: Sequence[str], *, manifests: bool) -> str:
         """Note a write about to begin; return the note, for :meth:`close`."""
+        return self.open_many({repository or "": digests}, manifests=manifests)
+
+    def open_many(self, groups: Mapping[str, Sequence[str]], *, manifests: bool) -> str:
+        """:meth:`open` for one write of several repositories ("": global descriptors): one
+        note, in one round trip, swept whole (a batch of a thousand small repositories must
+        not fill the journal's cap on its own)."""
         # A note of its own (the id): two writers of the same batch must not share one.
         note = json.dumps(
-            [repository or "", manifests, list(digests), uuid.uuid4().hex], separators=(",", ":")
+            [[[r, list(d)] for r, d in groups.items()], manifests, uuid.uuid4().hex],
+            separators=(",", ":"),
         )
         pipe = self._redis.pipeline(transaction=False)
         pipe.zadd(self._key, {note: time.time()})
@@ -59,20 +66,25 @@ class UncheckedWrites:
             )
         return note
 
-    def close(self, note: str) -> None:
-        """The write's re-check is done: forget the note."""
-        self._call(self._redis.zrem, self._key, note)
+    def close(self, *notes: str) -> None:
+        """The writes' re-checks are done: forget their notes."""
+        if notes:
+            self._call(self._redis.zrem, self._key, *notes)
 
     def older_than(self, seconds: float, limit: int = 100) -> list[tuple[str, Note]]:
-        """Notes of writes begun over ``seconds`` ago (their writer died), oldest first."""
+        """Notes of writes begun over ``seconds`` ago (their writer died), oldest first; a
+        note of several repositories comes as one entry each, its text repeated."""
         raw = self._call(
             self._redis.zrangebyscore, self._key, "-inf", time.time() - seconds, 0, limit
         )
         notes: list[tuple[str, Note]] = []
         for item in raw:
             text = item.decode() if isinstance(item, bytes) else item
-            repository, manifests, digests, _ = json.loads(text)
-            notes.append((text, (repository, bool(manifests), [str(d) for d in digests])))
+            groups, manifests, *rest = json.loads(text)
+            if isinstance(groups, str):  # [repository, manifests, digests, id]: earlier releases'
+                groups = [[groups, rest[0]]]
+            for repository, digests in groups:
+                notes.append((text, (repository, bool(manifests), [str(d) for d in digests])))
         return notes
 
     def _call(self, fn: Any, *args: Any) -> Any:

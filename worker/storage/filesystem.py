@@ -44,6 +44,7 @@ class FilesystemStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self._root = os.path.abspath(os.fspath(root))
+        self._root_prefix = self._root.rstrip(os.sep) + os.sep  # "/" itself as a root too
         self._v2 = os.path.join(self._root, paths.DRIVER_ROOT.lstrip("/"))
         self._folders: dict[tuple[str, bool], tuple[str, ...]] = {}
 
@@ -75,7 +76,8 @@ class FilesystemStore:
         # Names are validated already; this is the second lock on the door, kept because a
         # path that leaves the root must be impossible, not merely unlikely.
         path = os.path.normpath(os.path.join(self._root, driver_path.lstrip("/")))
-        if os.path.commonpath((self._root, path)) != self._root:
+        # A prefix test on normalised paths (commonpath costs a walk's time per repository).
+        if path != self._root and not path.startswith(self._root_prefix):
             raise InvalidReferenceError(f"path {path} leaves the storage root")
         return path
 
