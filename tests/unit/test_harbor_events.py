@@ -142,3 +142,14 @@ def test_a_repository_without_its_full_name_rejects_each_resource() -> None:
     notice = _parse(doc)
     assert notice.events == ()
     assert "repo_full_name" in notice.rejected[0].reason
+
+
+def test_a_push_carries_harbors_time_of_it_for_push_to_warm() -> None:
+    assert _parse(_load("push-default")).events[0].pushed_at == 1678082303.0
+    # 2023-03-06T06:08:43Z
+    assert _parse(_load("push-cloudevents")).events[0].pushed_at == 1678082923.0
+    assert _parse(_load("delete-default")).events[0].pushed_at is None
+    doc = _load("push-cloudevents") | {"time": "yesterday"}
+    assert _parse(doc).events[0].pushed_at is None  # measures nothing, warms all the same
+    message = _parse(_load("push-default")).events[0].as_message()
+    assert message[4] == 1678082303.0

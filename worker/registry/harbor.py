@@ -18,7 +18,8 @@ or ``@<digest>``. What each becomes:
 
 ========================  =====================================================================
 push                      ``warm-manifest``: the manifest, every platform of an index (the
-                          event pipeline's own write path)
+                          event pipeline's own write path); Harbor's time of the push is its
+                          ``pushed_at``, for push-to-warm
 delete                    ``evict``: what the registry's own manifest delete forgets
 pull                      ``access``: a pull of the repository, added up like the registry's
 any other Harbor type     nothing: acknowledged and counted (scans, quotas, replication, tag
@@ -43,6 +44,7 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final, NamedTuple
 
@@ -152,7 +154,8 @@ def parse_harbor(body: bytes, hosts: Collection[str]) -> HarborNotice:
             continue
         key = json.dumps([kind.lower(), when, repository, digest], default=str)
         event_id = "harbor-" + hashlib.sha256(key.encode()).hexdigest()[:40]
-        events.append(Event(event_id, _KINDS[action], repository, digest))
+        pushed_at = _pushed_at(when) if action is HarborAction.PUSH else None
+        events.append(Event(event_id, _KINDS[action], repository, digest, pushed_at))
     return HarborNotice(kind, action, tuple(events), tuple(skipped), tuple(rejected))
 
 
@@ -167,6 +170,20 @@ def _when(doc: dict[str, Any], cloudevent: bool) -> Any:
     if isinstance(when, bool) or not isinstance(when, int | None):
         raise InvalidEnvelopeError('"occur_at" is a whole number of seconds')
     return when
+
+
+def _pushed_at(when: Any) -> float | None:
+    # When Harbor saw the push (Unix seconds, or RFC 3339 with its zone): push-to-warm is
+    # measured from it, as from a registry's own timestamp. Anything else measures nothing.
+    if isinstance(when, int):
+        return float(when)
+    if not isinstance(when, str) or len(when) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(when)
+    except ValueError:
+        return None
+    return round(moment.timestamp(), 3) if moment.tzinfo is not None else None
 
 
 def _artifacts(doc: dict[str, Any], kind: str, data_key: str) -> tuple[list[Any], Any]:
