@@ -152,4 +152,11 @@ def test_a_replica_is_warm_before_its_first_pull(
         )
         assert not dbs[DB_B].sismember("repository::other/app::blobs", manifest)
         assert state.dead_letter_count() == 0
+        # Every manifest push (the images, the index and its children, the copy) was observed
+        # from the registry's own timestamp to warm; one clock, so no skew.
+        push_to_warm = state.slo.histograms()["push"]
+        print(f"push to warm ({binary.version.value}): {push_to_warm.summary()}")
+        assert push_to_warm.count >= len(images) + 3
+        assert push_to_warm.clock_skew == 0
+        assert 0 < push_to_warm.sum / push_to_warm.count < 30
         assert dbs[DB_B].exists(f"blobs::{manifest}")
