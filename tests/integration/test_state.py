@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 
@@ -9,7 +11,7 @@ from tests.support.registry import free_port
 from worker.config.settings import load_settings
 from worker.core.clients import build_state
 from worker.errors import StateError
-from worker.state import StateStore
+from worker.state import StateStore, pulls
 from worker.state.deadletters import MAX_LETTER_BYTES, MAX_REASON_CHARS
 
 
@@ -75,3 +77,21 @@ def test_a_huge_dead_letter_is_kept_cut_with_its_length_and_hash(
     assert letter.event.startswith("<event of 1000016 characters, sha256 ")
     (stored,) = state_redis.lrange("warmer:deadletter", 0, -1)  # what Redis holds, whole
     assert len(stored) <= MAX_LETTER_BYTES
+
+
+def test_the_hot_list_is_the_last_hours_pulls_and_the_records_are_capped(
+    state: StateStore, state_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = time.time()
+    state.record_pulls({"old/app": 3}, at=now - 2 * 3600)
+    state.record_pulls({"a/app": 1, "b/app": 2}, at=now - 600)
+    state.record_pulls({"c/app": 1}, at=now - 60)
+    # Pulled within the hour, newest first: what a heal warms first; the older one after.
+    assert state.recently_pulled() == ["c/app", "b/app", "a/app"]
+    assert state.pulls_total() == 7
+    monkeypatch.setattr(pulls, "MAX_REPOSITORIES", 2)
+    state.record_pulls({"d/app": 1}, at=now)
+    # The two most recently pulled stay, with their counts; the others' counts go with them.
+    assert state_redis.zrange("warmer:access", 0, -1) == [b"c/app", b"d/app"]
+    assert set(state_redis.hkeys("warmer:pulls")) == {b"c/app", b"d/app"}
+    assert state.pulls_total() == 8

@@ -11,8 +11,10 @@ its keys. The registry's cache DB never holds any of these.
     warmer:deadletter        LIST    JSON {"at", "reason", "event"}: given up on, oldest first,
                                      at most WARMER_DEADLETTER_MAX
     warmer:deadletter:dropped STRING how many dead letters the cap dropped
-    warmer:access            ZSET    repository -> time of its last pull (hot-first re-warm)
-    warmer:pulls             HASH    repository -> pulls counted (the receiver adds them up)
+    warmer:access            ZSET    repository -> time of its last pull (hot-first re-warm; the
+                                     newest 100,000: :mod:`pulls`)
+    warmer:pulls             HASH    repository -> pulls counted (the receiver adds them up), of
+                                     the repositories in warmer:access
     warmer:pulls:total       STRING  pulls counted, of every repository (the audit's budget)
     warmer:counters          HASH    cluster-wide figures: exists.requests ... fetch.misses, warmed,
                                      evicted, dead_lettered (the key keeps its 0.1 name, so an
@@ -22,8 +24,9 @@ its keys. The registry's cache DB never holds any of these.
     warmer:last:<job>        STRING  JSON summary of the last rewarm or reconcile
     warmer:lock:<name>       STRING  a holder's token (expires unless the holder refreshes it)
     warmer:cache:keys        STRING  keys the cache held at the last check (to see it emptied)
-    warmer:unchecked         ZSET    JSON [repository, manifests, digests, id] -> when a write
-                                     of them began: removed once re-checked (:mod:`unchecked`)
+    warmer:unchecked         ZSET    JSON [[[repository, digests], ...], manifests, id] -> when
+                                     a write of them began: removed once re-checked
+                                     (:mod:`unchecked`)
     warmer:audit             HASH    the audit's grant of store requests and its totals
                                      (:mod:`auditbudget`)
     warmer:heal              HASH    heal re-warms started and not confirmed, and when the next
@@ -46,6 +49,7 @@ from worker.errors import StateError
 from worker.state.auditbudget import AuditBudget
 from worker.state.deadletters import DeadLetter, DeadLetterList
 from worker.state.healrewarms import HealRewarms
+from worker.state.pulls import MAX_HOT, PullRecords
 from worker.state.scripts import ADMIT_LUA, REFRESH_LUA, RELEASE_LUA, SEEN_LUA, UNTRACK_LUA
 from worker.state.slo import SloFigures
 from worker.state.unchecked import UncheckedWrites
@@ -107,6 +111,7 @@ class StateStore:
         self._seen = client.register_script(SEEN_LUA)
         self._seen_ttl = seen_ttl
         self._letters = DeadLetterList(client, _DEADLETTER, _DROPPED, deadletter_max)
+        self._pulls = PullRecords(client, access=_ACCESS, pulls=_PULLS, total=_PULLS_TOTAL)
 
     def __repr__(self) -> str:
         return f"StateStore({self._redis!r})"
@@ -301,34 +306,23 @@ class StateStore:
 
     def record_access(self, repositories: Iterable[str]) -> None:
         """Note that these repositories were just pulled."""
-        now = time.time()
-        mapping = dict.fromkeys(repositories, now)
-        if mapping:
-            self._call(self._redis.zadd, _ACCESS, mapping)
+        self._pulls.touch(repositories, time.time())
 
     def record_pulls(self, pulls: Mapping[str, int], at: float) -> None:
-        """Add up pulls per repository (the receiver's sums), and note when: one round trip."""
-        if not pulls:
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zadd(_ACCESS, dict.fromkeys(pulls, at))
-        for repository, count in pulls.items():
-            pipe.hincrby(_PULLS, repository, count)
-        pipe.incrby(_PULLS_TOTAL, sum(pulls.values()))
-        self._call(pipe.execute)
+        """Add up pulls per repository (the receiver's sums), and note when."""
+        self._pulls.add(pulls, at)
 
     def pulls_total(self) -> int:
         """Pulls counted, of every repository."""
-        return int(self._call(self._redis.get, _PULLS_TOTAL) or 0)
+        return self._pulls.total()
 
     def pulls(self, repository: str) -> int:
         """Pulls counted for ``repository``."""
-        return int(self._call(self._redis.hget, _PULLS, repository) or 0)
+        return self._pulls.count(repository)
 
-    def recently_pulled(self, limit: int = 100) -> list[str]:
-        """Repositories by most recent pull, newest first."""
-        raw = self._call(self._redis.zrevrange, _ACCESS, 0, limit - 1)
-        return [_text(r) for r in raw]
+    def recently_pulled(self, limit: int = MAX_HOT) -> list[str]:
+        """Repositories pulled in the last hour, newest first (at most ``limit``)."""
+        return self._pulls.recent(limit)
 
     # -- a lock across machines ----------------------------------------------------------------
 
