@@ -242,6 +242,18 @@ def test_a_resource_of_another_registry_is_a_counted_skip(
         (
             {
                 "type": "PUSH_ARTIFACT",
+                "occur_at": 10**400,  # float() of it overflowed: a 500
+                "event_data": {
+                    "resources": [{"digest": "sha256:" + "a" * 64, "tag": "1"}],
+                    "repository": {"repo_full_name": REPO},
+                },
+            },
+            400,
+            "occur_at",
+        ),
+        (
+            {
+                "type": "PUSH_ARTIFACT",
                 "event_data": {
                     "resources": [{"digest": "sha256:short", "tag": "1"}],
                     "repository": {"repo_full_name": REPO},

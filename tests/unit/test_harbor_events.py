@@ -127,6 +127,8 @@ def test_one_bad_resource_fails_alone() -> None:
         (b'{"type": "PUSH_ARTIFACT", "event_data": {"resources": []}}', "non-empty list"),
         (b'{"type": "PUSH_ARTIFACT", "event_data": {"resources": [{}]}}', "repository"),
         (b'{"type": "PUSH_ARTIFACT", "occur_at": "now"}', "occur_at"),
+        (b'{"type": "PUSH_ARTIFACT", "occur_at": 1' + b"0" * 400 + b"}", "occur_at"),
+        (b'{"type": "PUSH_ARTIFACT", "occur_at": -1}', "occur_at"),
         (b'{"specversion": "1.0", "type": "harbor.artifact.pushed", "time": 5}', '"time"'),
         (b"[" * 100000, "nested too deeply"),
     ],

@@ -72,6 +72,8 @@ _DEFAULT_TYPE_RE: Final = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _CLOUDEVENTS_TYPE_RE: Final = re.compile(r"harbor(?:\.[a-z0-9_]{1,64}){1,4}")
 # Resources one payload may name: Harbor sends one an artifact event.
 _MAX_RESOURCES: Final = 100
+# The largest occur_at read (Unix seconds, the year 5138): past it, no Harbor wrote it.
+_MAX_OCCUR_AT: Final = 10**11
 
 
 class HarborAction(StrEnum):
@@ -169,6 +171,9 @@ def _when(doc: dict[str, Any], cloudevent: bool) -> Any:
     when = doc.get("occur_at")
     if isinstance(when, bool) or not isinstance(when, int | None):
         raise InvalidEnvelopeError('"occur_at" is a whole number of seconds')
+    if when is not None and not 0 <= when <= _MAX_OCCUR_AT:
+        # 10**400 would overflow float(): a payload no Harbor sends is refused, never a 500.
+        raise InvalidEnvelopeError(f'"occur_at" is Unix seconds, from 0 to {_MAX_OCCUR_AT}')
     return when
 
 
