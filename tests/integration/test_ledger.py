@@ -164,3 +164,25 @@ def test_during_a_backlog_an_event_whose_try_failed_is_still_retried(state: Stat
         redeliver(state, sent.extend, now=2000.0 + 60 * i, first_wait=10, queued=50)
     assert sent.count(E1.as_message()) == 2  # the backlog re-send, then the retry after failing
     assert state.dead_letter_count() == 0
+
+
+def test_every_dead_letter_is_counted_once_in_dead_lettered(state: StateStore) -> None:
+    # The alert on dead letters watches this figure, wherever a letter comes from.
+    state.track([E1.as_message()], 0)
+    for i in range(MAX_DELIVERIES):
+        redeliver(state, lambda _: None, now=1e9 * (i + 1), first_wait=10)
+    assert read(state).dead_lettered == 1  # not done after the cap
+    state.dead_letter([("was bad", event("push", "Bad Name", D, event_id="raw-bad"))])
+    assert read(state).dead_lettered == 2
+    replay(state, lambda _: None, now=time.time(), first_wait=10)  # refused again: a new letter
+    assert read(state).dead_lettered == 3
+
+    def broken(_: list[Any]) -> None:
+        raise ConnectionError("broker down")
+
+    state.purge_dead_letters()
+    state.dead_letter([("cache down", E2.as_message())])
+    with pytest.raises(ConnectionError):
+        replay(state, broken, now=time.time(), first_wait=10)
+    assert state.dead_letter_count() == 1
+    assert read(state).dead_lettered == 4  # put back as it was: not counted again

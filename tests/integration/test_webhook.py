@@ -184,6 +184,24 @@ def test_bad_events_are_dead_lettered_and_the_envelope_still_accepted(
     assert dump(cache_redis) == {}
 
 
+def _dead_lettered_total(client: TestClient) -> float:
+    lines = client.get("/metrics").text.splitlines()
+    return float(next(x for x in lines if x.startswith("warmer_dead_lettered_total ")).split()[1])
+
+
+def test_what_the_receiver_dead_letters_is_counted_in_dead_lettered_total(
+    state: StateStore, published: Published
+) -> None:
+    # The alert on dead letters watches this counter: a receiver's dead letter counts too.
+    with _client(state, published, max_body=300_000) as client:
+        assert _dead_lettered_total(client) == 0
+        body = envelope(event("push", "../../etc", D, event_id="bad"), event("push", "a", D))
+        assert _post(client, body).json()["rejected"] == 1
+        assert _dead_lettered_total(client) == 1
+        assert _post(client, b"[" * 99_999 + b"]" * 99_999).json()["rejected"] == 1  # unreadable
+        assert _dead_lettered_total(client) == 2
+
+
 def test_duplicate_deliveries_are_sent_once(client: TestClient, published: Published) -> None:
     body = envelope(event("push", "a", D, event_id="same"), event("push", "a", D, event_id="same"))
     assert _post(client, body).json()["duplicates"] == 0

@@ -50,7 +50,7 @@ class WarmerCollector(Collector):
         for name, help_text in (
             ("warmed", "Blobs and descriptors written to the cache."),
             ("evicted", "Digests evicted after a delete."),
-            ("dead_lettered", "Events given up on."),
+            ("dead_lettered", "Events dead-lettered, by receivers and workers alike."),
         ):
             yield CounterMetricFamily(f"warmer_{name}", help_text, value=values[name])
         yield GaugeMetricFamily(

@@ -1,6 +1,8 @@
 """What a dead letter holds, and how large one may be: an event the warmer gave up on, kept
 for a person to read (``warmer deadletters``). :class:`DeadLetterList` keeps the list (its keys
-spelled in :mod:`worker.state.store`, which hands its callers the list's methods)."""
+spelled in :mod:`worker.state.store`, which hands its callers the list's methods). Every letter
+added is counted in the figures' ``dead_lettered`` (``warmer_dead_lettered_total``) here, in the
+transaction that adds it: wherever a letter comes from, it is counted once."""
 
 from __future__ import annotations
 
@@ -57,17 +59,22 @@ def letter(at: float, reason: str, event: Any) -> str:
 class DeadLetterList:
     """The dead-letter list (oldest first, at most ``cap``), and the count its cap dropped."""
 
-    def __init__(self, client: redis.Redis, key: str, dropped_key: str, cap: int) -> None:
+    def __init__(
+        self, client: redis.Redis, key: str, dropped_key: str, cap: int, counted: tuple[str, str]
+    ) -> None:
         self._redis = client
         self._key = key
         self._dropped = dropped_key
         self._cap = cap
+        self._counted = counted  # the figures' hash and field that count every letter added
 
-    def add(self, letters: Iterable[tuple[str, Any]]) -> int:
+    def add(self, letters: Iterable[tuple[str, Any]], *, count: bool = True) -> int:
         """Append ``(reason, event)`` pairs to the list; return how many.
 
         The list keeps the newest ``cap``: the oldest beyond are dropped, and counted
-        (:meth:`dropped`), so one hostile request cannot fill the Redis.
+        (:meth:`dropped`), so one hostile request cannot fill the Redis. Each letter is counted
+        as dead-lettered in the same transaction, unless ``count`` is false (letters put back
+        as they were, which were counted when first added).
         """
         now = time.time()
         entries = [letter(now, reason, event) for reason, event in letters]
@@ -78,7 +85,9 @@ class DeadLetterList:
         pipe = self._redis.pipeline(transaction=True)
         pipe.rpush(self._key, *kept)
         pipe.ltrim(self._key, -cap, -1)
-        length, _ = self._call(pipe.execute)
+        if count:
+            pipe.hincrby(*self._counted, len(entries))
+        length = self._call(pipe.execute)[0]
         # Each transaction trims what it overflowed: the sum over writers is exact.
         dropped = len(entries) - len(kept) + max(0, int(length) - cap)
         if dropped:

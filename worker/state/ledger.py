@@ -82,9 +82,9 @@ def settle(
     ``retry`` (worth another try, with the reason) are due again after a backoff, or
     dead-lettered once they had :data:`MAX_DELIVERIES`; ``dead`` (never going to work) and
     ``bad`` (malformed messages) are dead-lettered; the rest of ``events`` are done.
-    ``figures`` (the task's, in all and per repository; the dead-lettered count is filled in
-    here) are recorded in the transaction that lets go of the done events: they are there by the
-    time a reader sees an empty ledger, and a task that fails to settle records none.
+    ``figures`` (the task's, in all and per repository) are recorded in the transaction that
+    lets go of the done events: they are there by the time a reader sees an empty ledger, and a
+    task that fails to settle records none. Dead letters count themselves as they are added.
     """
     failed = [e.as_message() for e, _ in retry]
     counts = state.reschedule(failed, lambda n: now + backoff(n, RETRY_BASE))
@@ -100,7 +100,6 @@ def settle(
     flat = None
     if figures is not None:
         totals, by_repository = figures
-        totals.dead_lettered = settled.dead_lettered
         flat = (totals.flat(), {repo: f.flat() for repo, f in by_repository.items()})
     batch = [e.as_message() for e in events]
     done = [m for m in batch if tuple(m) not in again] if again else batch
@@ -212,7 +211,7 @@ def replay(
                 enqueue(messages[start : start + REPLAY_TASK_SIZE])
     except Exception:
         # Not sent: put every letter back as it was, so nothing is lost.
-        state.dead_letter((letter.reason, letter.event) for letter in letters)
+        state.dead_letter(((letter.reason, letter.event) for letter in letters), count=False)
         raise
     state.dead_letter(refused)
     return ReplayResult(replayed=len(messages), refused=len(refused))

@@ -110,7 +110,9 @@ class StateStore:
         self._admit = client.register_script(ADMIT_LUA)
         self._seen = client.register_script(SEEN_LUA)
         self._seen_ttl = seen_ttl
-        self._letters = DeadLetterList(client, _DEADLETTER, _DROPPED, deadletter_max)
+        self._letters = DeadLetterList(
+            client, _DEADLETTER, _DROPPED, deadletter_max, (_FIGURES, "dead_lettered")
+        )
         self._pulls = PullRecords(client, access=_ACCESS, pulls=_PULLS, total=_PULLS_TOTAL)
 
     def __repr__(self) -> str:
@@ -278,9 +280,10 @@ class StateStore:
 
     # -- dead letters (worker.state.deadletters keeps the list) -------------------------------
 
-    def dead_letter(self, letters: Iterable[tuple[str, Any]]) -> int:
-        """Append ``(reason, event)`` pairs to the dead-letter list (capped); return how many."""
-        return self._letters.add(letters)
+    def dead_letter(self, letters: Iterable[tuple[str, Any]], *, count: bool = True) -> int:
+        """Append ``(reason, event)`` pairs to the dead-letter list (capped), counted in the
+        figures' ``dead_lettered`` unless ``count`` is false (put back); return how many."""
+        return self._letters.add(letters, count=count)
 
     def dead_letters_dropped(self) -> int:
         """How many dead letters the cap dropped, ever."""
