@@ -7,7 +7,8 @@ A store of REPOS x LINKS blob links (built once under ``$TMPDIR/warmer-bench``, 
 ``bench/shapes.py``), the cache warmed, HOT repositories pulled in the hour before; then every
 ``blobs::*`` and ``repository::*`` key deleted (what Harbor's GC does at its end). With a
 ``warmer worker`` (WORKERS processes) and ``warmer beat`` running, the seconds from the flush
-until 50%, 95% and 100% of the HOT repositories' blobs are members again, and until every
+until beat's look notices (the heal's re-warm takes its lock: within the check interval), until
+50%, 95% and 100% of the HOT repositories' blobs are members again, and until every
 repository's are. Twice in one run: with the pulls known (the heal warms the hottest first),
 and with no pull known (the store's order), the baseline.
 
@@ -107,6 +108,15 @@ def heal_once(
             flush_like_harbor_gc(cache_client)
             flushed = time.perf_counter()
             times: dict[str, float] = {}
+            # Noticed: beat's look saw the drop and the heal's re-warm took its lock.
+            locks = redis.Redis(port=port, db=2)
+            wait_until(
+                lambda: locks.exists("warmer:lock:rewarm"),
+                timeout=900,
+                what="the heal's re-warm",
+                interval=0.05,
+            )
+            times["noticed"] = time.perf_counter() - flushed
             for share in _SHARES:
 
                 def reached(share: float = share) -> bool:

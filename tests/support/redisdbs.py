@@ -65,10 +65,13 @@ class DB:
     SLO_BROKER: Final = 46  # push-to-warm through a receiver and a worker
     MONITORING_STATE: Final = 47  # the receiver a real Prometheus scrapes
     MONITORING_BROKER: Final = 48
+    HEAL_GC_CACHE: Final = 49  # the heal after a garbage-collect and a flush, on a registry
+    HEAL_GC_BROKER: Final = 50
+    HEAL_GC_STATE: Final = 51
 
 
 #: DBs of the shared server: every name of DB has one below it.
-DB_COUNT = 49
+DB_COUNT = 52
 
 
 def shared_env(
