@@ -118,6 +118,23 @@ def test_the_oldest_pending_event_is_the_first_accepted_until_a_task_settles_it(
     assert oldest_pending_age(state, time.time()) == 0
 
 
+def test_a_since_entry_left_without_its_ledger_entry_heals(
+    state: StateStore, state_redis: redis.Redis
+) -> None:
+    # What a crash between two writes used to leave: accepted, yet in no ledger. Its age grew
+    # for ever (WarmerEventsPilingUp firing for ever); the oldest pending heals it away.
+    state_redis.zadd("warmer:pending:since", {f'["lost{i}"]': i for i in range(3)})
+    assert state.oldest_pending() is None
+    assert state_redis.zcard("warmer:pending:since") == 0
+    state_redis.zadd("warmer:pending:since", {'["lost"]': 1})
+    state.admit(["a"], [["a", "warm-blob", REPO, D]], due=1e12)
+    accepted = state.oldest_pending()
+    assert accepted is not None
+    assert accepted > 1
+    state.reschedule([["b", "warm-blob", REPO, D]], lambda _: 1e12)  # both keys, or neither
+    assert state.pending_count() == state_redis.zcard("warmer:pending:since") == 2
+
+
 @pytest.fixture
 def slo_app(
     redis_proc: Any, layout: LayoutWriter, cache_redis: redis.Redis, state_redis: redis.Redis

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ADMIT_LUA", "REFRESH_LUA", "RELEASE_LUA", "SEEN_LUA", "UNTRACK_LUA"]
+__all__ = ["ADMIT_LUA", "OLDEST_LUA", "REFRESH_LUA", "RELEASE_LUA", "SEEN_LUA", "UNTRACK_LUA"]
 
 # Compare-and-set on a lock's token: only its holder refreshes or releases it.
 REFRESH_LUA: Final = """
@@ -67,4 +67,19 @@ for k = 5, #KEYS do
   a = a + 1 + 2 * fields
 end
 return 1
+"""
+
+# When the oldest event still in the ledger was accepted, healing as it reads: a pending-since
+# entry whose message is not pending (left by a crash between two writes of an older release,
+# or by a write lost with a failover) is removed, up to ARGV[1] of them a call, so its age does
+# not grow for ever. KEYS: pending since, pending. Returns the score, or nil when none waits.
+OLDEST_LUA: Final = """
+for i = 1, tonumber(ARGV[1]) do
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if #oldest == 0 then return false end
+  if redis.call('ZSCORE', KEYS[2], oldest[1]) then return oldest[2] end
+  redis.call('ZREM', KEYS[1], oldest[1])
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return oldest[2] or false
 """

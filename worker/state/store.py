@@ -50,7 +50,14 @@ from worker.state.auditbudget import AuditBudget
 from worker.state.deadletters import DeadLetter, DeadLetterList
 from worker.state.healrewarms import HealRewarms
 from worker.state.pulls import MAX_HOT, PullRecords
-from worker.state.scripts import ADMIT_LUA, REFRESH_LUA, RELEASE_LUA, SEEN_LUA, UNTRACK_LUA
+from worker.state.scripts import (
+    ADMIT_LUA,
+    OLDEST_LUA,
+    REFRESH_LUA,
+    RELEASE_LUA,
+    SEEN_LUA,
+    UNTRACK_LUA,
+)
 from worker.state.slo import SloFigures
 from worker.state.unchecked import UncheckedWrites
 
@@ -109,6 +116,7 @@ class StateStore:
         self._untrack = client.register_script(UNTRACK_LUA)
         self._admit = client.register_script(ADMIT_LUA)
         self._seen = client.register_script(SEEN_LUA)
+        self._oldest = client.register_script(OLDEST_LUA)
         self._seen_ttl = seen_ttl
         self._letters = DeadLetterList(
             client, _DEADLETTER, _DROPPED, deadletter_max, (_FIGURES, "dead_lettered")
@@ -174,11 +182,12 @@ class StateStore:
         for member in members:
             pipe.hincrby(_DELIVERIES, member, 1)
         pipe.srem(_WAITING, *members)  # tried (or sent again now): no longer merely queued
-        pipe.zadd(_SINCE, dict.fromkeys(members, time.time()), nx=True)  # pending since, if new
         counts = [int(n) for n in self._call(pipe.execute)[: len(members)]]
-        self._call(
-            self._redis.zadd, _PENDING, {m: due(n) for m, n in zip(members, counts, strict=True)}
-        )
+        # Both or neither: a since entry without its ledger entry is the oldest for ever.
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zadd(_PENDING, {m: due(n) for m, n in zip(members, counts, strict=True)})
+        pipe.zadd(_SINCE, dict.fromkeys(members, time.time()), nx=True)
+        self._call(pipe.execute)
         return counts
 
     def deliveries(self, messages: Sequence[Any]) -> list[int]:
@@ -239,9 +248,9 @@ class StateStore:
         return count
 
     def oldest_pending(self) -> float | None:
-        """When the oldest event no task is done with yet was accepted (None: none waits)."""
-        oldest = self._call(self._redis.zrange, _SINCE, 0, 0, False, True)
-        return float(oldest[0][1]) if oldest else None
+        """When the oldest event in the ledger was accepted (None: none); heals (OLDEST_LUA)."""
+        oldest = self._call(self._oldest, [_SINCE, _PENDING], [100])
+        return float(oldest) if oldest is not None else None
 
     # -- figures -------------------------------------------------------------------------------
 
@@ -281,8 +290,7 @@ class StateStore:
     # -- dead letters (worker.state.deadletters keeps the list) -------------------------------
 
     def dead_letter(self, letters: Iterable[tuple[str, Any]], *, count: bool = True) -> int:
-        """Append ``(reason, event)`` pairs to the dead-letter list (capped), counted in the
-        figures' ``dead_lettered`` unless ``count`` is false (put back); return how many."""
+        """Dead-letter ``(reason, event)`` pairs, counted unless put back; return how many."""
         return self._letters.add(letters, count=count)
 
     def dead_letters_dropped(self) -> int:
