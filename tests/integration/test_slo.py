@@ -64,6 +64,16 @@ def test_push_to_warm_buckets_clamp_clock_skew_and_estimate_percentiles(
     }
 
 
+def test_an_implausible_push_time_measures_nothing(state: StateStore) -> None:
+    # A pushed_at over 30 days before the warm, or over an hour after it (a registry's clock
+    # or a Harbor occur_at far off), is no push-to-warm: left out, not a huge or skewed sample.
+    month = 30 * 86_400
+    assert state.slo.observe(PUSH, [month + 1, -3601.0, 1e300, -1e300, month, -3600.0]) == 1
+    histogram = state.slo.histograms()[PUSH]
+    assert (histogram.count, histogram.clock_skew) == (2, 1)
+    assert histogram.sum == month
+
+
 def test_no_observation_gives_no_percentile(state: StateStore) -> None:
     histogram = state.slo.histograms()[PUSH]
     assert histogram.count == 0
@@ -76,14 +86,14 @@ def test_the_slo_hash_keeps_its_fixed_fields_and_expires(
 ) -> None:
     chance = random.Random(24)
     # Every bucket gets some (its bound is in it), and more.
-    durations = [chance.uniform(-60, 7200) for _ in range(5000)] + [*BUCKETS[:-1], math.nan, 1e300]
+    durations = [chance.uniform(-60, 7200) for _ in range(5000)] + [*BUCKETS[:-1], math.nan, 86400]
     state.slo.observe(PUSH, durations)
     state.slo.count_images({"warm": 3, "cold": 2, "stale": 1, "missing": 1})
     (key,) = state_redis.keys("warmer:slo*")
     # Buckets, count, sum and clock skew of each kind, and the verdicts: never more.
     assert state_redis.hlen(key) == len(BUCKETS) + 3 + len(VERDICTS)
     assert 0 < state_redis.ttl(key) <= TTL_SECONDS
-    assert state.slo.histograms()[PUSH].count == 5016  # NaN is no duration: left out
+    assert state.slo.histograms()[PUSH].count == 5016  # NaN is no duration: left out (a day: +Inf)
     with pytest.raises(ValueError, match="unknown push-to-warm kind"):
         state.slo.observe("pull", [1.0])  # a label is a fixed set, never what an event says
     with pytest.raises(ValueError, match="unknown verdicts"):

@@ -6,7 +6,9 @@ Push-to-warm runs from the registry's timestamp of a manifest push (its notifica
 names. Workers add each observation to fixed buckets in the state Redis, and every receiver's
 ``/metrics`` reads them, so the histogram is the cluster's, whichever worker observed. A
 duration below zero (the registry's clock ahead of the worker's) is clamped to 0 and counted
-as clock skew: a negative duration is never recorded.
+as clock skew: a negative duration is never recorded. A push time that cannot be right (over
+:data:`MAX_AGE` before the warm, or over :data:`MAX_AHEAD` after it: a clock far off, a Harbor
+``occur_at`` of another epoch) measures nothing: no observation, so it cannot skew the figures.
 
 One hash, ``warmer:slo`` (spelled in :mod:`worker.state.store`), with fixed fields:
 
@@ -37,6 +39,8 @@ from worker.errors import StateError
 __all__ = [
     "BUCKETS",
     "KINDS",
+    "MAX_AGE",
+    "MAX_AHEAD",
     "PUSH",
     "QUANTILES",
     "TTL_SECONDS",
@@ -61,6 +65,9 @@ KINDS: Final = (PUSH,)
 VERDICTS: Final = ("warm", "cold", "stale", "missing")
 #: The percentiles ``warmer stats`` and ``/debug/vars`` show.
 QUANTILES: Final = (0.5, 0.9, 0.99)
+#: Push times this long before the warm, or this far after it, are implausible: not observed.
+MAX_AGE: Final = 30 * 86_400.0
+MAX_AHEAD: Final = 3600.0
 #: The hash outlives its last write by this much: an idle warmer's figures go (its counters
 #: start again from 0, which Prometheus takes for a restart).
 TTL_SECONDS: Final = 30 * 86_400
@@ -131,16 +138,17 @@ class SloFigures:
 
     def observe(self, kind: str, durations: Iterable[float]) -> int:
         """Add push-to-warm ``durations`` (seconds) of ``kind``; those below 0 count as clock
-        skew, and as 0; one that is no finite number is left out. Return how many were
-        clamped. One transaction."""
+        skew, and as 0; one that is no finite number, or implausible (over :data:`MAX_AGE`,
+        or below -:data:`MAX_AHEAD`), is left out. Return how many were clamped. One
+        transaction."""
         if kind not in KINDS:
             raise ValueError(f"unknown push-to-warm kind {kind!r}: one of {KINDS}")
         increments: dict[str, int] = {}
         total = 0.0
         clamped = 0
         for measured in durations:
-            if not math.isfinite(measured):
-                continue  # no time at all: it would poison the sum
+            if not -MAX_AHEAD <= measured <= MAX_AGE:
+                continue  # NaN, or a push time that cannot be right: it would skew the figures
             seconds = max(measured, 0.0)
             clamped += measured < 0
             field = f"push_to_warm:{kind}:{_bucket(seconds)}"
