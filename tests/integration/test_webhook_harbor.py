@@ -231,6 +231,24 @@ def test_a_resource_of_another_registry_is_a_counted_skip(
     assert client.get("/healthz").json()["counts"]["harbor_skipped"] == 1
 
 
+def test_a_wrong_resource_beside_good_ones_is_dead_lettered(
+    client: TestClient, multi: tuple[str, list[str]], state: StateStore
+) -> None:
+    doc = payload("push-cloudevents", REPO, multi[0], "2.4.1")
+    doc["data"]["resources"].append({"digest": "sha256:short", "tag": "x"})
+    answer = post(client, doc)
+    assert answer.status_code == 202
+    assert (answer.json()["accepted"], answer.json()["rejected"]) == (1, 1)
+    (letter,) = state.dead_letters()  # kept for a person, as /events keeps a rejected event
+    assert letter.reason.startswith("Harbor harbor.artifact.pushed resource: ")
+    assert "invalid digest" in letter.reason
+    assert letter.event == {
+        "harbor_type": "harbor.artifact.pushed",
+        "repository": REPO,
+        "resource": {"digest": "sha256:short", "tag": "x"},
+    }
+
+
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [

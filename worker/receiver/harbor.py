@@ -18,11 +18,14 @@ Answers, in the order they are decided:
 - 202 otherwise: ``{"type", "accepted", "duplicates", "skipped", "rejected", "other"}``, with
   the ``reasons`` of what was skipped or rejected. ``skipped`` counts resources of another
   registry (their host is not in ``WARMER_REGISTRY_HOSTS``), ``other`` the events of types
-  the warmer does not act on (scans, quotas, replication, tag retention, ...).
+  the warmer does not act on (scans, quotas, replication, tag retention, ...). A rejected
+  resource goes to the dead-letter list with the Harbor type and the reason, as a rejected
+  event of ``/events`` does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Collection
@@ -39,6 +42,7 @@ from worker.receiver.pulls import PullCounter
 from worker.receiver.request import Disconnected, authorized, read_body
 from worker.registry.events import Kind
 from worker.registry.harbor import HARBOR_CONTENT_TYPES, HarborAction, HarborNotice, parse_harbor
+from worker.state import StateStore
 
 __all__ = ["HARBOR_PATH", "HarborEndpoint"]
 
@@ -54,10 +58,11 @@ class HarborEndpoint:
     """``POST /harbor``. ``token=None`` accepts every caller; ``hosts`` are the hosts under which
     clients reach this registry (``WARMER_REGISTRY_HOSTS``: Harbor's external host belongs
     there). ``counts`` (the receiver's answer figures, shown by ``/healthz``) gains
-    ``harbor_<figure>`` entries."""
+    ``harbor_<figure>`` entries; ``state`` keeps the dead letters."""
 
     def __init__(
         self,
+        state: StateStore,
         batcher: Batcher,
         pulls: PullCounter,
         *,
@@ -66,6 +71,7 @@ class HarborEndpoint:
         max_body: int,
         counts: Counter[str],
     ) -> None:
+        self._state = state
         self._batcher = batcher
         self._pulls = pulls
         self._expected = token.encode() if token else None
@@ -121,6 +127,11 @@ class HarborEndpoint:
         work = [e for e in notice.events if e.kind is not Kind.ACCESS]
         pulled = [e.repository for e in notice.events if e.kind is Kind.ACCESS]
         try:
+            if notice.rejected:  # a 202 of good and wrong resources: the wrong ones are kept
+                letters = [
+                    (f"Harbor {notice.type} resource: {r.reason}", r.event) for r in notice.rejected
+                ]
+                await asyncio.to_thread(self._state.dead_letter, letters)
             new = await self._batcher.submit([e.as_message() for e in work]) if work else []
         except StateError as exc:
             _log.error("state Redis unavailable: %s", exc)

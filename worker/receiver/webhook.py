@@ -68,7 +68,7 @@ def create_webhook(
         state, batcher, pulls, token=token, max_body=max_body, registry_version=registry_version
     )
     harbor = HarborEndpoint(
-        batcher, pulls, token=token, hosts=hosts, max_body=max_body, counts=events.counts
+        state, batcher, pulls, token=token, hosts=hosts, max_body=max_body, counts=events.counts
     )
     ops = OpsRoutes(state, events.counts, checks or {})
 

@@ -30,7 +30,8 @@ A payload that is no Harbor webhook at all (not JSON, no type, an artifact event
 ``event_data``, fields of the wrong type) raises :class:`~worker.errors.InvalidEnvelopeError`.
 Within one, each resource stands alone: one that names another registry (a ``resource_url``
 host not in ``WARMER_REGISTRY_HOSTS``) is a :class:`Skipped`, one that is wrong a
-:class:`~worker.registry.events.Rejected`, and the others go on.
+:class:`~worker.registry.events.Rejected` (its event ``{"harbor_type", "repository",
+"resource"}``, for the dead-letter list), and the others go on.
 
 Harbor gives a Default payload no id, and a CloudEvents payload a fresh one each time it sends
 it again: the event id, the dedup key of the ledger, is made from what the event says instead
@@ -151,8 +152,9 @@ def parse_harbor(body: bytes, hosts: Collection[str]) -> HarborNotice:
         except ForeignRegistryError as exc:
             skipped.append(Skipped(resource, str(exc)[:300]))
             continue
-        except InvalidReferenceError as exc:
-            rejected.append(Rejected(resource, str(exc)[:300]))
+        except InvalidReferenceError as exc:  # kept whole, with what it was part of
+            kept = {"harbor_type": kind, "repository": name, "resource": resource}
+            rejected.append(Rejected(kept, str(exc)[:300]))
             continue
         key = json.dumps([kind.lower(), when, repository, digest], default=str)
         event_id = "harbor-" + hashlib.sha256(key.encode()).hexdigest()[:40]
