@@ -77,3 +77,15 @@ def test_every_relative_link_points_at_a_file_that_exists() -> None:
                 broken.append(f"{where}: no heading makes #{anchor}")
     assert len(PAGES) > 2, "docs/*.md not found"
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_the_upgrade_order_is_the_one_task_messages_need() -> None:
+    # A receiver's manifest push message has a fifth item (pushed_at) that a worker of the
+    # previous release does not read (it dead-letters the message): the docs must not promise
+    # compatibility across versions, and must say workers go first, and how to replay.
+    for page in (ROOT / "docs" / "operations.md", ROOT / "docs" / "cache-keys.md"):
+        text = " ".join(page.read_text().split())
+        assert "compatible across minor versions" not in text, page.name
+        assert "upgrade workers first" in text.lower(), page.name
+    upgrading = " ".join((ROOT / "docs" / "operations.md").read_text().split())
+    assert "`warmer deadletter replay`" in upgrading
