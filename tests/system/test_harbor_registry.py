@@ -2,7 +2,7 @@
 generates for it (tests/data/harbor-registry-config.yml, its storage, Redis and ports pointed
 here, its htpasswd auth left out), the warmer configured by that same file
 (WARMER_REGISTRY_CONFIG, as deploy/harbor/docker-compose.harbor.yml does), and Harbor's
-project webhooks posted to ``warmer webhook`` over HTTP as Harbor's core posts them.
+project webhooks posted to ``warmer webhook`` over HTTP as Harbor's jobservice posts them.
 
 Harbor's GC ends by deleting every ``blobs::*`` and ``repository::*`` key: here the cache is
 emptied after the push the same way, so that what the first pull finds is what the warmer
@@ -79,7 +79,7 @@ def _harbor_config(path: Path, root: Path, redis_proc: Any, port: int, debug_por
 
 
 def _post(url: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """POST a webhook as Harbor's core does: its Auth Header verbatim, its content type."""
+    """POST a webhook as Harbor's jobservice does: its Auth Header verbatim, its content type."""
     kind = "application/cloudevents+json" if "specversion" in doc else "application/json"
     request = urllib.request.Request(
         f"{url}/harbor",

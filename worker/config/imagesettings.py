@@ -24,7 +24,9 @@ class ImageSettings(BaseSettings):
         description=(
             "Comma-separated `host[:port]` under which clients reach this registry: an image "
             "reference naming one of them is this registry's (one naming no host is too); "
-            "any other host is refused by `warmer check`/`warm`, `/check` and `/warm`."
+            "any other host is refused by `warmer check`/`warm`, `/check` and `/warm`, and a "
+            "Harbor webhook's resource of another host is skipped by `POST /harbor` (Harbor's "
+            "external host belongs here)."
         ),
     )
 

@@ -118,7 +118,8 @@ class WarmerCollector(Collector):
         yield skew
         checked = CounterMetricFamily(
             "warmer_images_checked",
-            "Images checked (warmer check, GET /check) by verdict, their worst blob's state.",
+            "Image checks (warmer check, GET /check) by verdict, the image's worst blob's state:"
+            " each check counts, an image checked twice counts twice.",
             labels=["verdict"],
         )
         images = slo.images()
