@@ -12,8 +12,9 @@ blobs, starts its own redis-server on a free port, and measures in links/s:
 - filesystem limit: a bare ``os.scandir`` walk of every ``_layers`` link with one ``os.stat``;
 - Redis limit: ``redis-cli --pipe`` ingesting exactly the commands a cold rewarm writes;
 - rewarm, cold (empty cache: every blob a miss) and warm (every blob a hit);
-- the fan-out (``warmer rewarm --enqueue``: one task per repository, one summary), cold, with
-  ``warmer worker --concurrency 1`` and then 2, from sending the task to the summary.
+- the fan-out (``warmer rewarm --enqueue``: a task per chunk of repositories, one summary),
+  cold, with ``warmer worker --concurrency 1`` and then 2, from sending the task to the summary
+  (``bench/fanout.py`` adds the memory of the planner and of each worker, at a million links).
 
 The machine is shared and has 2 cores: read the ratios, not the absolute figures.
 """

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import redis
-from celery import chord
 from celery.contrib.testing.worker import start_worker
 from starlette.testclient import TestClient
 
@@ -24,7 +23,7 @@ from tasks import worker_app
 from tests.support.notifications import event
 from tests.support.redisdbs import DB
 from worker.celeryapp import WarmerCelery
-from worker.celeryapp.names import EVENTS_TASK, REWARM_REPOSITORY_TASK, REWARM_SUMMARY_TASK
+from worker.celeryapp.names import EVENTS_TASK, REWARM_CHUNK_TASK
 from worker.cli.processes import wait_until
 from worker.config.settings import load_settings
 from worker.core.blobservice import CachedBlobService
@@ -187,21 +186,16 @@ def test_a_task_dead_letters_only_the_poisoned_event_of_its_batch(
     assert cache_redis.sismember("repository::other::blobs", good)
 
 
-def test_a_repository_gone_before_its_rewarm_task_is_skipped_and_the_summary_written(
-    app: WarmerCelery, layout: LayoutWriter, state_redis: redis.Redis
+def test_a_repository_gone_before_its_rewarm_task_is_skipped_and_the_others_warmed(
+    app: WarmerCelery, layout: LayoutWriter, cache_redis: redis.Redis
 ) -> None:
     kept = layout.blob(b"kept")
     layout.link("kept", kept)
-    header = [
-        app.signature(REWARM_REPOSITORY_TASK, args=["kept", ""]),
-        app.signature(REWARM_REPOSITORY_TASK, args=["gone/meanwhile", ""]),
-    ]
     with start_worker(app, pool="solo", perform_ping_check=False):
-        total = chord(header)(app.signature(REWARM_SUMMARY_TASK)).get(timeout=30)
+        names = ["gone/meanwhile", "kept"]
+        total = app.send_task(REWARM_CHUNK_TASK, args=[names, ""]).get(timeout=30)
     assert (total["repositories"], total["skipped"], total["blobs"]) == (1, 1, 1)
-    last = StateStore(state_redis).last("rewarm")
-    assert last is not None
-    assert last["skipped"] == 1
+    assert cache_redis.sismember("repository::kept::blobs", kept)
 
 
 def test_a_batch_whose_task_fails_is_split_and_only_the_culprit_dead_lettered(

@@ -16,7 +16,8 @@ from worker.cache import BlobDescriptorCache
 from worker.config.settings import load_settings
 from worker.core.blobservice import CachedBlobService
 from worker.core.clients import build_cache
-from worker.core.rewarm import SHARDS, RewarmSummary, plan, rewarm, summarize
+from worker.core.fanout import Chunk, plan
+from worker.core.rewarm import SHARDS, RewarmSummary, rewarm, summarize
 from worker.errors import CacheError, RepositoryNotFoundError, StoreUnavailableError
 from worker.registry.versions import RegistryVersion
 from worker.state import StateStore
@@ -196,9 +197,9 @@ def test_a_large_repository_is_planned_as_16_shards_and_small_ones_whole(
     for i in range(5):
         layout.link("big", layout.blob(f"big {i}".encode()))
     layout.link("small", layout.blob(b"small"))
-    tasks = plan(layout.store, ["small"], large=5)
-    assert tasks[0] == ("small", "")  # recently pulled first
-    assert tasks[1:] == [("big", shard) for shard in SHARDS]
+    chunks = list(plan(layout.store, ["small"], large=5, repositories=1))
+    assert chunks[0] == Chunk(["small"], "", 1)  # recently pulled first
+    assert [(c.names, c.shard) for c in chunks[1:]] == [(["big"], shard) for shard in SHARDS]
 
 
 def test_the_shards_together_leave_what_one_rewarm_leaves(

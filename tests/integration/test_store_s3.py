@@ -21,8 +21,9 @@ from worker.celeryapp.names import REWARM_TASK
 from worker.cli.processes import wait_until
 from worker.config.settings import load_settings
 from worker.core.blobservice import CachedBlobService
+from worker.core.fanout import plan
 from worker.core.reconcile import reconcile
-from worker.core.rewarm import SHARDS, plan, rewarm, summarize
+from worker.core.rewarm import SHARDS, rewarm, summarize
 from worker.errors import BlobNotFoundError, StoreUnavailableError
 from worker.registry.descriptor import Descriptor
 from worker.registry.versions import RegistryVersion
@@ -177,7 +178,8 @@ def test_the_shards_of_a_large_repository_leave_what_one_rewarm_leaves(
     expected = dump(cache_redis)
     cache_redis.flushdb()
     store = _store(s3_endpoint, bucket)  # a new one: no folder listing kept from the walk
-    assert plan(store, [], large=5) == [("big", shard) for shard in SHARDS]
+    chunks = [(c.names, c.shard) for c in plan(store, [], large=5)]
+    assert chunks == [(["big"], shard) for shard in SHARDS]
     service = CachedBlobService(cache, store)
     parts = [rewarm(service, ["big"], shard=shard).as_dict() for shard in SHARDS]
     assert dump(cache_redis) == expected

@@ -24,10 +24,11 @@ from tests.support.registrymodel import DIGESTS, MANIFEST_BLOBS, MANIFEST_DIGEST
 from worker.cache import BlobDescriptorCache
 from worker.cache.keys import repository_blobs_key
 from worker.core.blobservice import CachedBlobService
+from worker.core.fanout import plan
 from worker.core.pipeline import BatchResult, process
 from worker.core.reconcile import reconcile
-from worker.core.rewarm import LARGE_REPOSITORY, plan, rewarm
-from worker.errors import BlobNotFoundError, RepositoryNotFoundError, WarmerError
+from worker.core.rewarm import LARGE_REPOSITORY, rewarm
+from worker.errors import BlobNotFoundError, WarmerError
 from worker.registry.events import Event, Kind
 from worker.registry.versions import RegistryVersion
 from worker.state import StateStore
@@ -195,19 +196,18 @@ class World:
     def _fan_out(
         self, service: CachedBlobService, repository: str, retried: bool, *, large: int
     ) -> None:
-        # A task a repository (16 shards for a large one); a killed task's message is
-        # redelivered: its next try re-checks its hits (tasks.base.another_try).
-        for name, shard in plan(self.store, [repository], large=large):
+        # A task a chunk of repositories (16 shards for a large one); one deleted since the
+        # plan is skipped; a killed task's message is redelivered: its next try re-checks its
+        # hits (tasks.base.another_try).
+        for names, shard, _links in plan(self.store, [repository], large=large):
             try:
-                rewarm(service, [name], shard=shard)
-            except RepositoryNotFoundError:
-                continue  # deleted since the plan
+                rewarm(service, names, shard=shard, skip_missing=True)
             except Killed:
                 if not retried:
                     raise
-                with contextlib.suppress(RepositoryNotFoundError):
-                    rewarm(self.deleter, [name], shard=shard, recheck_hits=True)
-                self._assert_retry_left_nothing_dangling(name, shard)
+                rewarm(self.deleter, names, shard=shard, recheck_hits=True, skip_missing=True)
+                for name in names:
+                    self._assert_retry_left_nothing_dangling(name, shard)
 
     def _assert_retry_left_nothing_dangling(
         self, repository: str, shard: str, pushed: list[str] | None = None

@@ -32,14 +32,15 @@ from tests.support.redisdbs import DB
 from tests.support.registry import Registry, copy, delete, running_registry, status
 from worker.cache.keys import repository_blob_key, repository_blobs_key
 from worker.celeryapp import WarmerCelery
-from worker.celeryapp.names import EVENTS_TASK, REWARM_REPOSITORY_TASK
+from worker.celeryapp.names import EVENTS_TASK, REWARM_CHUNK_TASK
 from worker.cli import app as cli
 from worker.cli.blobs import open_service
 from worker.cli.demo.registry import RegistryBinary
 from worker.cli.processes import wait_until
 from worker.config.settings import load_settings
 from worker.core.blobservice import CachedBlobService
-from worker.core.rewarm import plan, summarize
+from worker.core.fanout import plan
+from worker.core.rewarm import summarize
 from worker.registry.events import Event, Message, classify
 from worker.registry.mediatypes import OCI_MANIFEST
 from worker.registry.versions import RegistryVersion
@@ -238,12 +239,12 @@ def test_a_rewarm_meeting_deletes_leaves_nothing_deleted(
         run = CliRunner().invoke(cli, ["rewarm", "--json"])
         assert run.exit_code == 0, run.output
         summary = json.loads(run.stdout.strip().splitlines()[-1])
-    else:  # the fan-out's tasks, one a repository, as warmer.rewarm plans them
+    else:  # the fan-out's tasks, as warmer.rewarm plans them: one chunk of both here
         worker = world.worker(hooks)
-        tasks = plan(worker.context.store, [])
-        assert sorted(tasks) == [(DOOMED, ""), (KEPT, "")]
-        task = worker.tasks[REWARM_REPOSITORY_TASK]
-        summary = summarize([task.apply(args=(name, shard)).get() for name, shard in tasks])
+        chunks = list(plan(worker.context.store, []))
+        assert [(sorted(c.names), c.shard) for c in chunks] == [(sorted([DOOMED, KEPT]), "")]
+        task = worker.tasks[REWARM_CHUNK_TASK]
+        summary = summarize([task.apply(args=(c.names, c.shard)).get() for c in chunks])
     assert not hooks, "a delete did not come between a read and its write"
     _assert_the_delete_won(world)
     assert world.member(KEPT, world.shared)  # warmed where it is still linked

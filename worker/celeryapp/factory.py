@@ -41,11 +41,12 @@ from worker.config.logformat import configure_logging
 from worker.config.schedules import parse_schedule
 from worker.config.settings import Settings
 from worker.core.blobservice import CachedBlobService
-from worker.core.clients import build_cache, build_state, build_store
+from worker.core.clients import build_cache, build_state, build_store, state_redis
 from worker.errors import ConfigError, WarmerError
 from worker.registry.events import Message
 from worker.state import StateStore
 from worker.state.figures import Figures
+from worker.state.rewarmruns import RewarmRuns
 from worker.storage import Store
 
 __all__ = ["PUBLISH_RETRY", "WarmerCelery", "WarmerContext", "check_schedules", "create_app"]
@@ -72,6 +73,7 @@ class WarmerContext:
     _cache: BlobDescriptorCache | None = field(default=None, init=False)
     _store: Store | None = field(default=None, init=False)
     _state: StateStore | None = field(default=None, init=False)
+    _runs: RewarmRuns | None = field(default=None, init=False)
 
     @property
     def first_wait(self) -> float:
@@ -109,6 +111,13 @@ class WarmerContext:
         if self._state is None:
             self._state = build_state(self.settings)
         return self._state
+
+    @property
+    def rewarm_runs(self) -> RewarmRuns:
+        """The fan-out re-warms' records (in the state Redis)."""
+        if self._runs is None:
+            self._runs = RewarmRuns(state_redis(self.settings))
+        return self._runs
 
     def service(self) -> CachedBlobService:
         """A cached service with fresh figures: one per task, so its result counts its own."""

@@ -13,7 +13,7 @@ __all__ = [
     "EVENTS_TASK",
     "RECONCILE_TASK",
     "REDELIVER_TASK",
-    "REWARM_REPOSITORY_TASK",
+    "REWARM_CHUNK_TASK",
     "REWARM_SUMMARY_TASK",
     "REWARM_TASK",
     "STATS_TASK",
@@ -27,9 +27,10 @@ EVENTS_TASK: Final = "warmer.events"
 REDELIVER_TASK: Final = "warmer.redeliver"
 #: Snapshots the figures.
 STATS_TASK: Final = "warmer.stats"
-#: Plans a re-warm: a task per repository (or shard), then one summary.
+#: Plans a re-warm: a task per chunk of repositories (or shard of a large one), sent as the
+#: store is walked, then one summary.
 REWARM_TASK: Final = "warmer.rewarm"
-REWARM_REPOSITORY_TASK: Final = "warmer.rewarm_repository"
+REWARM_CHUNK_TASK: Final = "warmer.rewarm_chunk"
 REWARM_SUMMARY_TASK: Final = "warmer.rewarm_summary"
 #: Evicts what the store no longer holds.
 RECONCILE_TASK: Final = "warmer.reconcile"

@@ -42,7 +42,9 @@ def rewarm(
     ] = DEFAULT_BATCH_SIZE,
     enqueue: Annotated[
         bool,
-        typer.Option("--enqueue", help="Hand it to the workers (a task per repository)."),
+        typer.Option(
+            "--enqueue", help="Hand it to the workers (a task per chunk of repositories)."
+        ),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:

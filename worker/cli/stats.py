@@ -11,18 +11,22 @@ from rich.live import Live
 from rich.table import Table
 
 from worker.cli.console import fail, out, print_json, settings_of
-from worker.core.clients import build_state
+from worker.core.clients import build_state, state_redis
+from worker.core.heal import REWARM_LOCK
 from worker.errors import WarmerError
 from worker.state import StateStore
 from worker.state.figures import hit_ratio, oldest_pending_age, read
+from worker.state.rewarmruns import RewarmRuns
 
 __all__ = ["stats", "stats_table", "stats_view"]
 
 _INTERVALS = 10
 
 
-def stats_view(state: StateStore) -> dict[str, Any]:
-    """Totals (``{"exists": {...}, "fetch": {...}, ...}``), hit ratio, queues, recent intervals."""
+def stats_view(state: StateStore, runs: RewarmRuns | None = None) -> dict[str, Any]:
+    """Totals (``{"exists": {...}, "fetch": {...}, ...}``), hit ratio, queues, recent intervals,
+    and (``runs`` given) the fan-out re-warm under way: the lock's token names its run."""
+    holder = state.lock_holder(REWARM_LOCK) if runs is not None else None
     figures = read(state)
     intervals = [
         {"at": s["at"], **s["interval"]} for s in state.snapshots(_INTERVALS) if "interval" in s
@@ -37,6 +41,7 @@ def stats_view(state: StateStore) -> dict[str, Any]:
         "push_to_warm": {k: h.summary() for k, h in state.slo.histograms().items()},
         "images_checked": state.slo.images(),
         "heal_rewarms_unconfirmed": state.heal_rewarms.read().attempts,
+        "rewarm_running": runs.progress(holder) if runs is not None and holder else None,
         "last_rewarm": state.last("rewarm"),
         "last_reconcile": state.last("reconcile"),
         "last_audit": state.last("audit"),
@@ -77,6 +82,13 @@ def stats_table(view: dict[str, Any]) -> Group:
             ", ".join(_seconds(latency[p]) for p in ("p50", "p90", "p99"))
             + f", {latency['count']}",
         )
+    running = view.get("rewarm_running")
+    if running is not None:
+        other.add_row(
+            "re-warm running: tasks done / sent, blobs, seconds",
+            f"{running['done']} / {running['tasks']}{'' if running['planned'] else '+'}, "
+            f"{running['blobs']}, {time.time() - running['started']:.0f}",
+        )
     images = view["images_checked"]
     other.add_row("images checked: " + ", ".join(images), ", ".join(map(str, images.values())))
     audit = view["audit"]
@@ -111,7 +123,8 @@ def stats(
     """The warmer's cluster-wide figures: totals, hit ratio, recent intervals."""
     try:
         state = build_state(settings_of(ctx))
-        view = stats_view(state)
+        runs = RewarmRuns(state_redis(settings_of(ctx)))
+        view = stats_view(state, runs)
     except WarmerError as exc:
         fail(str(exc))
     if as_json:
@@ -124,6 +137,6 @@ def stats(
         try:
             while True:
                 time.sleep(2)
-                live.update(stats_table(stats_view(state)))
+                live.update(stats_table(stats_view(state, runs)))
         except KeyboardInterrupt:
             pass

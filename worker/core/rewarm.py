@@ -30,7 +30,6 @@ __all__ = [
     "LARGE_REPOSITORY",
     "SHARDS",
     "RewarmSummary",
-    "plan",
     "rewarm",
     "rewarm_order",
     "summarize",
@@ -84,6 +83,7 @@ def rewarm(
     shard: str = "",
     on_progress: Callable[[RewarmSummary], None] | None = None,
     recheck_hits: bool = False,
+    skip_missing: bool = False,
 ) -> RewarmSummary:
     """Warm every repository of the store (or the ones named) and return what was done.
 
@@ -97,6 +97,10 @@ def rewarm(
     then counts as an error, its batch's hit or miss unchanged). ``recheck_hits``: the cache's
     hits are checked too, for a run retried after a try that died between a write and its
     check.
+
+    A named repository that is not in the store raises RepositoryNotFoundError before anything
+    is warmed; with ``skip_missing`` (a fan-out's task, planned before a delete) it is counted
+    in ``skipped`` as the walk comes to it, and the others are warmed.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -108,7 +112,7 @@ def rewarm(
         names = store.repositories()
     else:
         names = [reference.repository_name(n) for n in repositories]
-        for name in names:
+        for name in [] if skip_missing else names:
             if not store.has_repository(name):
                 raise RepositoryNotFoundError(f"repository {name} is not in the store")
     summary = RewarmSummary()
@@ -133,6 +137,9 @@ def rewarm(
     walk.together = checks.held is None
     try:
         for name in names:
+            if skip_missing and not store.has_repository(name):
+                summary.skipped += int(shard in ("", SHARDS[0]))  # once, as a repository counts
+                continue
             checks.moving_to(name, walked=repositories is None)
             for batch in _batched(store.layers(name, shard), batch_size):
                 walk.add(name, batch, recheck_hits=recheck_hits)
@@ -303,22 +310,6 @@ def _batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
 SHARDS: Final = tuple(reference.HEX_DIGITS)
 #: Links from which a repository is re-warmed as 16 tasks rather than one.
 LARGE_REPOSITORY: Final = 10_000
-
-
-def plan(
-    store: Store, recently_pulled: list[str], large: int = LARGE_REPOSITORY
-) -> list[tuple[str, str]]:
-    """The fan-out's tasks, ``(repository, shard)``: one a repository, 16 a large one.
-
-    A repository's links are counted only up to ``large``, so planning costs little.
-    """
-    tasks: list[tuple[str, str]] = []
-    for name in rewarm_order(store, recently_pulled):
-        if sum(1 for _ in islice(store.layers(name), large)) >= large:
-            tasks += [(name, shard) for shard in SHARDS]
-        else:
-            tasks.append((name, ""))
-    return tasks
 
 
 def rewarm_order(store: Store, recently_pulled: list[str]) -> list[str]:

@@ -1,0 +1,154 @@
+"""Fan-out re-warms under way: what lets the last of a run's tasks finish it, with no chord.
+
+A fan-out re-warm (``warmer.rewarm``) sends its tasks as its planner walks the store, so that
+neither the planner nor the broker's chord holds a list of every repository (a million links
+over 100,000 repositories). What a chord did, counting its tasks and summing their results, is
+kept here instead, one hash a run, ``warmer:rewarm:<run>`` (this module spells the family; the
+run's id is the token of the re-warm lock it holds):
+
+    started        when the planner began (unix time)
+    tasks          tasks sent so far
+    planned        "1" once the planner sent its last task (``tasks`` is then the whole)
+    done           tasks that ran to their end, each counted once
+    task:<index>   "1": task ``index`` is counted (a retried or redelivered task is not again)
+    repositories, blobs, manifests, hits, misses, errors, skipped, s3_requests: summed
+    summarized     "1" once a summary task took the totals (so only one writes them)
+
+The run is complete when it is planned and ``done`` equals ``tasks``; whoever sees it so (the
+planner's last word or a task's) sends the summary task, and the summary task that claims
+``summarized`` writes the summary and lets the lock go: exactly once, whoever sent it. The hash
+grows with the tasks (one field each, a few thousand for ten million links) and expires a day
+after its last write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import redis
+
+from worker.errors import StateError
+
+__all__ = ["FIGURES", "RUN_TTL", "RewarmRuns"]
+
+_PREFIX: Final = "warmer:rewarm:"
+#: Seconds a run's record outlives its last write.
+RUN_TTL: Final = 86_400
+#: The summed figures: a re-warm summary's counts (its ``seconds`` is the run's wall clock).
+FIGURES: Final = (
+    "repositories",
+    "blobs",
+    "manifests",
+    "hits",
+    "misses",
+    "errors",
+    "skipped",
+    "s3_requests",
+)
+
+# A task's figures count once (its marker field), and the answer says whether the run is
+# complete now: planned, and every task sent done.
+_DONE_LUA: Final = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 1 then
+  for i = 3, #ARGV, 2 do
+    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+  redis.call('HINCRBY', KEYS[1], 'done', 1)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local v = redis.call('HMGET', KEYS[1], 'planned', 'tasks', 'done')
+return (v[1] == '1' and tonumber(v[2] or '0') == tonumber(v[3] or '0')) and 1 or 0
+"""
+
+_PLANNED_LUA: Final = """
+redis.call('HSET', KEYS[1], 'planned', '1', 'tasks', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return tonumber(redis.call('HGET', KEYS[1], 'done') or '0') == tonumber(ARGV[1]) and 1 or 0
+"""
+
+_CLAIM_LUA: Final = """
+local v = redis.call('HMGET', KEYS[1], 'planned', 'tasks', 'done')
+if v[1] ~= '1' or tonumber(v[2] or '0') ~= tonumber(v[3] or '0') then
+  return nil
+end
+if redis.call('HSETNX', KEYS[1], 'summarized', '1') == 0 then
+  return nil
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+
+class RewarmRuns:
+    """The records of fan-out re-warms, in the state Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._done = client.register_script(_DONE_LUA)
+        self._planned = client.register_script(_PLANNED_LUA)
+        self._claim = client.register_script(_CLAIM_LUA)
+
+    def start(self, run: str, now: float) -> None:
+        """The planner of ``run`` begins (before it sends any task)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(_PREFIX + run, mapping={"started": repr(now), "tasks": 0, "done": 0})
+        pipe.expire(_PREFIX + run, RUN_TTL)
+        self._call(pipe.execute)
+
+    def sent(self, run: str, count: int) -> None:
+        """``count`` more tasks of ``run`` were sent (progress only: :meth:`planned` counts)."""
+        if count:
+            self._call(self._redis.hincrby, _PREFIX + run, "tasks", count)
+
+    def planned(self, run: str, tasks: int) -> bool:
+        """The planner of ``run`` sent its last task, ``tasks`` in all; True when the run is
+        complete already (its tasks all ran before this word: the caller sends the summary)."""
+        return bool(self._call(self._planned, [_PREFIX + run], [tasks, RUN_TTL]))
+
+    def done(self, run: str, index: int, figures: Mapping[str, int | float]) -> bool:
+        """Task ``index`` of ``run`` ran to its end with ``figures`` (counted once, whatever
+        the tries); True when the run is complete now (the caller sends the summary)."""
+        args: list[str | int] = [f"task:{index}", RUN_TTL]
+        for name in FIGURES:
+            value = int(figures.get(name, 0))
+            if value:
+                args += [name, value]
+        return bool(self._call(self._done, [_PREFIX + run], args))
+
+    def claim_summary(self, run: str) -> dict[str, Any] | None:
+        """The totals of a complete ``run`` (as :meth:`progress`), to the first caller only:
+        None when not complete, or claimed already (so one summary is written, however many
+        summary tasks were sent)."""
+        raw = self._call(self._claim, [_PREFIX + run], [RUN_TTL])
+        if raw is None:
+            return None
+        return self._totals(raw)
+
+    def progress(self, run: str) -> dict[str, Any] | None:
+        """Where ``run`` stands: started, tasks sent and done, whether planned, the figures
+        summed so far (None: no such run, or expired)."""
+        raw = self._call(self._redis.hgetall, _PREFIX + run)
+        if not raw:
+            return None
+        return self._totals([x for pair in raw.items() for x in pair])
+
+    @staticmethod
+    def _totals(flat: list[Any]) -> dict[str, Any]:
+        fields = {_text(k): _text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+        view: dict[str, Any] = {name: int(fields.get(name, 0)) for name in FIGURES}
+        view["tasks"] = int(fields.get("tasks", 0))
+        view["done"] = int(fields.get("done", 0))
+        view["planned"] = fields.get("planned") == "1"
+        view["started"] = float(fields.get("started", 0))
+        return view
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except redis.RedisError as exc:
+            raise StateError(f"state Redis: {exc}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
