@@ -31,6 +31,7 @@ __all__ = [
     "InvalidReferenceError",
     "InvalidRepositoryNameError",
     "ManifestNotReadyError",
+    "RecheckError",
     "RepositoryNotFoundError",
     "StateError",
     "StoreError",
@@ -109,6 +110,19 @@ class StoreError(WarmerError):
     """Raised when the registry's storage cannot answer."""
 
     retryable = True
+
+
+class RecheckError(StoreError):
+    """Raised when the store left the re-check after a cache write unanswered for some of the
+    write's repositories (:attr:`failed`): their entries were undone. What the others' re-checks
+    found deleted (and forgot) is in :attr:`gone`. Another try can answer."""
+
+    def __init__(
+        self, message: str, failed: frozenset[str], gone: dict[str, set[str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.failed = failed
+        self.gone = gone or {}
 
 
 class StoreUnavailableError(StoreError):

@@ -95,3 +95,9 @@ def test_the_hot_list_is_the_last_hours_pulls_and_the_records_are_capped(
     assert state_redis.zrange("warmer:access", 0, -1) == [b"c/app", b"d/app"]
     assert set(state_redis.hkeys("warmer:pulls")) == {b"c/app", b"d/app"}
     assert state.pulls_total() == 8
+    # A key grown past the cap (an earlier release kept every repository) shrinks by a bounded
+    # number each call: no command of unbounded length.
+    monkeypatch.setattr(pulls, "_TRIM_PER_CALL", 1)
+    state_redis.zadd("warmer:access", {"x/1": 1, "x/2": 2, "x/3": 3})
+    state.record_pulls({"e/app": 1}, at=now + 1)
+    assert state_redis.zcard("warmer:access") == 5

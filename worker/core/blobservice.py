@@ -25,7 +25,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from worker.cache import BlobDescriptorCache
 from worker.core.results import FetchResult, forget_sizes, mark_lost, pair_answers
 from worker.core.writes import CacheWriter
-from worker.errors import BlobNotFoundError, CacheError, StateError, StoreError
+from worker.errors import BlobNotFoundError, CacheError, RecheckError, StateError, StoreError
 from worker.registry import reference
 from worker.registry.descriptor import Descriptor
 from worker.state.figures import Figures
@@ -351,14 +351,18 @@ class CachedBlobService:
                     fills, also=also, described=described, manifests=manifests, seen=seen
                 )
         except (CacheError, StateError, StoreError) as exc:
-            for fill in fills.values():
-                forget_sizes(sizes, (desc.digest for desc in fill))  # not written after all
-            if strict and isinstance(exc, StoreError):  # a re-check left unanswered: undone
-                undone = {
-                    r: {*(desc.digest for desc in fills.get(r, ())), *also.get(r, ())}
-                    for r in results
-                }
-                return {r: mark_lost(found, undone[r], exc) for r, found in results.items()}
+            # Undone: the repositories a re-check error names, when it names them, else all.
+            failed = exc.failed if isinstance(exc, RecheckError) else frozenset(results)
+            for r in failed:
+                forget_sizes(sizes, (desc.digest for desc in fills.get(r, ())))  # not written
+            if strict and isinstance(exc, StoreError):  # a re-check left unanswered
+                for r, found in results.items():
+                    if r in failed:
+                        undone = {*(desc.digest for desc in fills.get(r, ())), *also.get(r, ())}
+                        results[r] = mark_lost(found, undone, exc)
+                    elif lost := exc.gone.get(r) if isinstance(exc, RecheckError) else None:
+                        results[r] = mark_lost(found, lost, BlobNotFoundError(f"deleted from {r}"))
+                return results
             if strict:  # the cache, or the journal of its writes
                 raise
             # A cache write after a store answer must never fail the request it serves.

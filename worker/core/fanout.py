@@ -69,8 +69,9 @@ def plan(
 
 
 def _hot_first(store: Store, recently_pulled: list[str]) -> Iterator[str]:
-    # rewarm_order's order, streamed: the recently pulled (a bounded list) are all it keeps.
-    hot = [name for name in recently_pulled if store.has_repository(name)]
-    yield from hot
-    seen = set(hot)
+    # Every repository of the store, the recently pulled first (a bounded list, and all this
+    # keeps). A pulled one gone from the store is not asked about here (up to 10,000 requests
+    # on S3): its task finds it gone and counts it skipped.
+    yield from recently_pulled
+    seen = set(recently_pulled)
     yield from (name for name in store.repositories() if name not in seen)

@@ -21,7 +21,6 @@ from worker.core.results import FetchResult
 from worker.core.writes import CacheWriter
 from worker.errors import RepositoryNotFoundError
 from worker.registry import reference
-from worker.storage import Store
 from worker.storage.base import DEFAULT_MEMO_LIMIT
 
 __all__ = [
@@ -31,7 +30,6 @@ __all__ = [
     "SHARDS",
     "RewarmSummary",
     "rewarm",
-    "rewarm_order",
     "summarize",
 ]
 
@@ -310,17 +308,6 @@ def _batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
 SHARDS: Final = tuple(reference.HEX_DIGITS)
 #: Links from which a repository is re-warmed as 16 tasks rather than one.
 LARGE_REPOSITORY: Final = 10_000
-
-
-def rewarm_order(store: Store, recently_pulled: list[str]) -> list[str]:
-    """Every repository of the store, the recently pulled ones first (they are wanted first).
-
-    A list of names (not of blobs): one entry a repository, for the fan-out's task per
-    repository.
-    """
-    hot = [name for name in recently_pulled if store.has_repository(name)]
-    seen = set(hot)
-    return hot + [name for name in store.repositories() if name not in seen]
 
 
 def summarize(parts: list[dict[str, int | float]]) -> dict[str, int | float]:

@@ -39,9 +39,9 @@ from typing import Final, cast
 
 from worker.cache import BlobDescriptorCache
 from worker.core.heldchecks import Held, Rechecked, RechecksTogether
-from worker.errors import BlobNotFoundError, CacheError, StateError, StoreError
+from worker.errors import BlobNotFoundError, CacheError, RecheckError, StateError, StoreError
 from worker.registry.descriptor import Descriptor
-from worker.state.unchecked import UncheckedWrites
+from worker.state.unchecked import Note, UncheckedWrites
 from worker.storage import Store
 
 __all__ = [
@@ -100,20 +100,38 @@ class CacheWriter:
             return 0
         swept = 0
         notes = self.journal.older_than(older_than)
-        # A note of several repositories comes as an entry each: closed once all are checked.
+        # A note of several repositories comes as an entry each: all of them are re-checked
+        # (one failing never keeps the others from theirs), and the note closed once all were.
         for note, parts in groupby(notes, key=lambda entry: entry[0]):
-            try:
-                for _, (repository, manifests, digests) in parts:
-                    if repository:
-                        self._recheck({repository: digests}, manifests=manifests)
-                    else:
-                        self._recheck_global(digests)
-            except (StoreError, CacheError) as exc:
-                _log.warning("sweep: writes of %s stay unchecked: %s", repository, exc)
+            error = self._recheck_note([part for _, part in parts])
+            if error is not None:
+                _log.warning("sweep: a note's writes stay unchecked: %s", error)
+                self.journal.postpone(note)  # behind the others: a stuck note blocks no sweep
                 continue
             self.journal.close(note)
             swept += 1
         return swept
+
+    def _recheck_note(self, parts: list[Note]) -> StoreError | CacheError | None:
+        # Every part of a note re-checked, whichever fails: the first error, or None.
+        scoped: dict[str, list[str]] = {}
+        unscoped: list[str] = []
+        for repository, _, digests in parts:
+            if repository:
+                scoped.setdefault(repository, []).extend(digests)
+            else:
+                unscoped += digests
+        errors: list[StoreError | CacheError] = []
+        try:
+            self._recheck(scoped, manifests=parts[0][1])  # every repository, then raises
+        except (StoreError, CacheError) as exc:
+            errors.append(exc)
+        try:
+            if unscoped:
+                self._recheck_global(unscoped)
+        except (StoreError, CacheError) as exc:
+            errors.append(exc)
+        return errors[0] if errors else None
 
     @contextmanager
     def _noted(self, groups: Mapping[str, Sequence[str]], *, manifests: bool) -> Iterator[None]:
@@ -319,7 +337,7 @@ class CacheWriter:
         seen: MutableMapping[str, int] | None = None,
     ) -> dict[str, set[str]]:
         gone: dict[str, set[str]] = {}
-        failed: StoreError | None = None
+        failed: dict[str, StoreError] = {}
         for repository, digests in groups.items():
             if not digests:
                 gone[repository] = set()
@@ -340,11 +358,14 @@ class CacheWriter:
                     "re-check of %d blobs of %s failed: %s", len(digests), repository, errors[0]
                 )
                 gone[repository] = set(digests)
-                failed = failed or _retryable(errors[0])
+                failed[repository] = errors[0]
             if gone[repository]:
                 self.forget(repository, gone[repository])
-        if failed is not None:
-            raise failed
+        if failed:
+            # Says which repositories were undone: the others' writes stand, re-checked.
+            first = _retryable(next(iter(failed.values())))
+            found = {r: g for r, g in gone.items() if r not in failed}
+            raise RecheckError(str(first), frozenset(failed), found) from first
         return gone
 
     def _recheck_global(self, digests: Sequence[str]) -> set[str]:

@@ -27,36 +27,55 @@ HOT_WINDOW_SECONDS: Final = 3600.0
 MAX_HOT: Final = 10_000
 
 
+#: The most repositories one call drops over the cap: a bounded command, even on a key that grew
+#: without a cap before (it shrinks to the cap over several calls).
+_TRIM_PER_CALL: Final = 5_000  # and under Lua's unpack limit (8,000)
+
+# KEYS: access times, pull counts, total. ARGV: the time, the cap, the most to drop, then
+# repository and count pairs. Every pair's time is noted, its count added (a count of 0: only
+# noted); then the least recently pulled over the cap go, with their counts.
+_ADD_LUA: Final = """
+local total = 0
+for i = 4, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+  local count = tonumber(ARGV[i + 1])
+  if count ~= 0 then
+    redis.call('HINCRBY', KEYS[2], ARGV[i], count)
+    total = total + count
+  end
+end
+if total ~= 0 then redis.call('INCRBY', KEYS[3], total) end
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+if over > 0 then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, math.min(over, tonumber(ARGV[3])) - 1)
+  redis.call('ZREM', KEYS[1], unpack(oldest))
+  redis.call('HDEL', KEYS[2], unpack(oldest))
+end
+return 0
+"""
+
+
 class PullRecords:
     """Pulls per repository, their total, and each repository's last pull."""
 
     def __init__(self, client: redis.Redis, *, access: str, pulls: str, total: str) -> None:
         self._redis = client
         self._access, self._pulls, self._total = access, pulls, total
+        self._add = client.register_script(_ADD_LUA)
 
     def touch(self, repositories: Iterable[str], at: float) -> None:
         """Note that these repositories were pulled at ``at``."""
         self.add(dict.fromkeys(repositories, 0), at)
 
     def add(self, pulls: Mapping[str, int], at: float) -> None:
-        """Add up pulls per repository (the receiver's sums), and note when: one round trip
-        (two when the cap drops the oldest)."""
+        """Add up pulls per repository (the receiver's sums), and note when: one round trip,
+        atomic with the cap (two receivers at once never drop a repository just pulled)."""
         if not pulls:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zadd(self._access, dict.fromkeys(pulls, at))
+        args: list[str | int | float] = [at, MAX_REPOSITORIES, _TRIM_PER_CALL]
         for repository, count in pulls.items():
-            if count:
-                pipe.hincrby(self._pulls, repository, count)
-        if total := sum(pulls.values()):
-            pipe.incrby(self._total, total)
-        pipe.zrange(self._access, 0, -MAX_REPOSITORIES - 1)
-        oldest = self._call(pipe.execute)[-1]
-        if oldest:  # over the cap: the least recently pulled go, with their counts
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.zrem(self._access, *oldest)
-            pipe.hdel(self._pulls, *oldest)
-            self._call(pipe.execute)
+            args += [repository, count]
+        self._call(self._add, [self._access, self._pulls, self._total], args)
 
     def total(self) -> int:
         """Pulls counted, of every repository."""

@@ -50,11 +50,16 @@ class UncheckedWrites:
         """:meth:`open` for one write of several repositories ("": global descriptors): one
         note, in one round trip, swept whole (a batch of a thousand small repositories must
         not fill the journal's cap on its own)."""
-        # A note of its own (the id): two writers of the same batch must not share one.
-        note = json.dumps(
-            [[[r, list(d)] for r, d in groups.items()], manifests, uuid.uuid4().hex],
-            separators=(",", ":"),
-        )
+        # A note of its own (the id): two writers of the same batch must not share one. A note
+        # of one repository keeps the shape earlier releases read (their sweep, in a rolling
+        # upgrade, reads the notes of new writers too); several take the new one.
+        id_ = uuid.uuid4().hex
+        if len(groups) == 1:
+            [(repository, digests)] = groups.items()
+            shape: list[Any] = [repository, manifests, list(digests), id_]
+        else:
+            shape = [[[r, list(d)] for r, d in groups.items()], manifests, id_]
+        note = json.dumps(shape, separators=(",", ":"))
         pipe = self._redis.pipeline(transaction=False)
         pipe.zadd(self._key, {note: time.time()})
         pipe.zremrangebyrank(self._key, 0, -MAX_NOTES - 1)
@@ -70,6 +75,11 @@ class UncheckedWrites:
         """The writes' re-checks are done: forget their notes."""
         if notes:
             self._call(self._redis.zrem, self._key, *notes)
+
+    def postpone(self, note: str) -> None:
+        """Its re-check failed: the note goes behind the others (noted as begun now), so the
+        sweep's next look takes the others first; it is swept again once it is old again."""
+        self._call(lambda: self._redis.zadd(self._key, {note: time.time()}, xx=True))
 
     def older_than(self, seconds: float, limit: int = 100) -> list[tuple[str, Note]]:
         """Notes of writes begun over ``seconds`` ago (their writer died), oldest first; a
