@@ -20,13 +20,12 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from bench.layout import LayoutWriter
-from tasks import worker_app
+from tests.support.apps import celery_app
 from tests.support.notifications import envelope, event
-from tests.support.redisdbs import DB, shared_env
+from tests.support.redisdbs import DB
 from worker.celeryapp import WarmerCelery
 from worker.cli import app as cli
 from worker.cli.processes import wait_until
-from worker.config.settings import load_settings
 from worker.receiver.assembly import build_webhook
 from worker.registry.mediatypes import OCI_MANIFEST
 from worker.state import StateStore
@@ -149,20 +148,8 @@ def test_a_since_entry_left_without_its_ledger_entry_heals(
 def slo_app(
     redis_proc: Any, layout: LayoutWriter, cache_redis: redis.Redis, state_redis: redis.Redis
 ) -> Iterator[tuple[WarmerCelery, dict[str, str]]]:
-    layout.store.root.mkdir(parents=True, exist_ok=True)
-    broker = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=DB.SLO_BROKER)
-    broker.flushdb()
-    env = {
-        **shared_env(redis_proc, broker=DB.SLO_BROKER),
-        "WARMER_STORAGE_ROOT": str(layout.store.root),
-        "WARMER_WEBHOOK_TOKEN": TOKEN,
-    }
-    settings = load_settings(**{k.removeprefix("WARMER_").lower(): v for k, v in env.items()})
-    app = worker_app(settings)
-    app.conf.worker_hijack_root_logger = False
-    yield app, env
-    broker.flushdb()
-    broker.close()
+    with celery_app(redis_proc, layout, broker=DB.SLO_BROKER, token=TOKEN) as pair:
+        yield pair
 
 
 def _stamp(at: float) -> str:

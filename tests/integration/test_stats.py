@@ -16,15 +16,14 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from bench.layout import LayoutWriter
-from tasks import worker_app
+from tests.support.apps import celery_app
 from tests.support.notifications import envelope, event
-from tests.support.redisdbs import DB, shared_env
+from tests.support.redisdbs import DB
 from tests.support.redisdump import dump
 from worker.celeryapp import WarmerCelery
 from worker.celeryapp.names import REWARM_TASK
 from worker.cli import app as cli
 from worker.cli.processes import wait_until
-from worker.config.settings import load_settings
 from worker.core.blobservice import CachedBlobService
 from worker.core.pipeline import process
 from worker.core.rewarm import rewarm
@@ -75,19 +74,8 @@ def test_snapshots_give_interval_rates_and_keep_a_day(state: StateStore) -> None
 def pipeline_app(
     redis_proc: Any, layout: LayoutWriter, cache_redis: redis.Redis, state_redis: redis.Redis
 ) -> Iterator[tuple[WarmerCelery, dict[str, str]]]:
-    layout.store.root.mkdir(parents=True, exist_ok=True)
-    broker = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=DB.STATS_BROKER)
-    broker.flushdb()
-    env = {
-        **shared_env(redis_proc, broker=DB.STATS_BROKER),
-        "WARMER_STORAGE_ROOT": str(layout.store.root),
-        "WARMER_WEBHOOK_TOKEN": TOKEN,
-    }
-    settings = load_settings(**{k.removeprefix("WARMER_").lower(): v for k, v in env.items()})
-    app = worker_app(settings)
-    app.conf.worker_hijack_root_logger = False  # the test process keeps its own logging
-    yield app, env
-    broker.flushdb()
+    with celery_app(redis_proc, layout, broker=DB.STATS_BROKER, token=TOKEN) as pair:
+        yield pair
 
 
 def _metric(text: str, name: str, operation: str) -> int:

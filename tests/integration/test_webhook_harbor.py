@@ -22,13 +22,11 @@ from celery.contrib.testing.worker import start_worker
 from starlette.testclient import TestClient
 
 from bench.layout import LayoutWriter
-from tasks import worker_app
 from tests.support.redisdbs import DB, shared_env
 from tests.support.redisdump import dump
 from worker.celeryapp import WarmerCelery
 from worker.cli.processes import wait_until
 from worker.config.settings import Settings, load_settings
-from worker.receiver.assembly import build_webhook
 from worker.state import StateStore
 from worker.storage import paths
 
@@ -80,19 +78,6 @@ def settings(
     )
     broker.flushdb()
     broker.close()
-
-
-@pytest.fixture
-def celery(settings: Settings) -> WarmerCelery:
-    app = worker_app(settings)
-    app.conf.worker_hijack_root_logger = False
-    return app
-
-
-@pytest.fixture
-def client(settings: Settings, celery: WarmerCelery) -> Iterator[TestClient]:
-    with TestClient(build_webhook(settings, celery)) as c:
-        yield c
 
 
 @pytest.fixture

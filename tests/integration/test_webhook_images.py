@@ -60,19 +60,6 @@ def settings(
 
 
 @pytest.fixture
-def celery(settings: Settings) -> WarmerCelery:
-    app = worker_app(settings)
-    app.conf.worker_hijack_root_logger = False
-    return app
-
-
-@pytest.fixture
-def client(settings: Settings, celery: WarmerCelery) -> Iterator[TestClient]:
-    with TestClient(build_webhook(settings, celery)) as c:
-        yield c
-
-
-@pytest.fixture
 def multi(layout: LayoutWriter) -> str:
     amd, _ = layout.image(REPO, "amd64", b"shared", b"amd64 layer")
     arm, _ = layout.image(REPO, "arm64", b"shared", b"arm64 layer")
