@@ -50,12 +50,12 @@ def test_beat_runs_the_scheduled_jobs_and_their_results_are_kept(
         def ran() -> bool:
             found = _results(state_redis)
             return len(found.get("warmer.stats", [])) >= 2 and all(
-                name in found for name in ("warmer.rewarm_summary", "warmer.reconcile")
+                name in found for name in ("warmer.rewarm_run_summary", "warmer.reconcile")
             )
 
         wait_until(ran, timeout=60, what="stats, re-warm and reconcile results")
     found = _results(state_redis)
-    rewarmed = found["warmer.rewarm_summary"][0]
+    rewarmed = found["warmer.rewarm_run_summary"][0]
     assert (rewarmed["repositories"], rewarmed["blobs"], rewarmed["manifests"]) == (1, 3, 1)
     # Registry 3.x (the default) keeps the manifest as a member too: 3 blobs and 1 manifest.
     assert cache_redis.scard("repository::team/app::blobs") == 4

@@ -24,7 +24,7 @@ from tasks import worker_app
 from tests.support.redisdbs import DB
 from tests.support.results import task_metas
 from worker.celeryapp import WarmerCelery
-from worker.celeryapp.names import REWARM_SUMMARY_TASK, REWARM_TASK
+from worker.celeryapp.names import REWARM_RUN_SUMMARY_TASK, REWARM_TASK
 from worker.cli.processes import wait_until
 from worker.cli.stats import stats_table, stats_view
 from worker.config.settings import load_settings
@@ -70,7 +70,7 @@ def _summaries(state_redis: redis.Redis) -> list[dict[str, Any]]:
     return [
         m["result"]
         for m in task_metas(state_redis)
-        if m.get("name") == REWARM_SUMMARY_TASK and m.get("status") == "SUCCESS"
+        if m.get("name") == REWARM_RUN_SUMMARY_TASK and m.get("status") == "SUCCESS"
     ]
 
 
@@ -189,12 +189,13 @@ def test_a_run_counts_each_task_once_and_is_complete_once_planned_and_done(
     assert not runs.done("r", 0, {"blobs": 3, "repositories": 1})
     assert not runs.done("r", 0, {"blobs": 3, "repositories": 1})  # again: not counted
     assert not runs.done("r", 1, {"blobs": 2, "repositories": 1})  # all done, not planned yet
-    assert runs.claim_summary("r") is None
+    assert runs.claim_summary("r", "summary-1") is None
     assert runs.planned("r", 2)  # planned last: the planner sends the summary
-    totals = runs.claim_summary("r")
+    totals = runs.claim_summary("r", "summary-1")
     assert totals is not None
     assert (totals["blobs"], totals["repositories"], totals["tasks"]) == (5, 2, 2)
-    assert runs.claim_summary("r") is None  # once
+    assert runs.claim_summary("r", "summary-2") is None  # once
+    assert runs.claim_summary("r", "summary-1") == totals  # but to the claimer's retry again
     assert 0 < state_redis.ttl("warmer:rewarm:r") <= 86_400
 
 

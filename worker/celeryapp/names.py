@@ -14,7 +14,8 @@ __all__ = [
     "RECONCILE_TASK",
     "REDELIVER_TASK",
     "REWARM_CHUNK_TASK",
-    "REWARM_SUMMARY_TASK",
+    "REWARM_REPOSITORY_TASK",
+    "REWARM_RUN_SUMMARY_TASK",
     "REWARM_TASK",
     "STATS_TASK",
     "WARM_IMAGE_TASK",
@@ -31,7 +32,12 @@ STATS_TASK: Final = "warmer.stats"
 #: store is walked, then one summary.
 REWARM_TASK: Final = "warmer.rewarm"
 REWARM_CHUNK_TASK: Final = "warmer.rewarm_chunk"
-REWARM_SUMMARY_TASK: Final = "warmer.rewarm_summary"
+#: Named anew when its arguments changed (the run's id; it was a chord's results, under
+#: "warmer.rewarm_summary"): a message of one release never reaches the other's task.
+REWARM_RUN_SUMMARY_TASK: Final = "warmer.rewarm_run_summary"
+#: The previous release's task a repository: kept for one release, so that the messages of a
+#: re-warm queued when the workers were upgraded still warm (docs/operations.md, Upgrading).
+REWARM_REPOSITORY_TASK: Final = "warmer.rewarm_repository"
 #: Evicts what the store no longer holds.
 RECONCILE_TASK: Final = "warmer.reconcile"
 #: Notices a cache emptied or restarted, and re-warms.

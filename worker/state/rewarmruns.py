@@ -12,11 +12,15 @@ run's id is the token of the re-warm lock it holds):
     done           tasks that ran to their end, each counted once
     task:<index>   "1": task ``index`` is counted (a retried or redelivered task is not again)
     repositories, blobs, manifests, hits, misses, errors, skipped, s3_requests: summed
-    summarized     "1" once a summary task took the totals (so only one writes them)
+    failed_tasks   tasks that failed for good (counted done, with no other figure)
+    summarized     the id of the summary task that took the totals (so only it writes them)
 
-The run is complete when it is planned and ``done`` equals ``tasks``; whoever sees it so (the
-planner's last word or a task's) sends the summary task, and the summary task that claims
-``summarized`` writes the summary and lets the lock go: exactly once, whoever sent it. The hash
+The run's id is its planner's task id, so that a planner retried or redelivered resumes its own
+run (its tasks sent again count once). The run is complete when it is planned and ``done``
+equals ``tasks``; whoever sees it so (the planner's last word, a task's end or failure) sends
+the summary task, and the summary task that claims ``summarized`` writes the summary and lets
+the lock go: once, whoever sent it; a try of that same task (a retry after it failed half-way)
+may claim it again. The hash
 grows with the tasks (one field each, a few thousand for ten million links) and expires a day
 after its last write.
 """
@@ -30,11 +34,16 @@ import redis
 
 from worker.errors import StateError
 
-__all__ = ["FIGURES", "RUN_TTL", "RewarmRuns"]
+__all__ = ["FIGURES", "PLANNED", "RUN_TTL", "SUMMARIZED", "TO_PLAN", "RewarmRuns"]
 
 _PREFIX: Final = "warmer:rewarm:"
 #: Seconds a run's record outlives its last write.
 RUN_TTL: Final = 86_400
+#: What :meth:`RewarmRuns.start` finds: a run to plan (new, or its planner stopped half-way),
+#: one planned already (its tasks all sent), one summarized (over).
+TO_PLAN: Final = 0
+PLANNED: Final = 1
+SUMMARIZED: Final = 2
 #: The summed figures: a re-warm summary's counts (its ``seconds`` is the run's wall clock).
 FIGURES: Final = (
     "repositories",
@@ -45,6 +54,7 @@ FIGURES: Final = (
     "errors",
     "skipped",
     "s3_requests",
+    "failed_tasks",
 )
 
 # A task's figures count once (its marker field), and the answer says whether the run is
@@ -61,6 +71,29 @@ local v = redis.call('HMGET', KEYS[1], 'planned', 'tasks', 'done')
 return (v[1] == '1' and tonumber(v[2] or '0') == tonumber(v[3] or '0')) and 1 or 0
 """
 
+# A new run's record, or where a resumed one stands: 0 to plan, 1 planned already, 2 summarized.
+_START_LUA: Final = """
+if redis.call('HEXISTS', KEYS[1], 'summarized') == 1 then
+  return 2
+end
+if redis.call('HGET', KEYS[1], 'planned') == '1' then
+  return 1
+end
+redis.call('HSETNX', KEYS[1], 'started', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'tasks', 0)
+redis.call('HSETNX', KEYS[1], 'done', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 0
+"""
+
+# Progress only: never below what a (resumed) planner counted before, nor once planned.
+_SENT_LUA: Final = """
+if redis.call('HGET', KEYS[1], 'planned') ~= '1'
+   and tonumber(redis.call('HGET', KEYS[1], 'tasks') or '0') < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'tasks', ARGV[1])
+end
+"""
+
 _PLANNED_LUA: Final = """
 redis.call('HSET', KEYS[1], 'planned', '1', 'tasks', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -72,7 +105,8 @@ local v = redis.call('HMGET', KEYS[1], 'planned', 'tasks', 'done')
 if v[1] ~= '1' or tonumber(v[2] or '0') ~= tonumber(v[3] or '0') then
   return nil
 end
-if redis.call('HSETNX', KEYS[1], 'summarized', '1') == 0 then
+if redis.call('HSETNX', KEYS[1], 'summarized', ARGV[2]) == 0
+   and redis.call('HGET', KEYS[1], 'summarized') ~= ARGV[2] then
   return nil
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
@@ -86,20 +120,22 @@ class RewarmRuns:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._done = client.register_script(_DONE_LUA)
+        self._start = client.register_script(_START_LUA)
+        self._sent = client.register_script(_SENT_LUA)
         self._planned = client.register_script(_PLANNED_LUA)
         self._claim = client.register_script(_CLAIM_LUA)
 
-    def start(self, run: str, now: float) -> None:
-        """The planner of ``run`` begins (before it sends any task)."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(_PREFIX + run, mapping={"started": repr(now), "tasks": 0, "done": 0})
-        pipe.expire(_PREFIX + run, RUN_TTL)
-        self._call(pipe.execute)
+    def start(self, run: str, now: float) -> int:
+        """The planner of ``run`` begins (before it sends any task), or begins again: a retry
+        or a redelivery of it. :data:`TO_PLAN`, or :data:`PLANNED` (its tasks were all sent:
+        nothing to send again), or :data:`SUMMARIZED` (the run is over)."""
+        return int(self._call(self._start, [_PREFIX + run], [repr(now), RUN_TTL]))
 
     def sent(self, run: str, count: int) -> None:
-        """``count`` more tasks of ``run`` were sent (progress only: :meth:`planned` counts)."""
+        """The planner of ``run`` sent ``count`` tasks so far (progress only: :meth:`planned`
+        counts)."""
         if count:
-            self._call(self._redis.hincrby, _PREFIX + run, "tasks", count)
+            self._call(self._sent, [_PREFIX + run], [count])
 
     def planned(self, run: str, tasks: int) -> bool:
         """The planner of ``run`` sent its last task, ``tasks`` in all; True when the run is
@@ -116,11 +152,17 @@ class RewarmRuns:
                 args += [name, value]
         return bool(self._call(self._done, [_PREFIX + run], args))
 
-    def claim_summary(self, run: str) -> dict[str, Any] | None:
-        """The totals of a complete ``run`` (as :meth:`progress`), to the first caller only:
-        None when not complete, or claimed already (so one summary is written, however many
-        summary tasks were sent)."""
-        raw = self._call(self._claim, [_PREFIX + run], [RUN_TTL])
+    def failed(self, run: str, index: int) -> bool:
+        """Task ``index`` of ``run`` failed for good: counted done, as one of ``failed_tasks``
+        (unless it was counted already); True when the run is complete now."""
+        return self.done(run, index, {"failed_tasks": 1})
+
+    def claim_summary(self, run: str, claimer: str) -> dict[str, Any] | None:
+        """The totals of a complete ``run`` (as :meth:`progress`), to the first ``claimer``
+        only, and to its own tries again (it may have failed after claiming them): None when
+        not complete, or claimed by another (so one summary is written, however many summary
+        tasks were sent)."""
+        raw = self._call(self._claim, [_PREFIX + run], [RUN_TTL, claimer])
         if raw is None:
             return None
         return self._totals(raw)
