@@ -15,9 +15,11 @@ import redis
 from typer.testing import CliRunner
 
 from bench.layout import LayoutWriter
-from tests.support.redisdbs import shared_env
+from tests.support.redisdbs import DB, shared_env
 from tests.support.registry import free_port
 from worker.cli import app
+from worker.core.heal import REWARM_LOCK
+from worker.state import StateStore
 
 ABSENT = "sha256:" + "0" * 64
 
@@ -95,6 +97,25 @@ def test_rewarm_json_summary(env: dict[str, str], layout: LayoutWriter) -> None:
     assert summary["seconds"] >= 0
     only = _last_json(_run(env, "rewarm", "--repo", "other", "--json").stdout)
     assert (only["repositories"], only["hits"]) == (1, 3)
+
+
+def test_rewarm_enqueue_points_at_stats_and_says_when_it_will_be_skipped(
+    env: dict[str, str], redis_proc: Any, state: StateStore
+) -> None:
+    broker = redis.Redis(host=redis_proc.host, port=redis_proc.port, db=DB.BROKER)
+    try:
+        first = _run(env, "rewarm", "--enqueue")
+        assert first.exit_code == 0, first.stderr
+        assert "`warmer stats` shows the run's progress" in first.stdout
+        assert "skipped" not in first.stderr
+        assert state.acquire_lock(REWARM_LOCK, "run-1", 30)  # another re-warm under way
+        second = _run(env, "rewarm", "--enqueue", "--json")
+        assert second.exit_code == 0, second.stderr  # sent all the same
+        assert "task_id" in _last_json(second.stdout)
+        assert "another re-warm (run-1) is running: this one will be skipped" in second.stderr
+    finally:
+        broker.flushdb()  # no worker of a later test takes these re-warms
+        broker.close()
 
 
 @pytest.mark.parametrize(

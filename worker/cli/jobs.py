@@ -22,7 +22,9 @@ from worker.cli.console import (
     progress_bar,
     settings_of,
 )
+from worker.config.settings import Settings
 from worker.core.clients import build_state
+from worker.core.heal import REWARM_LOCK
 from worker.core.reconcile import reconcile as reconcile_store
 from worker.core.rewarm import DEFAULT_BATCH_SIZE, RewarmSummary
 from worker.core.rewarm import rewarm as rewarm_store
@@ -102,14 +104,35 @@ def reconcile(
 
 
 def _enqueue_rewarm(ctx: typer.Context, as_json: bool) -> None:
+    settings = settings_of(ctx)
     try:
-        task_id = create_app(settings_of(ctx)).send_task(REWARM_TASK).id
+        task_id = create_app(settings).send_task(REWARM_TASK).id
     except Exception as exc:  # the broker client's own errors: say which broker, in one line
         fail(f"could not hand the re-warm to the broker: {exc}")
     if as_json:
         print_json({"task_id": task_id})
     else:
-        out.print(f"rewarm: handed to the workers as task {task_id} (Flower shows its progress)")
+        # Flower shows the planner and each chunk; the run as a whole is in `warmer stats`.
+        out.print(
+            f"rewarm: handed to the workers as task {task_id} (`warmer stats` shows the run's "
+            "progress; Flower shows its single tasks)"
+        )
+    holder = _rewarm_lock_holder(settings)
+    if holder is not None:
+        # Sent all the same (exit 0: sent): the workers' planner finds the lock and skips it.
+        err.print(
+            f"warmer: another re-warm ({holder}) is running: this one will be skipped "
+            "(`warmer stats` shows the one running)"
+        )
+
+
+def _rewarm_lock_holder(settings: Settings) -> str | None:
+    # Said if known; a CLI-only set-up may have no state Redis: no matter.
+    try:
+        return build_state(settings).lock_holder(REWARM_LOCK)
+    except WarmerError as exc:
+        logging.getLogger(__name__).debug("re-warm lock not read: %s", exc)
+        return None
 
 
 def record_last(ctx: typer.Context, job: str, summary: Mapping[str, object]) -> None:
