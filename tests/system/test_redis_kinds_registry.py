@@ -187,14 +187,22 @@ def test_a_sentinel_failover_during_a_stream_of_pushes_loses_no_warm(
                 cache = connect(sentinel.url(0), timeout=5)
                 state = StateStore(redis.Redis.from_url(env["WARMER_STATE_URL"]))
 
-                def all_warm() -> bool:
-                    return state.pending_count() == 0 and all(
-                        cache.sismember(f"repository::{name.partition(':')[0]}::blobs", d)
+                def cold() -> list[str]:
+                    return [
+                        f"{name}@{d[:19]}"
                         for name, image in images.items()
                         for d in (image.manifest.digest, *(b.digest for b in image.layers))
-                    )
+                        if not cache.sismember(f"repository::{name.partition(':')[0]}::blobs", d)
+                    ]
 
-                wait_until(all_warm, timeout=120, what="every pushed image warm on the new master")
+                def all_warm() -> bool:
+                    return state.pending_count() == 0 and not cold()
+
+                try:
+                    wait_until(all_warm, timeout=120, what="every pushed image warm")
+                except TimeoutError:  # say what was left, to tell a lost write from a stuck one
+                    left = (state.pending_count(), cold(), state.last("rewarm"))
+                    raise AssertionError(f"pending, cold, last re-warm: {left}") from None
                 assert state.dead_letter_count() == 0
         with running_registry(
             tmp_path / "replica", root=root, redis_url=sentinel.url(0), binary=v3
