@@ -23,11 +23,11 @@ Its size is fixed (six fields), and it expires a week after the last run.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 import redis
 
-from worker.errors import StateError
+from worker.state.redisio import state_call
 
 __all__ = ["FIGURES", "AuditBudget"]
 
@@ -65,7 +65,7 @@ class AuditBudget:
         The first grant ever earns nothing from the pulls counted before it.
         """
         script = self._redis.register_script(_GRANT_LUA)
-        return int(self._call(script, [self._key], [pulls, per_1000_pulls, cap, _TTL_SECONDS]))
+        return int(state_call(script, [self._key], [pulls, per_1000_pulls, cap, _TTL_SECONDS]))
 
     def spend(self, granted: int, requests: int, figures: Mapping[str, int]) -> None:
         """Give back what a run left of its grant (or take what it spent past it), and add its
@@ -76,15 +76,9 @@ class AuditBudget:
             if figures.get(name):
                 pipe.hincrby(self._key, name, figures[name])
         pipe.expire(self._key, _TTL_SECONDS)
-        self._call(pipe.execute)
+        state_call(pipe.execute)
 
     def totals(self) -> dict[str, int]:
         """The totals so far (zeros before the first run)."""
-        raw = self._call(self._redis.hmget, self._key, list(FIGURES))
+        raw = state_call(self._redis.hmget, self._key, list(FIGURES))
         return {name: int(value or 0) for name, value in zip(FIGURES, raw, strict=True)}
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except redis.RedisError as exc:
-            raise StateError(f"state Redis: {exc}") from exc

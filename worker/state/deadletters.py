@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import redis
 
-from worker.errors import StateError
+from worker.state.redisio import state_call
 
 __all__ = ["MAX_LETTER_BYTES", "MAX_REASON_CHARS", "DeadLetter", "DeadLetterList", "letter"]
 
@@ -87,29 +87,29 @@ class DeadLetterList:
         pipe.ltrim(self._key, -cap, -1)
         if count:
             pipe.hincrby(*self._counted, len(entries))
-        length = self._call(pipe.execute)[0]
+        length = state_call(pipe.execute)[0]
         # Each transaction trims what it overflowed: the sum over writers is exact.
         dropped = len(entries) - len(kept) + max(0, int(length) - cap)
         if dropped:
-            self._call(self._redis.incrby, self._dropped, dropped)
+            state_call(self._redis.incrby, self._dropped, dropped)
         return len(entries)
 
     def dropped(self) -> int:
         """How many dead letters the cap dropped, ever."""
-        return int(self._call(self._redis.get, self._dropped) or 0)
+        return int(state_call(self._redis.get, self._dropped) or 0)
 
     def read(self, start: int = 0, stop: int = -1) -> list[DeadLetter]:
         """Dead letters from ``start`` to ``stop`` (inclusive, as LRANGE), oldest first."""
-        raw = self._call(self._redis.lrange, self._key, start, stop)
+        raw = state_call(self._redis.lrange, self._key, start, stop)
         return [DeadLetter(**json.loads(item)) for item in raw]
 
     def count(self) -> int:
         """How many dead letters wait."""
-        return int(self._call(self._redis.llen, self._key))
+        return int(state_call(self._redis.llen, self._key))
 
     def pop(self, count: int) -> list[DeadLetter]:
         """Take up to ``count`` of the oldest dead letters off the list (for a replay)."""
-        raw = self._call(self._redis.lpop, self._key, count) or []
+        raw = state_call(self._redis.lpop, self._key, count) or []
         return [DeadLetter(**json.loads(item)) for item in raw]
 
     def purge(self) -> int:
@@ -117,11 +117,5 @@ class DeadLetterList:
         pipe = self._redis.pipeline(transaction=True)
         pipe.llen(self._key)
         pipe.delete(self._key)
-        count, _ = self._call(pipe.execute)
+        count, _ = state_call(pipe.execute)
         return int(count)
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except redis.RedisError as exc:
-            raise StateError(f"state Redis: {exc}") from exc

@@ -18,11 +18,11 @@ Its size is fixed (three fields), and it expires a day after the last start.
 
 from __future__ import annotations
 
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
 
 import redis
 
-from worker.errors import StateError
+from worker.state.redisio import state_call
 
 __all__ = ["HealRewarms", "Unconfirmed"]
 
@@ -65,24 +65,18 @@ class HealRewarms:
 
         After the n-th unconfirmed start the next waits ``min(cap, base * 2**n)`` seconds.
         """
-        started, attempts, next_at = self._call(
+        started, attempts, next_at = state_call(
             self._claim, [self._key], [repr(now), repr(base), repr(cap), _TTL_SECONDS]
         )
         return bool(started), Unconfirmed(int(attempts), float(next_at))
 
     def read(self) -> Unconfirmed:
         """The unconfirmed heal re-warms (none: zero)."""
-        attempts, next_at = self._call(self._redis.hmget, self._key, ["attempts", "next"])
+        attempts, next_at = state_call(self._redis.hmget, self._key, ["attempts", "next"])
         if attempts is None:
             return Unconfirmed()
         return Unconfirmed(int(attempts), float(next_at or 0))
 
     def confirm(self) -> None:
         """A re-warm ran to its end, or the drop is gone: no backoff any more."""
-        self._call(self._redis.delete, self._key)
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except redis.RedisError as exc:
-            raise StateError(f"state Redis: {exc}") from exc
+        state_call(self._redis.delete, self._key)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Final
 
 import redis
 
-from worker.errors import StateError
+from worker.state.redisio import state_call, text
 
 __all__ = ["HOT_WINDOW_SECONDS", "MAX_HOT", "MAX_REPOSITORIES", "PullRecords"]
 
@@ -75,26 +75,20 @@ class PullRecords:
         args: list[str | int | float] = [at, MAX_REPOSITORIES, _TRIM_PER_CALL]
         for repository, count in pulls.items():
             args += [repository, count]
-        self._call(self._add, [self._access, self._pulls, self._total], args)
+        state_call(self._add, [self._access, self._pulls, self._total], args)
 
     def total(self) -> int:
         """Pulls counted, of every repository."""
-        return int(self._call(self._redis.get, self._total) or 0)
+        return int(state_call(self._redis.get, self._total) or 0)
 
     def count(self, repository: str) -> int:
         """Pulls counted for ``repository``."""
-        return int(self._call(self._redis.hget, self._pulls, repository) or 0)
+        return int(state_call(self._redis.hget, self._pulls, repository) or 0)
 
     def recent(
         self, limit: int = MAX_HOT, within: float = HOT_WINDOW_SECONDS, now: float | None = None
     ) -> list[str]:
         """Repositories pulled in the last ``within`` seconds, newest first, at most ``limit``."""
         since = (time.time() if now is None else now) - within
-        raw = self._call(self._redis.zrevrangebyscore, self._access, "+inf", since, 0, limit)
-        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except redis.RedisError as exc:
-            raise StateError(f"state Redis: {exc}") from exc
+        raw = state_call(self._redis.zrevrangebyscore, self._access, "+inf", since, 0, limit)
+        return [text(r) for r in raw]

@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import redis
 
-from worker.errors import StateError
+from worker.state.redisio import state_call, text
 
 __all__ = ["FIGURES", "PLANNED", "RUN_TTL", "SUMMARIZED", "TO_PLAN", "RewarmRuns"]
 
@@ -129,18 +129,18 @@ class RewarmRuns:
         """The planner of ``run`` begins (before it sends any task), or begins again: a retry
         or a redelivery of it. :data:`TO_PLAN`, or :data:`PLANNED` (its tasks were all sent:
         nothing to send again), or :data:`SUMMARIZED` (the run is over)."""
-        return int(self._call(self._start, [_PREFIX + run], [repr(now), RUN_TTL]))
+        return int(state_call(self._start, [_PREFIX + run], [repr(now), RUN_TTL]))
 
     def sent(self, run: str, count: int) -> None:
         """The planner of ``run`` sent ``count`` tasks so far (progress only: :meth:`planned`
         counts)."""
         if count:
-            self._call(self._sent, [_PREFIX + run], [count])
+            state_call(self._sent, [_PREFIX + run], [count])
 
     def planned(self, run: str, tasks: int) -> bool:
         """The planner of ``run`` sent its last task, ``tasks`` in all; True when the run is
         complete already (its tasks all ran before this word: the caller sends the summary)."""
-        return bool(self._call(self._planned, [_PREFIX + run], [tasks, RUN_TTL]))
+        return bool(state_call(self._planned, [_PREFIX + run], [tasks, RUN_TTL]))
 
     def done(self, run: str, index: int, figures: Mapping[str, int | float]) -> bool:
         """Task ``index`` of ``run`` ran to its end with ``figures`` (counted once, whatever
@@ -150,7 +150,7 @@ class RewarmRuns:
             value = int(figures.get(name, 0))
             if value:
                 args += [name, value]
-        return bool(self._call(self._done, [_PREFIX + run], args))
+        return bool(state_call(self._done, [_PREFIX + run], args))
 
     def failed(self, run: str, index: int) -> bool:
         """Task ``index`` of ``run`` failed for good: counted done, as one of ``failed_tasks``
@@ -162,7 +162,7 @@ class RewarmRuns:
         only, and to its own tries again (it may have failed after claiming them): None when
         not complete, or claimed by another (so one summary is written, however many summary
         tasks were sent)."""
-        raw = self._call(self._claim, [_PREFIX + run], [RUN_TTL, claimer])
+        raw = state_call(self._claim, [_PREFIX + run], [RUN_TTL, claimer])
         if raw is None:
             return None
         return self._totals(raw)
@@ -170,27 +170,17 @@ class RewarmRuns:
     def progress(self, run: str) -> dict[str, Any] | None:
         """Where ``run`` stands: started, tasks sent and done, whether planned, the figures
         summed so far (None: no such run, or expired)."""
-        raw = self._call(self._redis.hgetall, _PREFIX + run)
+        raw = state_call(self._redis.hgetall, _PREFIX + run)
         if not raw:
             return None
         return self._totals([x for pair in raw.items() for x in pair])
 
     @staticmethod
     def _totals(flat: list[Any]) -> dict[str, Any]:
-        fields = {_text(k): _text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+        fields = {text(k): text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
         view: dict[str, Any] = {name: int(fields.get(name, 0)) for name in FIGURES}
         view["tasks"] = int(fields.get("tasks", 0))
         view["done"] = int(fields.get("done", 0))
         view["planned"] = fields.get("planned") == "1"
         view["started"] = float(fields.get("started", 0))
         return view
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except redis.RedisError as exc:
-            raise StateError(f"state Redis: {exc}") from exc
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import redis
 
-from worker.errors import StateError
+from worker.state.redisio import state_call, text
 
 __all__ = [
     "BUCKETS",
@@ -165,7 +165,7 @@ class SloFigures:
         if clamped:
             pipe.hincrby(self._key, f"clock_skew:{kind}", clamped)
         pipe.expire(self._key, TTL_SECONDS)
-        self._call(pipe.execute)
+        state_call(pipe.execute)
         return clamped
 
     def count_images(self, verdicts: Mapping[str, int]) -> None:
@@ -180,7 +180,7 @@ class SloFigures:
         for verdict, n in added.items():
             pipe.hincrby(self._key, f"images:{verdict}", n)
         pipe.expire(self._key, TTL_SECONDS)
-        self._call(pipe.execute)
+        state_call(pipe.execute)
 
     def histograms(self) -> dict[str, Histogram]:
         """Each kind's push-to-warm histogram (zeros before any observation)."""
@@ -207,15 +207,5 @@ class SloFigures:
         return {verdict: int(raw.get(f"images:{verdict}", 0)) for verdict in VERDICTS}
 
     def _fields(self) -> dict[str, str]:
-        raw = self._call(self._redis.hgetall, self._key)
-        return {_text(k): _text(v) for k, v in raw.items()}
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except redis.RedisError as exc:
-            raise StateError(f"state Redis: {exc}") from exc
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        raw = state_call(self._redis.hgetall, self._key)
+        return {text(k): text(v) for k, v in raw.items()}

@@ -45,11 +45,11 @@ from typing import Any, Final, TypeAlias
 import redis
 
 from worker.config.defaults import DEADLETTER_MAX, DEDUP_TTL
-from worker.errors import StateError
 from worker.state.auditbudget import AuditBudget
 from worker.state.deadletters import DeadLetter, DeadLetterList
 from worker.state.healrewarms import HealRewarms
 from worker.state.pulls import MAX_HOT, PullRecords
+from worker.state.redisio import state_call, text
 from worker.state.scripts import (
     ADMIT_LUA,
     OLDEST_LUA,
@@ -87,10 +87,6 @@ _HEAL: Final = "warmer:heal"
 UNCHECKED_KEY: Final = "warmer:unchecked"
 _DELIVERIES: Final = "warmer:deliveries"
 _WAITING: Final = "warmer:waiting"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 # Built once: json.dumps with options builds an encoder on every call (a tenth of a member's cost).
@@ -135,7 +131,7 @@ class StateStore:
         pipe = self._redis.pipeline(transaction=False)
         for event_id in event_ids:
             pipe.exists(_SEEN_PREFIX + event_id)
-        flags = self._call(pipe.execute)
+        flags = state_call(pipe.execute)
         return [e for e, seen in zip(event_ids, flags, strict=True) if not seen]
 
     def mark_seen(self, event_ids: Iterable[str]) -> None:
@@ -143,7 +139,7 @@ class StateStore:
         took them, or, for events that need no task, once they are accepted."""
         keys = [_SEEN_PREFIX + e for e in event_ids]
         if keys:
-            self._call(self._seen, keys, [self._seen_ttl])
+            state_call(self._seen, keys, [self._seen_ttl])
 
     # -- the pending ledger: every accepted event until a task is done with it ---------------
 
@@ -157,7 +153,7 @@ class StateStore:
         members = [_member(m) for m in messages]
         if len(members) != len(event_ids):
             raise ValueError("one message an event id")
-        fresh = self._call(self._admit, keys, [due, time.time(), *members])
+        fresh = state_call(self._admit, keys, [due, time.time(), *members])
         flags = [False] * len(event_ids)
         for position in fresh:
             flags[int(position) - 1] = True
@@ -170,7 +166,7 @@ class StateStore:
             pipe = self._redis.pipeline(transaction=True)
             pipe.zadd(_PENDING, dict.fromkeys(members, due))
             pipe.zadd(_SINCE, dict.fromkeys(members, time.time()), nx=True)  # an older stays
-            self._call(pipe.execute)
+            state_call(pipe.execute)
 
     def reschedule(self, messages: Sequence[Any], due: Callable[[int], float]) -> list[int]:
         """Count one more delivery of each message and make it due again at ``due(count)``;
@@ -182,25 +178,25 @@ class StateStore:
         for member in members:
             pipe.hincrby(_DELIVERIES, member, 1)
         pipe.srem(_WAITING, *members)  # tried (or sent again now): no longer merely queued
-        counts = [int(n) for n in self._call(pipe.execute)[: len(members)]]
+        counts = [int(n) for n in state_call(pipe.execute)[: len(members)]]
         # Both or neither: a since entry without its ledger entry is the oldest for ever.
         pipe = self._redis.pipeline(transaction=True)
         pipe.zadd(_PENDING, {m: due(n) for m, n in zip(members, counts, strict=True)})
         pipe.zadd(_SINCE, dict.fromkeys(members, time.time()), nx=True)
-        self._call(pipe.execute)
+        state_call(pipe.execute)
         return counts
 
     def deliveries(self, messages: Sequence[Any]) -> list[int]:
         """How many times each message was sent again or tried (0 for never)."""
         if not messages:
             return []
-        raw = self._call(self._redis.hmget, _DELIVERIES, [_member(m) for m in messages])
+        raw = state_call(self._redis.hmget, _DELIVERIES, [_member(m) for m in messages])
         return [int(n) if n is not None else 0 for n in raw]
 
     def mark_waiting(self, messages: Sequence[Any]) -> None:
         """These messages were just sent again during a backlog: they wait in the queue."""
         if messages:
-            self._call(self._redis.sadd, _WAITING, *(_member(m) for m in messages))
+            state_call(self._redis.sadd, _WAITING, *(_member(m) for m in messages))
 
     def waiting(self, messages: Sequence[Any]) -> list[bool]:
         """Whether each message waits in the queue since a backlog re-send (no task took it)."""
@@ -209,12 +205,12 @@ class StateStore:
         pipe = self._redis.pipeline(transaction=False)
         for m in messages:
             pipe.sismember(_WAITING, _member(m))
-        return [bool(flag) for flag in self._call(pipe.execute)]
+        return [bool(flag) for flag in state_call(pipe.execute)]
 
     def postpone(self, messages: Sequence[Any], due: float) -> None:
         """Make messages due again at ``due`` without counting a delivery."""
         if messages:
-            self._call(self._redis.zadd, _PENDING, {_member(m): due for m in messages}, False, True)
+            state_call(self._redis.zadd, _PENDING, {_member(m): due for m in messages}, False, True)
 
     def untrack(self, messages: Sequence[Any], figures: FlatFigures | None = None) -> None:
         """A task is done with these messages (warmed, evicted or dead-lettered).
@@ -235,21 +231,21 @@ class StateStore:
                     keys.append(key)
                     args += [len(added), *(x for pair in added for x in pair)]
         if len(keys) > 4 or members:
-            self._call(self._untrack, keys, args)
+            state_call(self._untrack, keys, args)
 
     def due(self, now: float, limit: int) -> list[Any]:
         """Pending messages whose time has come, oldest first."""
-        raw = self._call(self._redis.zrangebyscore, _PENDING, "-inf", now, 0, limit)
+        raw = state_call(self._redis.zrangebyscore, _PENDING, "-inf", now, 0, limit)
         return [json.loads(m) for m in raw]
 
     def pending_count(self) -> int:
         """How many accepted events no task is done with yet."""
-        count: int = self._call(self._redis.zcard, _PENDING)
+        count: int = state_call(self._redis.zcard, _PENDING)
         return count
 
     def oldest_pending(self) -> float | None:
         """When the oldest event in the ledger was accepted (None: none); heals (OLDEST_LUA)."""
-        oldest = self._call(self._oldest, [_SINCE, _PENDING], [100])
+        oldest = state_call(self._oldest, [_SINCE, _PENDING], [100])
         return float(oldest) if oldest is not None else None
 
     # -- figures -------------------------------------------------------------------------------
@@ -263,28 +259,28 @@ class StateStore:
     def figures(self, repository: str | None = None) -> dict[str, int]:
         """The cluster-wide figures, flat (of one repository, when given)."""
         key = _FIGURES if repository is None else _REPOSITORY_FIGURES + repository
-        raw = self._call(self._redis.hgetall, key)
-        return {_text(k): int(v) for k, v in raw.items()}
+        raw = state_call(self._redis.hgetall, key)
+        return {text(k): int(v) for k, v in raw.items()}
 
     def push_snapshot(self, snapshot: Mapping[str, Any], keep: int) -> None:
         """Keep a snapshot of the figures; only the newest ``keep`` stay."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.lpush(_SNAPSHOTS, json.dumps(snapshot, sort_keys=True))
         pipe.ltrim(_SNAPSHOTS, 0, keep - 1)
-        self._call(pipe.execute)
+        state_call(pipe.execute)
 
     def snapshots(self, count: int) -> list[dict[str, Any]]:
         """The newest ``count`` snapshots, newest first."""
-        raw = self._call(self._redis.lrange, _SNAPSHOTS, 0, count - 1)
+        raw = state_call(self._redis.lrange, _SNAPSHOTS, 0, count - 1)
         return [json.loads(item) for item in raw]
 
     def record_last(self, job: str, summary: Mapping[str, Any]) -> None:
         """Remember the summary of the last ``job`` (rewarm, reconcile)."""
-        self._call(self._redis.set, _LAST + job, json.dumps(summary, sort_keys=True))
+        state_call(self._redis.set, _LAST + job, json.dumps(summary, sort_keys=True))
 
     def last(self, job: str) -> dict[str, Any] | None:
         """The summary of the last ``job``, if any ran."""
-        raw = self._call(self._redis.get, _LAST + job)
+        raw = state_call(self._redis.get, _LAST + job)
         return json.loads(raw) if raw else None
 
     # -- dead letters (worker.state.deadletters keeps the list) -------------------------------
@@ -339,34 +335,34 @@ class StateStore:
 
     def acquire_lock(self, name: str, token: str, ttl: float) -> bool:
         """Take the lock ``name`` for ``ttl`` seconds unless someone holds it; say whether."""
-        taken = self._call(self._redis.set, _LOCK + name, token, None, int(ttl * 1000), True)
+        taken = state_call(self._redis.set, _LOCK + name, token, None, int(ttl * 1000), True)
         return bool(taken)
 
     def refresh_lock(self, name: str, token: str, ttl: float) -> bool:
         """Extend the lock by ``ttl`` seconds from now if ``token`` still holds it."""
         script = self._redis.register_script(REFRESH_LUA)
-        return bool(self._call(script, [_LOCK + name], [token, int(ttl * 1000)]))
+        return bool(state_call(script, [_LOCK + name], [token, int(ttl * 1000)]))
 
     def release_lock(self, name: str, token: str) -> bool:
         """Let go of the lock if ``token`` holds it."""
         script = self._redis.register_script(RELEASE_LUA)
-        return bool(self._call(script, [_LOCK + name], [token]))
+        return bool(state_call(script, [_LOCK + name], [token]))
 
     def lock_holder(self, name: str) -> str | None:
         """The token holding lock ``name``, if any."""
-        raw = self._call(self._redis.get, _LOCK + name)
-        return _text(raw) if raw is not None else None
+        raw = state_call(self._redis.get, _LOCK + name)
+        return text(raw) if raw is not None else None
 
     # -- the cache's size, as last seen ---------------------------------------------------------
 
     def cache_keys(self) -> int | None:
         """The cache's key count remembered by :meth:`set_cache_keys` (None: never yet)."""
-        value = self._call(self._redis.get, _CACHE_KEYS)
+        value = state_call(self._redis.get, _CACHE_KEYS)
         return int(value) if value is not None else None
 
     def set_cache_keys(self, count: int) -> None:
         """Remember ``count`` as the cache's key count, for the next look for a drop."""
-        self._call(self._redis.set, _CACHE_KEYS, count)
+        state_call(self._redis.set, _CACHE_KEYS, count)
 
     @property
     def unchecked(self) -> UncheckedWrites:
@@ -390,10 +386,4 @@ class StateStore:
 
     def ping(self) -> None:
         """Raise StateError unless the state Redis answers."""
-        self._call(self._redis.ping)
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except redis.RedisError as exc:
-            raise StateError(f"state Redis: {exc}") from exc
+        state_call(self._redis.ping)

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import redis
 
-from worker.errors import StateError
+from worker.state.redisio import state_call, text
 
 __all__ = ["MAX_NOTES", "Note", "UncheckedWrites"]
 
@@ -64,7 +64,7 @@ class UncheckedWrites:
         pipe.zadd(self._key, {note: time.time()})
         pipe.zremrangebyrank(self._key, 0, -MAX_NOTES - 1)
         pipe.expire(self._key, _TTL_SECONDS)
-        dropped = self._call(pipe.execute)[1]
+        dropped = state_call(pipe.execute)[1]
         if dropped:
             _log.warning(
                 "%d unchecked writes dropped from the journal (over %d)", dropped, MAX_NOTES
@@ -74,31 +74,25 @@ class UncheckedWrites:
     def close(self, *notes: str) -> None:
         """The writes' re-checks are done: forget their notes."""
         if notes:
-            self._call(self._redis.zrem, self._key, *notes)
+            state_call(self._redis.zrem, self._key, *notes)
 
     def postpone(self, note: str) -> None:
         """Its re-check failed: the note goes behind the others (noted as begun now), so the
         sweep's next look takes the others first; it is swept again once it is old again."""
-        self._call(lambda: self._redis.zadd(self._key, {note: time.time()}, xx=True))
+        state_call(lambda: self._redis.zadd(self._key, {note: time.time()}, xx=True))
 
     def older_than(self, seconds: float, limit: int = 100) -> list[tuple[str, Note]]:
         """Notes of writes begun over ``seconds`` ago (their writer died), oldest first; a
         note of several repositories comes as one entry each, its text repeated."""
-        raw = self._call(
+        raw = state_call(
             self._redis.zrangebyscore, self._key, "-inf", time.time() - seconds, 0, limit
         )
         notes: list[tuple[str, Note]] = []
         for item in raw:
-            text = item.decode() if isinstance(item, bytes) else item
-            groups, manifests, *rest = json.loads(text)
+            note = text(item)
+            groups, manifests, *rest = json.loads(note)
             if isinstance(groups, str):  # [repository, manifests, digests, id]: earlier releases'
                 groups = [[groups, rest[0]]]
             for repository, digests in groups:
-                notes.append((text, (repository, bool(manifests), [str(d) for d in digests])))
+                notes.append((note, (repository, bool(manifests), [str(d) for d in digests])))
         return notes
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except redis.RedisError as exc:
-            raise StateError(f"state Redis: {exc}") from exc
