@@ -26,7 +26,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import redis
@@ -34,14 +33,12 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.rewarm import build_store
-from bench.throwaway import warmer_settings
+from bench.workers import fan_out
 from worker.cache import BlobDescriptorCache
-from worker.celeryapp import create_app
 from worker.celeryapp.names import REWARM_TASK
-from worker.cli.processes import stop_group, throwaway_redis, wait_until
+from worker.cli.processes import throwaway_redis
 from worker.core.blobservice import CachedBlobService
 from worker.core.rewarm import rewarm
-from worker.state import StateStore
 from worker.storage.filesystem import FilesystemStore
 
 _PLANNER = """
@@ -55,59 +52,6 @@ result = app.tasks[sys.argv[3]].apply().get()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(result["tasks"], time.perf_counter() - started, peak)
 """
-
-
-def peak_kib(pid: int) -> int:
-    """A process's peak resident set (VmHWM), in KiB."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
-def children(pid: int) -> list[int]:
-    """A process's children (its pool processes, for a prefork worker)."""
-    found: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            found += [int(p) for p in f.read().split()]
-    return found
-
-
-def fan_out(port: int, root: Path, concurrency: int) -> dict[str, object]:
-    """Cold re-warm through a prefork worker of ``concurrency`` processes."""
-    settings = warmer_settings(port, root)
-    for db in (0, 1, 2):
-        redis.Redis(port=port, db=db).flushdb()
-    state = StateStore(redis.Redis(port=port, db=2))
-    app = create_app(settings)
-    command = [str(Path(sys.executable).with_name("warmer")), "worker", "--pool", "prefork"]
-    command += ["--concurrency", str(concurrency), "--without-mingle", "--without-gossip"]
-    worker = subprocess.Popen(
-        [*command, "--loglevel", "WARNING"],
-        env={**os.environ, **settings.environment()},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: app.control.ping(timeout=0.5), timeout=60, what="the worker to start")
-        started = time.perf_counter()
-        app.send_task(REWARM_TASK)
-        summary = wait_until(lambda: state.last("rewarm"), timeout=7200, what="the re-warm")
-        elapsed = time.perf_counter() - started
-        pool = {pid: peak_kib(pid) for pid in children(worker.pid)}
-        main_kib = peak_kib(worker.pid)
-    finally:
-        stop_group(worker, timeout=30)
-    return {
-        "links": int(summary["blobs"]),
-        "seconds": elapsed,
-        "tasks": summary.get("tasks"),
-        "main_mib": main_kib / 1024,
-        "pool_mib": sorted(v / 1024 for v in pool.values()),
-    }
 
 
 def planner(port: int, root: Path) -> tuple[int, float, float]:
@@ -145,12 +89,12 @@ def measure(root: Path, workers: list[int]) -> None:
         print(f"  planner alone: {tasks:,} tasks sent in {seconds:.1f} s, peak RSS {mib:.0f} MiB")
         for n in workers:
             run = fan_out(port, root, n)
-            rate = int(str(run["links"])) / float(str(run["seconds"]))
-            pool = ", ".join(f"{v:.0f}" for v in run["pool_mib"])  # type: ignore[attr-defined]
+            rate = run.links / run.seconds
+            pool = ", ".join(f"{v:.0f}" for v in run.pool_mib)
             print(
                 f"  fan-out, {n} worker process{'es' if n > 1 else ''}: {rate:>9,.0f} links/s "
-                f"({run['links']:,} in {run['seconds']:.1f} s, {run['tasks']} tasks); "
-                f"peak RSS: main {run['main_mib']:.0f} MiB, pool processes {pool} MiB",
+                f"({run.links:,} in {run.seconds:.1f} s, {run.tasks} tasks); "
+                f"peak RSS: main {run.main_mib:.0f} MiB, pool processes {pool} MiB",
                 flush=True,
             )
 

@@ -36,15 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.layout import LayoutWriter
 from bench.s3 import main as s3_main
-from bench.throwaway import warmer_settings
+from bench.workers import fan_out
 from worker.cache import BlobDescriptorCache
-from worker.celeryapp import create_app
-from worker.celeryapp.names import REWARM_TASK
-from worker.cli.processes import stop_group, throwaway_redis, wait_until
+from worker.cli.processes import throwaway_redis
 from worker.core.blobservice import CachedBlobService
 from worker.core.rewarm import DEFAULT_BATCH_SIZE, rewarm
 from worker.registry.mediatypes import OCTET_STREAM
-from worker.state import StateStore
 from worker.storage.filesystem import FilesystemStore
 
 
@@ -120,47 +117,6 @@ def redis_pipe_limit(store: FilesystemStore, port: int, client: redis.Redis) -> 
     return count, elapsed
 
 
-def fan_out(port: int, root: Path, concurrency: int, client: redis.Redis) -> tuple[int, float]:
-    """Cold re-warm through the workers: links warmed and seconds to the summary."""
-    settings = warmer_settings(port, root)
-    env = {**os.environ, **settings.environment()}
-    for db in (0, 1, 2):
-        redis.Redis(port=port, db=db).flushdb()
-    warmer = str(Path(sys.executable).with_name("warmer"))
-    state = StateStore(redis.Redis(port=port, db=2))
-    app = create_app(settings)
-    # Nothing between starting the worker and the try that stops it: it must never be left.
-    worker = subprocess.Popen(
-        [
-            warmer,
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            str(concurrency),
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "WARNING",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        # The timed part starts with a ready worker (each ping waits half a second for one).
-        wait_until(lambda: app.control.ping(timeout=0.5), timeout=60, what="the worker to start")
-        started = time.perf_counter()
-        app.send_task(REWARM_TASK)
-        # No deadline was set here before: an hour is far past any run, and not forever.
-        summary = wait_until(lambda: state.last("rewarm"), timeout=3600, what="the re-warm")
-        elapsed = time.perf_counter() - started
-    finally:
-        stop_group(worker, timeout=30)
-    return int(summary["blobs"]), elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", choices=("filesystem", "s3"), default="filesystem")
@@ -192,7 +148,7 @@ def main() -> None:
         client.flushdb()
         cold = rewarm(service, batch_size=args.batch_size)
         warm = rewarm(service, batch_size=args.batch_size)
-        fanned = [fan_out(port, root, n, client) for n in (1, 2)]
+        fanned = [fan_out(port, root, n) for n in (1, 2)]
     fs_rate, rp_rate = fs_links / fs_s, rp_links / rp_s
     cold_rate, warm_rate = cold.blobs / cold.seconds, warm.blobs / warm.seconds
     slower = min(fs_rate, rp_rate)
@@ -208,7 +164,7 @@ def main() -> None:
                 secs,
                 links / secs,
             )
-            for n, (links, secs) in zip((1, 2), fanned, strict=True)
+            for n, (links, secs, *_) in zip((1, 2), fanned, strict=True)
         ),
     ]
     print(
